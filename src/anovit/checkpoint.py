@@ -1,0 +1,101 @@
+"""Run-folder I/O: atomic writes, safetensors weights, the resolved config.
+
+Nothing here executes code on load: weights are safetensors, everything else is JSON or CSV.
+Every file is written to a temporary name in the same folder and renamed into place, so a
+killed process never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .config import RunConfig
+from .errors import InputError
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+LAST_FILE = "last.safetensors"
+LOG_FILE = "log.csv"
+METRICS_FILE = "metrics.json"
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary path beside ``path``, then rename it to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def save_weights(model: nn.Module, path: Path, metadata: dict[str, str] | None = None) -> None:
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=metadata))
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    """Load safetensors weights into ``model``; a file of another model or size is a clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: weights file not found")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable safetensors file ({exc})") from None
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise InputError(
+            f"{path}: weights do not belong to this model configuration "
+            f"(missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
+            f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''})"
+        )
+    for key, value in state.items():
+        if own[key].shape != value.shape:
+            raise InputError(f"{path}: {key} has shape {tuple(value.shape)}, this configuration expects {tuple(own[key].shape)}")
+    model.load_state_dict(state)
+
+
+def save_config(run_dir: Path, cfg: RunConfig) -> None:
+    write_text(Path(run_dir) / CONFIG_FILE, cfg.to_json() + "\n")
+
+
+def load_config(run_dir: Path) -> RunConfig:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise InputError(f"{run_dir}: run folder not found")
+    return RunConfig.load(run_dir / CONFIG_FILE)
+
+
+def load_trained_model(run_dir: Path, device: torch.device | str = "cpu") -> tuple[RunConfig, nn.Module]:
+    """Rebuild a trained model from its run folder (config.json + model.safetensors), in eval mode."""
+    from .models import build_model  # late import: models import timm, which is slow to load
+
+    cfg = load_config(run_dir)
+    model = build_model(cfg.model, load_encoder_weights=False)
+    load_weights(model, Path(run_dir) / WEIGHTS_FILE)
+    return cfg, model.to(device).eval()

@@ -1,0 +1,138 @@
+"""The command line: parse, build the config, call the library. Exit codes: 0 ok, 2 usage or input error, 1 internal error."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .config import PRESETS, resolve_config
+from .errors import InputError
+
+log = logging.getLogger("anovit")
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train AnoViT or the l2-CAE on the normal images of one category")
+    p.add_argument("--data", required=True, type=Path, help="dataset root in the MVTec AD layout")
+    p.add_argument("--category", required=True, help="category folder under --data, e.g. bottle")
+    p.add_argument("--model", required=True, choices=["anovit", "cae"])
+    p.add_argument("--preset", default="small", choices=sorted(PRESETS), help="paper: ViT-B/16 at 384 px; small: CPU-sized (default)")
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--sigma", type=float, help="Gaussian smoothing sigma of the score map, in pixels")
+    p.add_argument("--encoder", help="timm ViT name for the AnoViT encoder")
+    w = p.add_mutually_exclusive_group()
+    w.add_argument("--pretrained", action="store_true", default=None, help="load timm's pretrained encoder weights (hub)")
+    w.add_argument("--no-pretrained", dest="pretrained", action="store_false", help="random encoder initialisation")
+    w.add_argument("--encoder-weights", type=Path, help="local encoder weights (.safetensors/.pth/.npz)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--force", action="store_true", help="overwrite a finished run in --out")
+    p.add_argument("--out", required=True, type=Path, help="run folder to write")
+
+
+def _add_test(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("test", help="evaluate a trained run on the test split: image and pixel AUROC")
+    p.add_argument("--run", required=True, type=Path, help="run folder written by 'anovit train'")
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--category", required=True)
+    p.add_argument("--out", type=Path, help="where metrics.json goes (default: the run folder)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="auto")
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="built-in data: train and test AnoViT and the l2-CAE, write Figure 3")
+    p.add_argument("--out", type=Path, default=Path("runs/demo"))
+    p.add_argument("--epochs", type=int, help="epochs for both models (default: the small preset's)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--force", action="store_true", help="retrain even if the demo runs exist")
+
+
+def _add_synth(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("synth", help="write the built-in synthetic dataset in the MVTec AD layout")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--categories", default="weave", help="comma-separated names; each gets its own texture")
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="anovit", description=__doc__)
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_train, _add_test, _add_demo, _add_synth):
+        add(sub)
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .runs import train_run
+
+    cfg = resolve_config(
+        preset=args.preset, model=args.model, image_size=args.image_size, epochs=args.epochs,
+        batch_size=args.batch_size, seed=args.seed, lr=args.lr, precision=args.precision,
+        encoder=args.encoder, pretrained=args.pretrained, encoder_weights=args.encoder_weights, sigma=args.sigma,
+    )  # fmt: skip
+    log.info("config: %s", cfg.to_json().replace("\n", " "))
+    result = train_run(cfg, args.data, args.category, args.out, args.device, args.force, progress=not args.quiet)
+    last = result.history[-1]
+    print(f"trained {cfg.model.name} for {len(result.history)} epochs in {result.seconds:.0f} s "
+          f"(final train loss {last.train_loss:.5f}); run folder: {result.run_dir}")  # fmt: skip
+
+
+def cmd_test(args: argparse.Namespace) -> None:
+    from .runs import format_table, test_run
+
+    result, _ = test_run(args.run, args.data, args.category, args.out, args.device, args.precision, args.batch_size, progress=not args.quiet)
+    print(format_table({args.run.name: result.metrics()}))
+    print(f"metrics written to {(args.out or args.run) / 'metrics.json'}")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from .demo import run_demo
+
+    run_demo(args.out, epochs=args.epochs, device=args.device, force=args.force, progress=not args.quiet)
+
+
+def cmd_synth(args: argparse.Namespace) -> None:
+    from .data import make_synthetic_mvtec
+
+    cats = tuple(c for c in args.categories.split(",") if c)
+    make_synthetic_mvtec(args.out, categories=cats, size=args.size, seed=args.seed, progress=True)
+    print(f"wrote {', '.join(cats)} to {args.out}")
+
+
+COMMANDS = {"train": cmd_train, "test": cmd_test, "demo": cmd_demo, "synth": cmd_synth}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("timm").setLevel(logging.WARNING)
+    try:
+        COMMANDS[args.command](args)
+    except InputError as exc:
+        print(f"anovit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"anovit {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"anovit {args.command}: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+"""Errors the user can act on. The CLI prints them as one line and exits with code 2."""
+
+
+class InputError(Exception):
+    """Bad input from the user: a missing file, a wrong layout, an impossible option."""

@@ -1,0 +1,38 @@
+"""The two models: AnoViT and the l2-CAE baseline, built from a :class:`ModelConfig`."""
+
+from __future__ import annotations
+
+import logging
+
+from torch import nn
+
+from ..config import ModelConfig
+from .anovit import AnoViT
+from .cae import L2CAE
+
+__all__ = ["AnoViT", "L2CAE", "build_model"]
+
+log = logging.getLogger(__name__)
+
+
+def build_model(cfg: ModelConfig, load_encoder_weights: bool = True) -> nn.Module:
+    """Build the model ``cfg.name`` describes.
+
+    ``load_encoder_weights=False`` skips the pretrained/local encoder weights, for when a trained
+    run's own weights are loaded on top anyway.
+    """
+    if cfg.name == "anovit":
+        if load_encoder_weights and not cfg.pretrained and cfg.encoder_weights is None:
+            log.warning("encoder %s is randomly initialised (no --pretrained, no --encoder-weights)", cfg.encoder)
+        return AnoViT(
+            image_size=cfg.image_size,
+            encoder=cfg.encoder,
+            patch_size=cfg.patch_size,
+            decoder_channels=tuple(cfg.decoder_channels),
+            encoder_overrides=dict(cfg.encoder_overrides),
+            pretrained=cfg.pretrained and load_encoder_weights,
+            encoder_weights=cfg.encoder_weights if load_encoder_weights else None,
+        )
+    if cfg.name == "cae":
+        return L2CAE(image_size=cfg.image_size, latent_dim=cfg.cae_latent_dim, base_channels=cfg.cae_base_channels)
+    raise ValueError(f"unknown model {cfg.name!r}")

@@ -1,0 +1,44 @@
+"""AnoViT = ViT encoder + transposed-convolution decoder (paper, section 3.1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .decoder import ConvTransposeDecoder
+from .encoder import ViTEncoder
+
+
+class AnoViT(nn.Module):
+    """Reconstructs an image in [0, 1] from its ViT patch embeddings.
+
+    ``forward_encoder`` gives the feature map F (B, D, H/p, W/p); ``forward_decoder`` the
+    reconstruction; ``forward`` both. Scoring lives in :mod:`anovit.scoring`.
+    """
+
+    def __init__(
+        self,
+        image_size: int,
+        encoder: str = "vit_base_patch16_384",
+        patch_size: int = 16,
+        decoder_channels: tuple[int, ...] = (512, 256, 128, 64, 32),
+        encoder_overrides: dict[str, Any] | None = None,
+        pretrained: bool = False,
+        encoder_weights: str | Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.encoder = ViTEncoder(encoder, image_size, patch_size, encoder_overrides, pretrained, encoder_weights)
+        self.decoder = ConvTransposeDecoder(self.encoder.embed_dim, decoder_channels, patch_size, image_size)
+
+    def forward_encoder(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)  # (B, D, H/p, W/p)
+
+    def forward_decoder(self, feature_map: torch.Tensor) -> torch.Tensor:
+        return self.decoder(feature_map)  # (B, 3, H, W)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] -> reconstruction (B, 3, H, W)."""
+        return self.forward_decoder(self.forward_encoder(x))

@@ -1,0 +1,114 @@
+"""Train and test runs on MVTec-layout data: the glue between data, models, engine and run folders."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import checkpoint as ckpt
+from .config import Precision, RunConfig
+from .data import ImageDataset, mvtec_samples, split_train_val
+from .data.transforms import build_augment
+from .engine import EpochLog, Evaluation, evaluate, fit, resolve_device, resolve_precision
+from .errors import InputError
+from .models import build_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    history: list[EpochLog]
+    seconds: float
+
+
+def check_run_dir(run_dir: Path, force: bool) -> None:
+    """Refuse to overwrite a finished run unless ``force``."""
+    if (Path(run_dir) / ckpt.WEIGHTS_FILE).exists() and not force:
+        raise InputError(f"{run_dir}: already holds a trained model; pass --force to overwrite it or choose another --out")
+
+
+def train_run(
+    cfg: RunConfig,
+    data_root: Path,
+    category: str,
+    run_dir: Path,
+    device: str = "auto",
+    force: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``cfg.model`` on the normal training images of one category into ``run_dir``."""
+    run_dir = Path(run_dir)
+    check_run_dir(run_dir, force)
+    samples = mvtec_samples(data_root, category, "train")  # fails before anything is written
+    dev = resolve_device(device)
+    model = build_model(cfg.model)
+    full = ImageDataset(samples, cfg.data.image_size, desc=f"reading {category}/train", progress=progress)
+    train_idx, val_idx = split_train_val(len(full), cfg.data.val_fraction, cfg.train.seed)
+    train_set = full.subset(train_idx, augment=build_augment(cfg.data))
+    val_set = full.subset(val_idx) if val_idx else None
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info(
+        "training %s (%.2fM parameters) on %s/%s: %d train, %d validation images, %s, %s",
+        cfg.model.name, n_params / 1e6, data_root, category, len(train_idx), len(val_idx), dev, resolve_precision(cfg.train.precision, dev),
+    )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt.save_config(run_dir, cfg)
+    ckpt.write_json(run_dir / "data.json", {"data": str(data_root), "category": category, "n_train": len(train_idx), "n_val": len(val_idx)})
+    start = time.perf_counter()
+    history = fit(model, train_set, val_set, cfg.train, dev, run_dir=run_dir, progress=progress)
+    return TrainResult(run_dir, history, time.perf_counter() - start)
+
+
+def test_run(
+    run_dir: Path,
+    data_root: Path,
+    category: str,
+    out_dir: Path | None = None,
+    device: str = "auto",
+    precision: Precision | None = None,
+    batch_size: int = 16,
+    keep_maps: int = 0,
+    progress: bool = True,
+) -> tuple[Evaluation, ImageDataset]:
+    """Evaluate a trained run on the MVTec test split and write ``metrics.json`` and ``scores.csv``.
+
+    ``keep_maps`` keeps the score maps of that many anomalous images (for figures).
+    """
+    dev = resolve_device(device)
+    cfg, model = ckpt.load_trained_model(run_dir, dev)
+    samples = mvtec_samples(data_root, category, "test")
+    test_set = ImageDataset(samples, cfg.data.image_size, desc=f"reading {category}/test", progress=progress)
+    keep = [i for i, s in enumerate(samples) if s.label == 1][:keep_maps]
+    start = time.perf_counter()
+    result = evaluate(model, test_set, cfg.score, dev, precision or cfg.train.precision, batch_size, keep, progress)
+    seconds = time.perf_counter() - start
+    out = Path(out_dir) if out_dir is not None else Path(run_dir)
+    metrics = result.metrics() | {
+        "model": cfg.model.name,
+        "category": category,
+        "n_anomalous": int(result.labels.sum()),
+        "seconds": round(seconds, 3),
+    }
+    ckpt.write_json(out / ckpt.METRICS_FILE, metrics)
+    rows = ["path,defect,label,score"] + [
+        f"{s.image},{s.defect},{s.label},{score:.8g}" for s, score in zip(samples, result.image_scores)
+    ]
+    ckpt.write_text(out / "scores.csv", "\n".join(rows) + "\n")
+    return result, test_set
+
+
+def format_table(rows: dict[str, dict[str, float | int | None]]) -> str:
+    """A small aligned table: one row per model, columns image AUROC, pixel AUROC, images."""
+    def fmt(v: float | int | None) -> str:
+        return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    lines = [f"{'model':<10}{'image AUROC':>13}{'pixel AUROC':>13}{'images':>8}"]
+    for name, m in rows.items():
+        lines.append(f"{name:<10}{fmt(m.get('image_auroc')):>13}{fmt(m.get('pixel_auroc')):>13}{fmt(m.get('n_images')):>8}")
+    return "\n".join(lines)

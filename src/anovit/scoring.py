@@ -1,0 +1,65 @@
+"""Reconstruction error -> smoothed anomaly map -> image score (paper, section 3.2).
+
+Everything here works on whole batches on the model's device: the Gaussian smoothing is a
+separable convolution equal to ``scipy.ndimage.gaussian_filter(map, sigma, mode="reflect",
+truncate=truncate)`` applied to each map.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+
+class Scores(NamedTuple):
+    """Scores of one batch: ``maps`` (B, H, W) smoothed score maps, ``image`` (B,) = max of each map."""
+
+    maps: torch.Tensor
+    image: torch.Tensor
+
+
+def reconstruction_error(images: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
+    """Per-pixel squared error averaged over channels: (B, C, H, W) x2 -> (B, H, W)."""
+    return (images.float() - recon.float()).pow(2).mean(dim=1)
+
+
+def gaussian_kernel1d(sigma: float, truncate: float = 4.0, device: torch.device | None = None) -> torch.Tensor:
+    """scipy's kernel: radius ``int(truncate * sigma + 0.5)``, normalised to sum 1. (2r+1,) float64."""
+    radius = int(truncate * float(sigma) + 0.5)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64, device=device)
+    phi = torch.exp(-0.5 * (x / sigma) ** 2)
+    return phi / phi.sum()
+
+
+def _pad_symmetric(x: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
+    """scipy's 'reflect' border (d c b a | a b c d | d c b a), repeated when radius > size."""
+    while radius > 0:
+        n = x.shape[dim]
+        r = min(radius, n)
+        left = x.narrow(dim, 0, r).flip(dim)
+        right = x.narrow(dim, n - r, r).flip(dim)
+        x = torch.cat([left, x, right], dim=dim)
+        radius -= r
+    return x
+
+
+def gaussian_blur(maps: torch.Tensor, sigma: float, truncate: float = 4.0) -> torch.Tensor:
+    """Smooth a batch of maps (B, H, W) with a separable Gaussian; sigma <= 0 returns them as is."""
+    if sigma <= 0:
+        return maps
+    kernel = gaussian_kernel1d(sigma, truncate, maps.device).to(maps.dtype)  # (K,)
+    radius = (kernel.numel() - 1) // 2
+    x = maps.unsqueeze(1)  # (B, 1, H, W)
+    x = _pad_symmetric(x, radius, dim=3)  # (B, 1, H, W + 2r)
+    x = F.conv2d(x, kernel.view(1, 1, 1, -1))  # (B, 1, H, W)
+    x = _pad_symmetric(x, radius, dim=2)  # (B, 1, H + 2r, W)
+    x = F.conv2d(x, kernel.view(1, 1, -1, 1))  # (B, 1, H, W)
+    return x.squeeze(1)
+
+
+def score_maps(images: torch.Tensor, recon: torch.Tensor, sigma: float, truncate: float = 4.0) -> Scores:
+    """Score a batch: images and reconstructions (B, C, H, W) -> :class:`Scores`."""
+    maps = gaussian_blur(reconstruction_error(images, recon), sigma, truncate)  # (B, H, W)
+    return Scores(maps=maps, image=maps.flatten(1).amax(dim=1))

@@ -1,0 +1,36 @@
+"""Shared fixtures: a tiny MVTec-layout tree (built once per session) and tiny model configs."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from anovit.config import PRESETS, ModelConfig
+from anovit.data import make_synthetic_mvtec
+
+torch.set_num_threads(2)
+
+TINY_VIT = {"embed_dim": 32, "depth": 1, "num_heads": 2}
+
+
+@pytest.fixture(scope="session")
+def mvtec_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ROOT/weave with 12 train images, 4 good and 2 x 4 defective test images at 32 px."""
+    root = tmp_path_factory.mktemp("mvtec")
+    return make_synthetic_mvtec(root, categories=("weave",), size=32, n_train=12, n_test_good=4, n_per_defect=2)
+
+
+def tiny_model_config(name: str = "anovit", image_size: int = 32, patch_size: int = 8) -> ModelConfig:
+    return replace(
+        PRESETS["small"].model,
+        name=name,
+        image_size=image_size,
+        patch_size=patch_size,
+        encoder_overrides=dict(TINY_VIT),
+        decoder_channels=(16, 8, 8, 8, 8),
+        cae_base_channels=8,
+        cae_latent_dim=8,
+    )

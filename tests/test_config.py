@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from anovit.config import PRESETS, RunConfig, resolve_config
+from anovit.errors import InputError
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_config_round_trips_through_json(preset: str, tmp_path: Path) -> None:
+    cfg = resolve_config(preset, model="cae", image_size=128, epochs=3, seed=7)
+    path = tmp_path / "config.json"
+    path.write_text(cfg.to_json())
+    assert RunConfig.load(path) == cfg
+
+
+def test_options_override_the_preset() -> None:
+    cfg = resolve_config("paper", image_size=224, epochs=5, encoder_weights="w.npz")
+    assert (cfg.model.image_size, cfg.data.image_size, cfg.train.epochs) == (224, 224, 5)
+    assert cfg.model.encoder_weights == "w.npz" and not cfg.model.pretrained
+    assert resolve_config("paper").model.pretrained
+
+
+def test_bad_config_is_clear(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="unknown preset"):
+        resolve_config("huge")
+    path = tmp_path / "config.json"
+    path.write_text('{"model": {"colour": 1}, "data": {}, "train": {}, "score": {}}')
+    with pytest.raises(InputError, match="not a valid anovit config"):
+        RunConfig.load(path)

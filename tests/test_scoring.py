@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import gaussian_filter
+
+from anovit.scoring import gaussian_blur, gaussian_kernel1d, reconstruction_error, score_maps
+
+
+@pytest.mark.parametrize("sigma", [0.7, 2.0, 4.0, 6.5])
+@pytest.mark.parametrize("shape", [(3, 32, 32), (2, 17, 40), (1, 9, 11)])
+def test_gaussian_blur_matches_scipy(sigma: float, shape: tuple[int, int, int]) -> None:
+    """Same kernel, truncation and 'reflect' border as scipy, including kernels wider than the map."""
+    rng = np.random.default_rng(0)
+    maps = rng.random(shape).astype(np.float32)
+    ours = gaussian_blur(torch.from_numpy(maps), sigma).numpy()
+    ref = np.stack([gaussian_filter(m.astype(np.float64), sigma, mode="reflect", truncate=4.0) for m in maps])
+    np.testing.assert_allclose(ours, ref, atol=1e-5)
+
+
+def test_kernel_is_scipys() -> None:
+    k = gaussian_kernel1d(2.0, 4.0).numpy()
+    assert k.shape == (17,) and abs(k.sum() - 1) < 1e-12
+    impulse = np.zeros(41)
+    impulse[20] = 1
+    np.testing.assert_allclose(gaussian_filter(impulse, 2.0)[12:29], k, atol=1e-12)
+
+
+def test_sigma_zero_is_identity() -> None:
+    maps = torch.rand(2, 8, 8)
+    assert torch.equal(gaussian_blur(maps, 0.0), maps)
+
+
+def test_reconstruction_error_is_channel_mean_of_squares() -> None:
+    x = torch.zeros(1, 3, 2, 2)
+    r = torch.zeros(1, 3, 2, 2)
+    r[0, :, 0, 1] = torch.tensor([0.3, 0.0, 0.6])
+    err = reconstruction_error(x, r)
+    assert err.shape == (1, 2, 2)
+    assert err[0, 0, 1].item() == pytest.approx((0.09 + 0.36) / 3)
+    assert err.sum().item() == pytest.approx((0.09 + 0.36) / 3)
+
+
+def test_planted_defect_ranks_highest() -> None:
+    """Against a clean reconstruction, the defect pixels get the highest scores and its image the top score."""
+    g = torch.Generator().manual_seed(0)
+    clean = torch.rand(4, 3, 48, 48, generator=g)
+    recon = clean + 0.02 * torch.randn(clean.shape, generator=g)  # a good, imperfect reconstruction
+    images = clean.clone()
+    images[2, :, 20:26, 30:36] = 1.0 - images[2, :, 20:26, 30:36]  # the planted defect
+    scores = score_maps(images, recon, sigma=2.0)
+    assert scores.maps.shape == (4, 48, 48)
+    assert int(scores.image.argmax()) == 2
+    peak = int(scores.maps[2].argmax())
+    assert 20 <= peak // 48 < 26 and 30 <= peak % 48 < 36
+    torch.testing.assert_close(scores.image, scores.maps.flatten(1).amax(1))
