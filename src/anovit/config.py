@@ -150,7 +150,7 @@ PRESETS: dict[str, RunConfig] = {
             cae_latent_dim=64,
         ),
         data=DataConfig(image_size=64),
-        train=TrainConfig(epochs=30, batch_size=16, lr=1e-3),
+        train=TrainConfig(epochs=80, batch_size=16, lr=1e-3),
         score=ScoreConfig(sigma=2.0),
         preset="small",
     ),

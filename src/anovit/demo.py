@@ -10,7 +10,7 @@ import numpy as np
 from . import checkpoint as ckpt
 from .config import resolve_config
 from .data import make_synthetic_mvtec
-from .runs import format_table, test_run, train_run
+from .runs import figure_indices, format_table, test_run, train_run
 from .viz import figure3
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def run_demo(out: Path, epochs: int | None = None, device: str = "auto", force: 
         metrics[name] = evaluation.metrics()
         maps[name] = [evaluation.maps[i] for i in sorted(evaluation.maps)]
     assert test_set is not None
-    shown = [i for i, s in enumerate(test_set.samples) if s.label == 1][:N_FIGURE_ROWS]
+    shown = figure_indices(test_set.samples, N_FIGURE_ROWS)
     images = [test_set.images[i].permute(1, 2, 0).numpy() / 255.0 for i in shown]
     masks = [test_set.masks[i].numpy().astype(float) for i in shown]
     labels = {"cae": "l2-CAE", "anovit": "AnoViT"}

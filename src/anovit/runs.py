@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ import torch
 
 from . import checkpoint as ckpt
 from .config import Precision, RunConfig
-from .data import ImageDataset, mvtec_samples, split_train_val
+from .data import ImageDataset, Sample, mvtec_samples, split_train_val
 from .data.transforms import build_augment
 from .engine import EpochLog, Evaluation, evaluate, fit, resolve_device, resolve_precision
 from .errors import InputError
@@ -84,7 +85,7 @@ def test_run(
     cfg, model = ckpt.load_trained_model(run_dir, dev)
     samples = mvtec_samples(data_root, category, "test")
     test_set = ImageDataset(samples, cfg.data.image_size, desc=f"reading {category}/test", progress=progress)
-    keep = [i for i, s in enumerate(samples) if s.label == 1][:keep_maps]
+    keep = figure_indices(samples, keep_maps)
     start = time.perf_counter()
     result = evaluate(model, test_set, cfg.score, dev, precision or cfg.train.precision, batch_size, keep, progress)
     seconds = time.perf_counter() - start
@@ -101,6 +102,16 @@ def test_run(
     ]
     ckpt.write_text(out / "scores.csv", "\n".join(rows) + "\n")
     return result, test_set
+
+
+def figure_indices(samples: list[Sample], n: int) -> list[int]:
+    """Up to ``n`` anomalous images for a figure, one per defect type in turn."""
+    by_defect: dict[str, list[int]] = {}
+    for i, s in enumerate(samples):
+        if s.label == 1:
+            by_defect.setdefault(s.defect, []).append(i)
+    order = [i for group in itertools.zip_longest(*by_defect.values()) for i in group if i is not None]
+    return order[:n]
 
 
 def format_table(rows: dict[str, dict[str, float | int | None]]) -> str:
