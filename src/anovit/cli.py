@@ -64,12 +64,34 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
+def _add_benchmark(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("benchmark", help="train and test each model on each class/category; write the paper's tables")
+    p.add_argument("--dataset", required=True, choices=["mvtec", "mnist", "cifar10", "digits", "folder"])
+    p.add_argument("--data", type=Path, help="dataset root (not needed for digits, which scikit-learn ships)")
+    p.add_argument("--models", default="anovit,cae", help="comma-separated: anovit,cae")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--categories", help="comma-separated MVTec categories (default: all found)")
+    which.add_argument("--classes", help="comma-separated normal classes, names or indices (default: all ten)")
+    p.add_argument("--preset", default="small", choices=sorted(PRESETS))
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--encoder", help="timm ViT name for the AnoViT encoder")
+    w = p.add_mutually_exclusive_group()
+    w.add_argument("--pretrained", action="store_true", default=None)
+    w.add_argument("--no-pretrained", dest="pretrained", action="store_false")
+    w.add_argument("--encoder-weights", type=Path)
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", required=True, type=Path)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="anovit", description=__doc__)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_train, _add_test, _add_demo, _add_synth):
+    for add in (_add_train, _add_test, _add_benchmark, _add_demo, _add_synth):
         add(sub)
     return parser
 
@@ -97,6 +119,20 @@ def cmd_test(args: argparse.Namespace) -> None:
     print(f"metrics written to {(args.out or args.run) / 'metrics.json'}")
 
 
+def cmd_benchmark(args: argparse.Namespace) -> None:
+    from .benchmark import run_benchmark
+
+    picked = args.categories or args.classes
+    run_benchmark(
+        args.dataset, args.data, [m for m in args.models.split(",") if m], args.out,
+        categories=[c for c in picked.split(",") if c] if picked else None, preset=args.preset, epochs=args.epochs,
+        image_size=args.image_size, device=args.device, progress=not args.quiet, encoder=args.encoder,
+        pretrained=args.pretrained, encoder_weights=args.encoder_weights, precision=args.precision, seed=args.seed,
+    )  # fmt: skip
+    print((args.out / "results.md").read_text())
+    print(f"results: {args.out / 'results.json'}, {args.out / 'results.csv'}, {args.out / 'results.md'}")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
@@ -111,7 +147,7 @@ def cmd_synth(args: argparse.Namespace) -> None:
     print(f"wrote {', '.join(cats)} to {args.out}")
 
 
-COMMANDS = {"train": cmd_train, "test": cmd_test, "demo": cmd_demo, "synth": cmd_synth}
+COMMANDS = {"train": cmd_train, "test": cmd_test, "benchmark": cmd_benchmark, "demo": cmd_demo, "synth": cmd_synth}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

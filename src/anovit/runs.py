@@ -1,4 +1,8 @@
-"""Train and test runs on MVTec-layout data: the glue between data, models, engine and run folders."""
+"""Train and test runs: the glue between data, models, engine and run folders.
+
+``train_on`` / ``test_on`` work on any dataset of this package (MVTec layout or one-class);
+``train_run`` / ``test_run`` read the MVTec layout from disk first.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,9 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
-import torch
+from torch.utils.data import Dataset
 
 from . import checkpoint as ckpt
 from .config import Precision, RunConfig
@@ -19,6 +24,14 @@ from .errors import InputError
 from .models import build_model
 
 log = logging.getLogger(__name__)
+
+
+class SplittableDataset(Protocol):
+    samples: list[Sample]
+
+    def __len__(self) -> int: ...
+
+    def subset(self, indices: list[int], augment: Any = None) -> Dataset: ...
 
 
 @dataclass
@@ -34,6 +47,34 @@ def check_run_dir(run_dir: Path, force: bool) -> None:
         raise InputError(f"{run_dir}: already holds a trained model; pass --force to overwrite it or choose another --out")
 
 
+def train_on(
+    cfg: RunConfig,
+    normal: SplittableDataset,
+    run_dir: Path,
+    device: str = "auto",
+    progress: bool = True,
+    source: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train ``cfg.model`` on the normal images ``normal`` (split into train/validation) into ``run_dir``."""
+    run_dir = Path(run_dir)
+    dev = resolve_device(device)
+    model = build_model(cfg.model)
+    train_idx, val_idx = split_train_val(len(normal), cfg.data.val_fraction, cfg.train.seed)
+    train_set = normal.subset(train_idx, augment=build_augment(cfg.data))
+    val_set = normal.subset(val_idx) if val_idx else None
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info(
+        "training %s (%.2fM parameters): %d train, %d validation images, %s, %s",
+        cfg.model.name, n_params / 1e6, len(train_idx), len(val_idx), dev, resolve_precision(cfg.train.precision, dev),
+    )  # fmt: skip
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt.save_config(run_dir, cfg)
+    ckpt.write_json(run_dir / "data.json", (source or {}) | {"n_train": len(train_idx), "n_val": len(val_idx)})
+    start = time.perf_counter()
+    history = fit(model, train_set, val_set, cfg.train, dev, run_dir=run_dir, progress=progress)
+    return TrainResult(run_dir, history, time.perf_counter() - start)
+
+
 def train_run(
     cfg: RunConfig,
     data_root: Path,
@@ -43,27 +84,46 @@ def train_run(
     force: bool = False,
     progress: bool = True,
 ) -> TrainResult:
-    """Train ``cfg.model`` on the normal training images of one category into ``run_dir``."""
-    run_dir = Path(run_dir)
+    """Train on the normal training images of one MVTec-layout category."""
     check_run_dir(run_dir, force)
     samples = mvtec_samples(data_root, category, "train")  # fails before anything is written
+    normal = ImageDataset(samples, cfg.data.image_size, desc=f"reading {category}/train", progress=progress)
+    return train_on(cfg, normal, run_dir, device, progress, {"data": str(data_root), "category": category})
+
+
+def test_on(
+    run_dir: Path,
+    test_set: SplittableDataset,
+    out_dir: Path | None = None,
+    device: str = "auto",
+    precision: Precision | None = None,
+    batch_size: int = 16,
+    keep_maps: int = 0,
+    progress: bool = True,
+    extra: dict[str, Any] | None = None,
+) -> Evaluation:
+    """Evaluate a trained run on ``test_set``; write ``metrics.json`` and ``scores.csv`` to ``out_dir`` (default: the run).
+
+    ``keep_maps`` keeps the score maps of that many anomalous images (for figures).
+    """
     dev = resolve_device(device)
-    model = build_model(cfg.model)
-    full = ImageDataset(samples, cfg.data.image_size, desc=f"reading {category}/train", progress=progress)
-    train_idx, val_idx = split_train_val(len(full), cfg.data.val_fraction, cfg.train.seed)
-    train_set = full.subset(train_idx, augment=build_augment(cfg.data))
-    val_set = full.subset(val_idx) if val_idx else None
-    n_params = sum(p.numel() for p in model.parameters())
-    log.info(
-        "training %s (%.2fM parameters) on %s/%s: %d train, %d validation images, %s, %s",
-        cfg.model.name, n_params / 1e6, data_root, category, len(train_idx), len(val_idx), dev, resolve_precision(cfg.train.precision, dev),
-    )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt.save_config(run_dir, cfg)
-    ckpt.write_json(run_dir / "data.json", {"data": str(data_root), "category": category, "n_train": len(train_idx), "n_val": len(val_idx)})
+    cfg, model = ckpt.load_trained_model(run_dir, dev)
+    keep = figure_indices(test_set.samples, keep_maps)
     start = time.perf_counter()
-    history = fit(model, train_set, val_set, cfg.train, dev, run_dir=run_dir, progress=progress)
-    return TrainResult(run_dir, history, time.perf_counter() - start)
+    result = evaluate(model, test_set, cfg.score, dev, precision or cfg.train.precision, batch_size, keep, progress)
+    seconds = time.perf_counter() - start
+    out = Path(out_dir) if out_dir is not None else Path(run_dir)
+    metrics = result.metrics() | (extra or {}) | {
+        "model": cfg.model.name,
+        "n_anomalous": int(result.labels.sum()),
+        "seconds": round(seconds, 3),
+    }
+    ckpt.write_json(out / ckpt.METRICS_FILE, metrics)
+    rows = ["image,kind,label,score"] + [
+        f"{s.image},{s.defect},{s.label},{score:.8g}" for s, score in zip(test_set.samples, result.image_scores)
+    ]
+    ckpt.write_text(out / "scores.csv", "\n".join(rows) + "\n")
+    return result
 
 
 def test_run(
@@ -77,30 +137,11 @@ def test_run(
     keep_maps: int = 0,
     progress: bool = True,
 ) -> tuple[Evaluation, ImageDataset]:
-    """Evaluate a trained run on the MVTec test split and write ``metrics.json`` and ``scores.csv``.
-
-    ``keep_maps`` keeps the score maps of that many anomalous images (for figures).
-    """
-    dev = resolve_device(device)
-    cfg, model = ckpt.load_trained_model(run_dir, dev)
+    """Evaluate a trained run on the MVTec test split of ``category``."""
+    cfg = ckpt.load_config(run_dir)
     samples = mvtec_samples(data_root, category, "test")
     test_set = ImageDataset(samples, cfg.data.image_size, desc=f"reading {category}/test", progress=progress)
-    keep = figure_indices(samples, keep_maps)
-    start = time.perf_counter()
-    result = evaluate(model, test_set, cfg.score, dev, precision or cfg.train.precision, batch_size, keep, progress)
-    seconds = time.perf_counter() - start
-    out = Path(out_dir) if out_dir is not None else Path(run_dir)
-    metrics = result.metrics() | {
-        "model": cfg.model.name,
-        "category": category,
-        "n_anomalous": int(result.labels.sum()),
-        "seconds": round(seconds, 3),
-    }
-    ckpt.write_json(out / ckpt.METRICS_FILE, metrics)
-    rows = ["path,defect,label,score"] + [
-        f"{s.image},{s.defect},{s.label},{score:.8g}" for s, score in zip(samples, result.image_scores)
-    ]
-    ckpt.write_text(out / "scores.csv", "\n".join(rows) + "\n")
+    result = test_on(run_dir, test_set, out_dir, device, precision, batch_size, keep_maps, progress, {"category": category})
     return result, test_set
 
 
@@ -114,12 +155,14 @@ def figure_indices(samples: list[Sample], n: int) -> list[int]:
     return order[:n]
 
 
-def format_table(rows: dict[str, dict[str, float | int | None]]) -> str:
+def format_table(rows: dict[str, dict[str, Any]]) -> str:
     """A small aligned table: one row per model, columns image AUROC, pixel AUROC, images."""
+
     def fmt(v: float | int | None) -> str:
         return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
-    lines = [f"{'model':<10}{'image AUROC':>13}{'pixel AUROC':>13}{'images':>8}"]
+    width = max(10, *(len(k) + 2 for k in rows))
+    lines = [f"{'model':<{width}}{'image AUROC':>13}{'pixel AUROC':>13}{'images':>8}"]
     for name, m in rows.items():
-        lines.append(f"{name:<10}{fmt(m.get('image_auroc')):>13}{fmt(m.get('pixel_auroc')):>13}{fmt(m.get('n_images')):>8}")
+        lines.append(f"{name:<{width}}{fmt(m.get('image_auroc')):>13}{fmt(m.get('pixel_auroc')):>13}{fmt(m.get('n_images')):>8}")
     return "\n".join(lines)

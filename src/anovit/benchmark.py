@@ -1,0 +1,239 @@
+"""``anovit benchmark``: train and test each model on each class or category, write the paper's tables.
+
+The sweep is resumable: a (category, model) whose ``metrics.json`` exists in ``OUT/runs`` is not
+run again. ``results.json``, ``results.md`` and ``results.csv`` are rewritten after every category.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import checkpoint as ckpt
+from .config import RunConfig, resolve_config
+from .data import ImageDataset, mvtec_samples
+from .data.mvtec import CATEGORIES, OBJECTS, TEXTURES
+from .data.oneclass import DATASETS as ONE_CLASS_DATASETS
+from .data.oneclass import class_names, one_class_data
+from .errors import InputError
+from .paper_results import TABLE1, paper_value
+from .runs import figure_indices, test_on, train_on
+from .viz import figure3
+
+log = logging.getLogger(__name__)
+
+DATASETS = ("mvtec", *ONE_CLASS_DATASETS)
+MODEL_LABELS = {"cae": "l2-CAE", "anovit": "AnoViT"}
+FIGURE_ROWS = 4
+
+
+def default_categories(dataset: str, root: Path) -> list[str]:
+    if dataset == "mvtec":
+        root = Path(root)
+        if not root.is_dir():
+            raise InputError(f"{root}: data folder not found")
+        found = {p.name for p in root.iterdir() if (p / "train").is_dir()}
+        if not found:
+            raise InputError(f"{root}: no category folders with a train/ folder (expected the MVTec AD layout)")
+        return [c for c in CATEGORIES if c in found] + sorted(found - set(CATEGORIES))
+    return list(class_names(dataset, root))
+
+
+def benchmark_config(
+    dataset: str, model: str, preset: str, epochs: int | None, image_size: int | None, **options: Any
+) -> RunConfig:
+    """The run configuration for one model: the preset, the paper's image size per dataset, the user's options."""
+    if preset == "paper" and dataset != "mvtec":
+        # MNIST and CIFAR-10 at 224 px (paper, section 4.1.1): ViT-B/16 at 224, same pretraining.
+        image_size = image_size or 224
+        if not options.get("encoder"):
+            options["encoder"] = "vit_base_patch16_224"
+    cfg = resolve_config(preset, model=model, epochs=epochs, image_size=image_size, **options)
+    if dataset == "cifar10":
+        cfg = replace(cfg, data=replace(cfg.data, val_fraction=0.1))  # 4,500 / 500
+    return cfg
+
+
+def run_benchmark(
+    dataset: str,
+    data_root: Path | None,
+    models: Sequence[str],
+    out: Path,
+    categories: Sequence[str] | None = None,
+    preset: str = "small",
+    epochs: int | None = None,
+    image_size: int | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    **options: Any,
+) -> dict[str, Any]:
+    """Run the sweep and write the three result files into ``out``. Returns the results.json content."""
+    if dataset not in DATASETS:
+        raise InputError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
+    unknown = [m for m in models if m not in MODEL_LABELS]
+    if unknown or not models:
+        raise InputError(f"--models: expected a comma-separated subset of anovit,cae, got {','.join(models) or 'nothing'}")
+    if dataset != "digits" and data_root is None:
+        raise InputError(f"--data is required for {dataset}")
+    cats = list(categories) if categories else default_categories(dataset, data_root)
+    if dataset != "mvtec":
+        names = class_names(dataset, data_root)
+        cats = [names[int(c)] if c.isdigit() and c not in names else c for c in cats]
+    configs = {m: benchmark_config(dataset, m, preset, epochs, image_size, **options) for m in models}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    results = build_results(dataset, list(models), rows)
+    jobs = tqdm(total=len(cats) * len(models), desc="benchmark", unit="run", disable=not progress)
+    for category in cats:
+        row: dict[str, Any] = {"category": category}
+        todo = [m for m in models if not (out / "runs" / category / m / ckpt.METRICS_FILE).is_file()]
+        figure_path = out / "figures" / f"{category}.png"
+        need_figure = dataset == "mvtec" and not figure_path.is_file()
+        data = _load(dataset, data_root, category, configs[models[0]].data.image_size, progress) if todo or need_figure else None
+        maps: dict[str, list[np.ndarray]] = {}
+        for m in models:
+            run_dir = out / "runs" / category / m
+            jobs.set_description(f"{category} / {m}")
+            if m in todo or need_figure:
+                cfg = configs[m]
+                if data is None or data["size"] != cfg.data.image_size:
+                    data = _load(dataset, data_root, category, cfg.data.image_size, progress)
+                if m in todo:
+                    train_cfg = replace(cfg, data=replace(cfg.data, val_fraction=data["val_fraction"] or cfg.data.val_fraction))
+                    train_on(train_cfg, data["train"], run_dir, device, progress, {"dataset": dataset, "data": str(data_root), "category": category})
+                result = test_on(run_dir, data["test"], device=device, keep_maps=FIGURE_ROWS if dataset == "mvtec" else 0,
+                                 progress=progress, extra={"dataset": dataset, "category": category})  # fmt: skip
+                maps[m] = [result.maps[i] for i in sorted(result.maps)]
+            metrics = _read_metrics(run_dir / ckpt.METRICS_FILE)
+            row[m] = {"image_auroc": metrics.get("image_auroc"), "pixel_auroc": metrics.get("pixel_auroc")}
+            jobs.update(1)
+        if need_figure and data is not None and maps:
+            shown = figure_indices(data["test"].samples, FIGURE_ROWS)
+            test = data["test"]
+            figure3([test.images[i].permute(1, 2, 0).numpy() / 255.0 for i in shown], [test.masks[i].numpy() for i in shown],
+                    {MODEL_LABELS[m]: v for m, v in sorted(maps.items(), key=lambda kv: kv[0] != "cae")}, figure_path,
+                    titles=[test.samples[i].defect for i in shown])  # fmt: skip
+        rows.append(row)
+        results = build_results(dataset, list(models), rows)
+        write_results(out, results)
+    jobs.close()
+    return results
+
+
+def _load(dataset: str, root: Path | None, category: str, size: int, progress: bool) -> dict[str, Any]:
+    if dataset == "mvtec":
+        train = ImageDataset(mvtec_samples(root, category, "train"), size, desc=f"reading {category}/train", progress=progress)
+        test = ImageDataset(mvtec_samples(root, category, "test"), size, desc=f"reading {category}/test", progress=progress)
+        return {"train": train, "test": test, "val_fraction": None, "size": size}
+    data = one_class_data(dataset, root, category, size)
+    return {"train": data.train, "test": data.test, "val_fraction": data.val_fraction, "size": size}
+
+
+def _read_metrics(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read metrics ({exc}); delete it to rerun this model") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Results: JSON, CSV and Markdown laid out like the paper's Tables 2-5
+# ---------------------------------------------------------------------------------------------
+def _mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return None, None
+    return float(np.mean(vals)), float(np.std(vals))  # population std over classes
+
+
+def build_results(dataset: str, models: list[str], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for m in models:
+        img_mean, img_std = _mean_std([r[m]["image_auroc"] for r in rows])
+        pix_mean, pix_std = _mean_std([r[m]["pixel_auroc"] for r in rows])
+        summary[m] = {"image_auroc_mean": img_mean, "image_auroc_std": img_std, "pixel_auroc_mean": pix_mean, "pixel_auroc_std": pix_std}
+    return {"dataset": dataset, "models": models, "rows": rows, "summary": summary}
+
+
+def write_results(out: Path, results: dict[str, Any]) -> None:
+    ckpt.write_json(out / "results.json", results)
+    ckpt.write_text(out / "results.csv", results_csv(results))
+    ckpt.write_text(out / "results.md", results_markdown(results))
+
+
+def results_csv(results: dict[str, Any]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["dataset", "category", "model", "image_auroc", "pixel_auroc", "paper_image_auroc", "paper_pixel_auroc"])
+    ds = results["dataset"]
+    for row in results["rows"]:
+        for m in results["models"]:
+            r = row[m]
+            w.writerow([ds, row["category"], m, _num(r["image_auroc"]), _num(r["pixel_auroc"]),
+                        _num(paper_value(ds, "image_auroc", row["category"], m)), _num(paper_value(ds, "pixel_auroc", row["category"], m))])  # fmt: skip
+    return buf.getvalue()
+
+
+def _num(v: float | None, digits: int = 4) -> str:
+    return "" if v is None else f"{v:.{digits}f}"
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def _improvement(base: float | None, ours: float | None) -> str:
+    if base is None or ours is None or base == 0:
+        return "-"
+    return f"{(ours - base) / base * 100:+.2f}%"
+
+
+def _table(results: dict[str, Any], metric: str, title: str) -> list[str]:
+    ds, models, rows = results["dataset"], results["models"], results["rows"]
+    ordered = sorted(models, key=lambda m: m != "cae")  # the paper's order: baseline first
+    compare = "cae" in models and "anovit" in models
+    has_paper = any(paper_value(ds, metric, r["category"], m) is not None for r in rows for m in models)
+    head = ["Type", "Category", *[MODEL_LABELS[m] for m in ordered]]
+    head += ["Relative Improvement"] if compare else []
+    head += [f"paper {MODEL_LABELS[m]}" for m in ordered] if has_paper else []
+    lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cat = r["category"]
+        kind = "Object" if cat in OBJECTS else "Texture" if cat in TEXTURES else "Class"
+        cells = [kind, cat, *[_fmt(r[m][metric]) for m in ordered]]
+        cells += [_improvement(r["cae"][metric], r["anovit"][metric])] if compare else []
+        cells += [_fmt(paper_value(ds, metric, cat, m)) for m in ordered] if has_paper else []
+        lines.append("| " + " | ".join(cells) + " |")
+    means = {m: _mean_std([r[m][metric] for r in rows]) for m in ordered}
+    paper_means = {m: _mean_std([paper_value(ds, metric, r["category"], m) for r in rows]) for m in ordered}
+    for label, k in (("mean", 0), ("std", 1)):
+        cells = [label, "-", *[_fmt(means[m][k]) for m in ordered]]
+        cells += [_improvement(means["cae"][0], means["anovit"][0]) if k == 0 else "-"] if compare else []
+        cells += [_fmt(paper_means[m][k]) for m in ordered] if has_paper else []
+        lines.append("| " + " | ".join(cells) + " |")
+    overall = TABLE1.get(f"{ds}/{'detection' if metric == 'image_auroc' else 'localisation'}")
+    if overall is not None:
+        lines += ["", f"Paper, all classes (Table 1): l2-CAE {overall[0]:.3f}, AnoViT {overall[1]:.3f}."]
+    return lines + [""]
+
+
+def results_markdown(results: dict[str, Any]) -> str:
+    ds = results["dataset"]
+    name = {"mvtec": "MVTec AD", "mnist": "MNIST", "cifar10": "CIFAR-10", "digits": "scikit-learn digits (8x8)"}.get(ds, ds)
+    lines = [f"# {name}: image and pixel AUROC", "",
+             "Relative improvement = (AnoViT - l2-CAE) / l2-CAE. The paper's numbers (Lee & Kang, 2022, "
+             "Tables 2-5) stand beside ours where the paper has them; std is over classes.", ""]  # fmt: skip
+    lines += _table(results, "image_auroc", "Anomaly detection (image AUROC)")
+    if any(r[m]["pixel_auroc"] is not None for r in results["rows"] for m in results["models"]):
+        lines += _table(results, "pixel_auroc", "Anomaly localisation (pixel AUROC)")
+    return "\n".join(lines)
