@@ -22,7 +22,7 @@ def test_train_then_test(mvtec_root: Path, tmp_path: Path, model: str, capsys: p
              "--preset", "small", "--image-size", "32", "--epochs", "2", "--batch-size", "4", "--seed", "1",
              "--out", str(run)]  # fmt: skip
     assert main(train) == 0
-    assert {"config.json", "model.safetensors", "last.safetensors", "log.csv"} <= {p.name for p in run.iterdir()}
+    assert {"config.json", "model.safetensors", "checkpoint.pt", "log.csv"} <= {p.name for p in run.iterdir()}
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["model"]["name"] == model and cfg["model"]["image_size"] == 32 and cfg["train"]["seed"] == 1
     assert len((run / "log.csv").read_text().strip().splitlines()) == 1 + 2

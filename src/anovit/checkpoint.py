@@ -12,7 +12,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError
@@ -22,9 +22,12 @@ from torch import nn
 from .config import RunConfig
 from .errors import InputError
 
+if TYPE_CHECKING:
+    from .engine import TrainState
+
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-LAST_FILE = "last.safetensors"
+CHECKPOINT_FILE = "checkpoint.pt"
 LOG_FILE = "log.csv"
 METRICS_FILE = "metrics.json"
 
@@ -70,6 +73,12 @@ def load_weights(model: nn.Module, path: Path) -> None:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise InputError(f"{path}: not a readable safetensors file ({exc})") from None
+    _check_state_dict(path, model, state)
+    model.load_state_dict(state)
+
+
+def _check_state_dict(path: Path, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """A clear error when ``state`` belongs to another model or configuration."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -82,7 +91,6 @@ def load_weights(model: nn.Module, path: Path) -> None:
     for key, value in state.items():
         if own[key].shape != value.shape:
             raise InputError(f"{path}: {key} has shape {tuple(value.shape)}, this configuration expects {tuple(own[key].shape)}")
-    model.load_state_dict(state)
 
 
 def save_config(run_dir: Path, cfg: RunConfig) -> None:
@@ -104,3 +112,71 @@ def load_trained_model(run_dir: Path, device: torch.device | str = "cpu") -> tup
     model = build_model(cfg.model, load_encoder_weights=False)
     load_weights(model, Path(run_dir) / WEIGHTS_FILE)
     return cfg, model.to(device).eval()
+
+
+def save_train_state(
+    path: Path,
+    state: TrainState,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    scaler: torch.amp.GradScaler | None,
+) -> None:
+    """Everything a killed run needs to go on, in one atomic file of plain tensors and numbers.
+
+    ``torch.load(weights_only=True)`` reads it back: nothing in it can run code.
+    """
+    payload = {
+        "format": "anovit-train-state-1",
+        "epoch": state.epoch,
+        "step": state.step,
+        "best_loss": state.best_loss,
+        "best_epoch": state.best_epoch,
+        "history": [[h.epoch, h.train_loss, h.val_loss] for h in state.history],
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "best_weights": state.best_weights,
+        "optimizer": optimizer.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "loader_rng": generator.get_state(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+    }
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_train_state(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    scaler: torch.amp.GradScaler | None,
+) -> TrainState:
+    """Restore model, optimiser and random state from :func:`save_train_state`; returns the rest."""
+    from .engine import EpochLog, TrainState
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no checkpoint to resume from (the run stopped before its first epoch ended)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if payload.get("format") != "anovit-train-state-1":
+            raise ValueError("not an anovit training checkpoint")
+    except Exception as exc:  # pickle errors of many kinds for a corrupted or foreign file
+        raise InputError(f"{path}: cannot resume from this file ({type(exc).__name__}: {str(exc)[:200]})") from None
+    _check_state_dict(path, model, payload["model"])
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    torch.set_rng_state(payload["torch_rng"])
+    if payload["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(payload["cuda_rng"])
+    generator.set_state(payload["loader_rng"])
+    if scaler is not None and payload["scaler"] is not None:
+        scaler.load_state_dict(payload["scaler"])
+    return TrainState(
+        epoch=payload["epoch"],
+        step=payload["step"],
+        best_loss=payload["best_loss"],
+        best_epoch=payload["best_epoch"],
+        best_weights=payload["best_weights"],
+        history=[EpochLog(int(e), float(t), None if v is None else float(v)) for e, t, v in payload["history"]],
+    )

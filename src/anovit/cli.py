@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import PRESETS, resolve_config
+from .config import PRESETS, RunConfig, resolve_config
 from .errors import InputError
 
 log = logging.getLogger("anovit")
@@ -33,7 +34,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--no-pretrained", dest="pretrained", action="store_false", help="random encoder initialisation")
     w.add_argument("--encoder-weights", type=Path, help="local encoder weights (.safetensors/.pth/.npz)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    p.add_argument("--force", action="store_true", help="overwrite a finished run in --out")
+    run = p.add_mutually_exclusive_group()
+    run.add_argument("--force", action="store_true", help="overwrite a finished run in --out")
+    run.add_argument("--resume", action="store_true", help="continue a killed run in --out from its last checkpoint")
     p.add_argument("--out", required=True, type=Path, help="run folder to write")
 
 
@@ -99,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_train(args: argparse.Namespace) -> None:
     from .runs import train_run
 
+    if args.resume:
+        train_run(_resume_config(args), args.data, args.category, args.out, args.device, progress=not args.quiet, resume=True)
+        print(f"resumed and finished the run in {args.out}")
+        return
     cfg = resolve_config(
         preset=args.preset, model=args.model, image_size=args.image_size, epochs=args.epochs,
         batch_size=args.batch_size, seed=args.seed, lr=args.lr, precision=args.precision,
@@ -109,6 +116,20 @@ def cmd_train(args: argparse.Namespace) -> None:
     last = result.history[-1]
     print(f"trained {cfg.model.name} for {len(result.history)} epochs in {result.seconds:.0f} s "
           f"(final train loss {last.train_loss:.5f}); run folder: {result.run_dir}")  # fmt: skip
+
+
+def _resume_config(args: argparse.Namespace) -> RunConfig:
+    """The saved configuration of the run to resume; only --epochs may change (to train longer)."""
+    from dataclasses import replace
+
+    from .checkpoint import load_config
+
+    cfg = load_config(args.out)
+    if cfg.model.name != args.model:
+        raise InputError(f"{args.out}: holds a {cfg.model.name} run, not {args.model}")
+    if args.epochs is not None:
+        cfg = replace(cfg, train=replace(cfg.train, epochs=args.epochs))
+    return cfg
 
 
 def cmd_test(args: argparse.Namespace) -> None:
@@ -154,11 +175,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("timm").setLevel(logging.WARNING)
+    from . import distributed
+    from .engine import TrainingDiverged
+
+    if distributed.launched_by_torchrun() and os.environ.get("RANK", "0") != "0":
+        logging.getLogger().setLevel(logging.WARNING)  # one process talks
+        args.quiet = True
     try:
+        distributed.setup()
         COMMANDS[args.command](args)
     except InputError as exc:
         print(f"anovit {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except TrainingDiverged as exc:
+        print(f"anovit {args.command}: training stopped: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"anovit {args.command}: interrupted", file=sys.stderr)
         return 130
@@ -167,6 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"anovit {args.command}: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
         return 1
+    finally:
+        distributed.teardown()
     return 0
 
 

@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import csv
 import io
 import logging
 import math
+import os
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
+from . import distributed as dist
 from .config import Precision, ScoreConfig, TrainConfig
 from .errors import InputError
 from .metrics import StreamingAUROC, image_auroc
@@ -33,8 +35,11 @@ class TrainingDiverged(RuntimeError):
 
 
 def resolve_device(name: str = "auto") -> torch.device:
+    """``auto``: this process's GPU (LOCAL_RANK under torchrun) when there is one, else the CPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"--device {name}: CUDA is not available on this machine")
     return torch.device(name)
@@ -94,16 +99,16 @@ def train_one_epoch(
     scaler: torch.amp.GradScaler | None = None,
     step: int = 0,
 ) -> tuple[float, int]:
-    """One pass over ``loader``. Returns (mean loss, global step after the epoch)."""
+    """One pass over ``loader``. Returns (mean loss over all ranks, global step after the epoch)."""
     model.train()
-    total, count = 0.0, 0
+    sums = torch.zeros(2, dtype=torch.float64)  # (loss * images, images)
     for batch in _batches(loader, device):
         images = batch["image"]  # (B, 3, H, W)
         with autocast(device, precision):
             recon = model(images)  # (B, 3, H, W)
         loss = reconstruction_loss(images, recon)
         if not torch.isfinite(loss):
-            raise TrainingDiverged(f"loss became {loss.item()} at step {step}")
+            raise TrainingDiverged(f"the loss became {loss.item()} at step {step}")
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -112,24 +117,25 @@ def train_one_epoch(
         else:
             loss.backward()
             optimizer.step()
-        total += loss.item() * images.shape[0]
-        count += images.shape[0]
+        sums += torch.tensor([loss.item() * images.shape[0], images.shape[0]], dtype=torch.float64)
         step += 1
-    return total / max(count, 1), step
+    sums = dist.all_reduce_sum(sums.to(device)).cpu()
+    return float(sums[0] / sums[1].clamp_min(1)), step
 
 
 @torch.no_grad()
 def validate(model: nn.Module, loader: DataLoader, device: torch.device, precision: Precision) -> float:
-    """Mean reconstruction loss over ``loader`` (no augmentation, eval mode)."""
+    """Mean reconstruction loss over ``loader`` (no augmentation, eval mode), over all ranks."""
     model.eval()
-    total, count = 0.0, 0
+    sums = torch.zeros(2, dtype=torch.float64)
     for batch in _batches(loader, device):
         images = batch["image"]
         with autocast(device, precision):
             recon = model(images)
-        total += reconstruction_loss(images, recon).item() * images.shape[0]
-        count += images.shape[0]
-    return total / max(count, 1)
+        loss = reconstruction_loss(images, recon).item()
+        sums += torch.tensor([loss * images.shape[0], images.shape[0]], dtype=torch.float64)
+    sums = dist.all_reduce_sum(sums.to(device)).cpu()
+    return float(sums[0] / sums[1].clamp_min(1))
 
 
 @dataclass
@@ -147,49 +153,85 @@ def fit(
     device: torch.device,
     run_dir: Path | None = None,
     progress: bool = True,
+    resume: bool = False,
 ) -> list[EpochLog]:
     """Train with Adam on the L2 loss; keep the weights of the lowest validation loss.
 
-    With ``run_dir``, every epoch appends to ``log.csv`` and writes the latest weights to
-    ``last.safetensors``; the kept weights go to ``model.safetensors`` at the end.
+    With ``run_dir``, every epoch rewrites ``log.csv`` and ``checkpoint.pt`` (model, optimiser,
+    epoch, random state, the best weights so far); the kept weights go to ``model.safetensors`` at
+    the end. ``resume`` continues from ``checkpoint.pt``. Under torch.distributed the model is
+    wrapped in DistributedDataParallel, each rank sees its shard, and rank 0 alone writes.
     """
     seed_everything(cfg.seed)
     model.to(device)
+    net: nn.Module = model
+    if dist.is_distributed():
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     generator = torch.Generator().manual_seed(cfg.seed)
+    sampler = DistributedSampler(train_set, shuffle=True, seed=cfg.seed) if dist.is_distributed() else None
+    per_rank = len(sampler) if sampler is not None else len(train_set)
     loader = DataLoader(
         train_set,
         batch_size=cfg.batch_size,
-        shuffle=True,
-        drop_last=len(train_set) > cfg.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        drop_last=per_rank > cfg.batch_size,
         generator=generator,
         num_workers=cfg.num_workers,
         persistent_workers=cfg.num_workers > 0,
     )
-    val_loader = DataLoader(val_set, batch_size=cfg.batch_size) if val_set is not None and len(val_set) else None
+    val_loader = None
+    if val_set is not None and len(val_set):
+        val_loader = DataLoader(val_set, batch_size=cfg.batch_size, sampler=dist.ShardSampler(len(val_set)))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     precision = resolve_precision(cfg.precision, device)
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
-    history: list[EpochLog] = []
-    best_loss, best_state, step = math.inf, None, 0
-    bar = tqdm(range(1, cfg.epochs + 1), desc="training", unit="epoch", disable=not progress)
+    state = TrainState()
+    if resume:
+        if run_dir is None:
+            raise ValueError("resume needs a run_dir")
+        state = ckpt.load_train_state(Path(run_dir) / ckpt.CHECKPOINT_FILE, model, optimizer, generator, scaler)
+        log.info("resuming after epoch %d of %d", state.epoch, cfg.epochs)
+    writes = run_dir is not None and dist.is_main()
+    bar = tqdm(range(state.epoch + 1, cfg.epochs + 1), desc="training", unit="epoch", disable=not progress or not dist.is_main())
     for epoch in bar:
-        train_loss, step = train_one_epoch(model, loader, optimizer, device, precision, scaler, step)
-        val_loss = validate(model, val_loader, device, precision) if val_loader is not None else None
-        history.append(EpochLog(epoch, train_loss, val_loss))
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        try:
+            train_loss, state.step = train_one_epoch(net, loader, optimizer, device, precision, scaler, state.step)
+        except TrainingDiverged as exc:
+            where = f"; the last good checkpoint (epoch {state.epoch}) is in {run_dir}" if run_dir is not None and state.epoch else ""
+            raise TrainingDiverged(f"{exc} (epoch {epoch}); training stopped{where}") from None
+        val_loss = validate(net, val_loader, device, precision) if val_loader is not None else None
+        state.history.append(EpochLog(epoch, train_loss, val_loss))
         bar.set_postfix(loss=f"{train_loss:.5f}", val=f"{val_loss:.5f}" if val_loss is not None else "-")
         log.debug("epoch %d: train loss %.6f, val loss %s", epoch, train_loss, f"{val_loss:.6f}" if val_loss is not None else "-")
         monitored = val_loss if val_loss is not None else train_loss
-        if monitored < best_loss:
-            best_loss, best_state = monitored, copy.deepcopy(model.state_dict())
-        if run_dir is not None:
-            ckpt.write_text(Path(run_dir) / ckpt.LOG_FILE, _history_csv(history))
-            ckpt.save_weights(model, Path(run_dir) / ckpt.LAST_FILE, metadata={"epoch": str(epoch)})
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    if run_dir is not None:
-        best_epoch = min(history, key=lambda h: h.val_loss if h.val_loss is not None else h.train_loss).epoch
-        ckpt.save_weights(model, Path(run_dir) / ckpt.WEIGHTS_FILE, metadata={"epoch": str(best_epoch)})
-    return history
+        if monitored < state.best_loss:
+            state.best_loss, state.best_epoch = monitored, epoch
+            state.best_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        state.epoch = epoch
+        if writes:
+            ckpt.write_text(Path(run_dir) / ckpt.LOG_FILE, _history_csv(state.history))
+            ckpt.save_train_state(Path(run_dir) / ckpt.CHECKPOINT_FILE, state, model, optimizer, generator, scaler)
+    if state.best_weights is not None:
+        model.load_state_dict(state.best_weights)
+    if writes:
+        ckpt.save_weights(model, Path(run_dir) / ckpt.WEIGHTS_FILE, metadata={"epoch": str(state.best_epoch)})
+    dist.barrier()
+    return state.history
+
+
+@dataclass
+class TrainState:
+    """What a resumed run needs besides the model and optimiser."""
+
+    epoch: int = 0
+    step: int = 0
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    best_weights: dict[str, torch.Tensor] | None = None
+    history: list[EpochLog] = field(default_factory=list)
 
 
 def _history_csv(history: Sequence[EpochLog]) -> str:
@@ -211,9 +253,11 @@ class Evaluation:
     image_scores: np.ndarray
     labels: np.ndarray
     maps: dict[int, np.ndarray] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
-    def metrics(self) -> dict[str, float | int | None]:
-        return {"image_auroc": self.image_auroc, "pixel_auroc": self.pixel_auroc, "n_images": self.n_images}
+    def metrics(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"image_auroc": self.image_auroc, "pixel_auroc": self.pixel_auroc, "n_images": self.n_images}
+        return out | ({"notes": self.notes} if self.notes else {})
 
 
 @torch.no_grad()
@@ -232,9 +276,10 @@ def evaluate(
     keep = set(keep_maps)
     pixel = StreamingAUROC()
     has_masks = bool(getattr(dataset, "has_masks", False))
-    scores, labels, kept = [], [], {}
-    loader = DataLoader(dataset, batch_size=batch_size)
-    for batch in tqdm(_batches(loader, device), total=len(loader), desc="scoring", disable=not progress, leave=False):
+    scores, labels, indices, kept = [], [], [], {}
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=dist.ShardSampler(len(dataset)))
+    bar = tqdm(_batches(loader, device), total=len(loader), desc="scoring", disable=not progress or not dist.is_main(), leave=False)
+    for batch in bar:
         images = batch["image"]  # (B, 3, H, W)
         with autocast(device, precision):
             recon = model(images)
@@ -243,16 +288,33 @@ def evaluate(
             pixel.update(result.maps, batch["mask"])
         scores.append(result.image.cpu())
         labels.append(batch["label"].cpu())
+        indices.append(batch["index"].cpu())
         for j, i in enumerate(batch["index"].tolist()):
             if i in keep:
                 kept[i] = result.maps[j].cpu().numpy()
-    image_scores = torch.cat(scores).numpy().astype(np.float64)
-    label_arr = torch.cat(labels).numpy()
+    # Under torch.distributed each rank scored a shard: gather, and put images back in dataset order.
+    cat = lambda parts, dtype: torch.cat(parts) if parts else torch.empty(0, dtype=dtype)  # noqa: E731
+    shards = dist.all_gather_objects((cat(indices, torch.long), cat(scores, torch.float32), cat(labels, torch.long), kept))
+    order = torch.cat([s[0] for s in shards]).argsort()
+    image_scores = torch.cat([s[1] for s in shards])[order].numpy().astype(np.float64)
+    label_arr = torch.cat([s[2] for s in shards])[order].numpy()
+    kept = {i: m for s in shards for i, m in s[3].items()}
+    pixel_auroc = None
+    if has_masks:
+        pixel.all_reduce(lambda t: dist.all_reduce_sum(t.to(device)))
+        pixel_auroc = pixel.compute()
+    notes = []
+    img_auroc = image_auroc(image_scores, label_arr)
+    if img_auroc is None:
+        notes.append(f"image AUROC undefined: the test set has only {'anomalous' if label_arr.min() == 1 else 'normal'} images")
+    if has_masks and pixel_auroc is None:
+        notes.append("pixel AUROC undefined: the masks have only one class of pixels")
     return Evaluation(
-        image_auroc=image_auroc(image_scores, label_arr),
-        pixel_auroc=pixel.compute() if has_masks else None,
+        image_auroc=img_auroc,
+        pixel_auroc=pixel_auroc,
         n_images=len(label_arr),
         image_scores=image_scores,
         labels=label_arr,
         maps=kept,
+        notes=notes,
     )

@@ -8,6 +8,7 @@ however many pixels are seen; with 2^16 bins the result agrees with the exact AU
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -60,8 +61,14 @@ class StreamingAUROC:
         flat = flat.view(2, self.n_bins + 2)
         self.counts = flat if self.counts is None else self.counts + flat
 
-    def compute(self) -> float | None:
+    def all_reduce(self, reduce_sum: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Sum the histograms over processes with ``reduce_sum`` (e.g. a torch.distributed all-reduce)."""
         if self.counts is None:
+            self.counts = torch.zeros(2, self.n_bins + 2, dtype=torch.long)
+        self.counts = reduce_sum(self.counts)
+
+    def compute(self) -> float | None:
+        if self.counts is None or int(self.counts.sum()) == 0:
             return None
         c = self.counts.cpu().numpy()
         return auroc_from_histograms(c[0], c[1])

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from torch.utils.data import Dataset
 
 from . import checkpoint as ckpt
+from . import distributed as dist
 from .config import Precision, RunConfig
 from .data import ImageDataset, Sample, mvtec_samples, split_train_val
 from .data.transforms import build_augment
@@ -54,8 +55,12 @@ def train_on(
     device: str = "auto",
     progress: bool = True,
     source: dict[str, Any] | None = None,
+    resume: bool = False,
 ) -> TrainResult:
-    """Train ``cfg.model`` on the normal images ``normal`` (split into train/validation) into ``run_dir``."""
+    """Train ``cfg.model`` on the normal images ``normal`` (split into train/validation) into ``run_dir``.
+
+    ``resume`` continues a killed run from its ``checkpoint.pt``.
+    """
     run_dir = Path(run_dir)
     dev = resolve_device(device)
     model = build_model(cfg.model)
@@ -67,11 +72,12 @@ def train_on(
         "training %s (%.2fM parameters): %d train, %d validation images, %s, %s",
         cfg.model.name, n_params / 1e6, len(train_idx), len(val_idx), dev, resolve_precision(cfg.train.precision, dev),
     )  # fmt: skip
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt.save_config(run_dir, cfg)
-    ckpt.write_json(run_dir / "data.json", (source or {}) | {"n_train": len(train_idx), "n_val": len(val_idx)})
+    if dist.is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.save_config(run_dir, cfg)
+        ckpt.write_json(run_dir / "data.json", (source or {}) | {"n_train": len(train_idx), "n_val": len(val_idx)})
     start = time.perf_counter()
-    history = fit(model, train_set, val_set, cfg.train, dev, run_dir=run_dir, progress=progress)
+    history = fit(model, train_set, val_set, cfg.train, dev, run_dir=run_dir, progress=progress, resume=resume)
     return TrainResult(run_dir, history, time.perf_counter() - start)
 
 
@@ -83,12 +89,13 @@ def train_run(
     device: str = "auto",
     force: bool = False,
     progress: bool = True,
+    resume: bool = False,
 ) -> TrainResult:
     """Train on the normal training images of one MVTec-layout category."""
     check_run_dir(run_dir, force)
     samples = mvtec_samples(data_root, category, "train")  # fails before anything is written
-    normal = ImageDataset(samples, cfg.data.image_size, desc=f"reading {category}/train", progress=progress)
-    return train_on(cfg, normal, run_dir, device, progress, {"data": str(data_root), "category": category})
+    normal = ImageDataset(samples, cfg.data.image_size, desc=f"reading {category}/train", progress=progress and dist.is_main())
+    return train_on(cfg, normal, run_dir, device, progress, {"data": str(data_root), "category": category}, resume)
 
 
 def test_on(
@@ -118,11 +125,12 @@ def test_on(
         "n_anomalous": int(result.labels.sum()),
         "seconds": round(seconds, 3),
     }
-    ckpt.write_json(out / ckpt.METRICS_FILE, metrics)
-    rows = ["image,kind,label,score"] + [
-        f"{s.image},{s.defect},{s.label},{score:.8g}" for s, score in zip(test_set.samples, result.image_scores)
-    ]
-    ckpt.write_text(out / "scores.csv", "\n".join(rows) + "\n")
+    if dist.is_main():
+        ckpt.write_json(out / ckpt.METRICS_FILE, metrics)
+        rows = ["image,kind,label,score"] + [
+            f"{s.image},{s.defect},{s.label},{score:.8g}" for s, score in zip(test_set.samples, result.image_scores)
+        ]
+        ckpt.write_text(out / "scores.csv", "\n".join(rows) + "\n")
     return result
 
 

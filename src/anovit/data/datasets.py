@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
@@ -37,6 +38,7 @@ class ImageDataset(Dataset):
             self.images[i] = load_image(sample.image, s)
             if sample.mask is not None:
                 self.masks[i] = load_mask(sample.mask, s)
+                _warn_if_sizes_differ(sample)
         self.labels = torch.tensor([sample.label for sample in self.samples], dtype=torch.long)
         self.has_masks = any(sample.mask is not None for sample in self.samples)
 
@@ -59,6 +61,13 @@ class ImageDataset(Dataset):
         view.images, view.masks, view.labels = self.images[idx], self.masks[idx], self.labels[idx]
         view.has_masks = self.has_masks
         return view
+
+
+def _warn_if_sizes_differ(sample: Sample) -> None:
+    """Masks are resized to the image size anyway; a size mismatch is still worth a warning."""
+    with Image.open(sample.image) as img, Image.open(sample.mask) as mask:
+        if img.size != mask.size:
+            log.warning("%s: mask is %dx%d but its image is %dx%d; resized the mask", sample.mask, *mask.size, *img.size)
 
 
 def split_train_val(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
