@@ -58,14 +58,17 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(mvtec_root: Path,
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
 
 
+EPOCHS = 100
+
+
 def _train_cmd(root: Path, run: Path, epochs: int) -> list[str]:
-    return [sys.executable, "-m", "anovit", "-q", "train", "--data", str(root), "--category", "weave", "--model", "anovit",
+    return [sys.executable, "-m", "anovit", "-q", "train", "--data", str(root), "--category", "weave", "--model", "cae",
             "--image-size", "32", "--epochs", str(epochs), "--batch-size", "4", "--seed", "3", "--out", str(run)]  # fmt: skip
 
 
 def test_kill_mid_run_then_resume(mvtec_root: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    proc = subprocess.Popen(_train_cmd(mvtec_root, run, 60), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(_train_cmd(mvtec_root, run, EPOCHS), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     log = run / "log.csv"
     deadline = time.time() + 120
     while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 4):
@@ -73,17 +76,17 @@ def test_kill_mid_run_then_resume(mvtec_root: Path, tmp_path: Path) -> None:
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     done = len(log.read_text().splitlines()) - 1
-    assert 3 <= done < 60, "the run should have been killed mid-way"
+    assert 3 <= done < EPOCHS, "the run should have been killed mid-way"
     assert not (run / "model.safetensors").exists()
     torch.load(run / "checkpoint.pt", weights_only=True)  # the checkpoint on disk is whole
 
-    out = subprocess.run([*_train_cmd(mvtec_root, run, 60), "--resume"], capture_output=True, text=True)
+    out = subprocess.run([*_train_cmd(mvtec_root, run, EPOCHS), "--resume"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     epochs = [int(line.split(",")[0]) for line in log.read_text().splitlines()[1:]]
-    assert epochs == list(range(1, 61))
+    assert epochs == list(range(1, EPOCHS + 1))
     assert (run / "model.safetensors").is_file()
     # A finished run is not overwritten, and --resume on it is refused too.
-    again = subprocess.run(_train_cmd(mvtec_root, run, 60), capture_output=True, text=True)
+    again = subprocess.run(_train_cmd(mvtec_root, run, EPOCHS), capture_output=True, text=True)
     assert again.returncode == 2 and "--force" in again.stderr
 
 
