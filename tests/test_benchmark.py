@@ -84,3 +84,20 @@ def test_markdown_relative_improvement_and_object_texture_types() -> None:
     assert "| Object | bottle | 0.500 | 0.750 | +50.00% | 0.770 | 0.830 |" in md  # ours, then Table 4's
     assert "| Texture | wood | 0.900 | 0.900 | +0.00% |" in md
     assert "| mean | - | 0.700 | 0.825 | +17.86% |" in md
+
+
+def test_categories_run_in_parallel_on_several_devices(mvtec_root: Path, tmp_path: Path) -> None:
+    """--device cpu,cpu: two worker processes, one category each, same files as a serial run."""
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(mvtec_root / "weave", root / "weave")
+    shutil.copytree(mvtec_root / "weave", root / "felt")
+    out = tmp_path / "bench"
+    args = ["-q", "benchmark", "--dataset", "mvtec", "--data", str(root), "--models", "cae", *TINY, "--device", "cpu,cpu", "--out", str(out)]
+    assert main(args) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert [r["category"] for r in results["rows"]] == ["felt", "weave"]
+    # identical data and seed: both workers must reach the same numbers
+    assert results["rows"][0]["cae"] == results["rows"][1]["cae"]
+    assert {p.name for p in (out / "figures").iterdir()} == {"felt.png", "weave.png"}

@@ -10,12 +10,15 @@ import csv
 import io
 import json
 import logging
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
@@ -91,43 +94,99 @@ def run_benchmark(
     configs = {m: benchmark_config(dataset, m, preset, epochs, image_size, **options) for m in models}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rows: list[dict[str, Any]] = []
-    results = build_results(dataset, list(models), rows)
+    devices = _devices(device)
+    rows: dict[str, dict[str, Any]] = {}
+    results = build_results(dataset, list(models), [])
     jobs = tqdm(total=len(cats) * len(models), desc="benchmark", unit="run", disable=not progress)
-    for category in cats:
-        row: dict[str, Any] = {"category": category}
-        todo = [m for m in models if not (out / "runs" / category / m / ckpt.METRICS_FILE).is_file()]
-        figure_path = out / "figures" / f"{category}.png"
-        need_figure = dataset == "mvtec" and not figure_path.is_file()
-        data = _load(dataset, data_root, category, configs[models[0]].data.image_size, progress) if todo or need_figure else None
-        maps: dict[str, list[np.ndarray]] = {}
-        for m in models:
-            run_dir = out / "runs" / category / m
-            jobs.set_description(f"{category} / {m}")
-            if m in todo or need_figure:
-                cfg = configs[m]
-                if data is None or data["size"] != cfg.data.image_size:
-                    data = _load(dataset, data_root, category, cfg.data.image_size, progress)
-                if m in todo:
-                    train_cfg = replace(cfg, data=replace(cfg.data, val_fraction=data["val_fraction"] or cfg.data.val_fraction))
-                    train_on(train_cfg, data["train"], run_dir, device, progress, {"dataset": dataset, "data": str(data_root), "category": category})
-                result = test_on(run_dir, data["test"], device=device, keep_maps=FIGURE_ROWS if dataset == "mvtec" else 0,
-                                 progress=progress, extra={"dataset": dataset, "category": category})  # fmt: skip
-                maps[m] = [result.maps[i] for i in sorted(result.maps)]
-            metrics = _read_metrics(run_dir / ckpt.METRICS_FILE)
-            row[m] = {"image_auroc": metrics.get("image_auroc"), "pixel_auroc": metrics.get("pixel_auroc")}
-            jobs.update(1)
-        if need_figure and data is not None and maps:
-            shown = figure_indices(data["test"].samples, FIGURE_ROWS)
-            test = data["test"]
-            figure3([test.images[i].permute(1, 2, 0).numpy() / 255.0 for i in shown], [test.masks[i].numpy() for i in shown],
-                    {MODEL_LABELS[m]: v for m, v in sorted(maps.items(), key=lambda kv: kv[0] != "cae")}, figure_path,
-                    titles=[test.samples[i].defect for i in shown])  # fmt: skip
-        rows.append(row)
-        results = build_results(dataset, list(models), rows)
+
+    def finished(row: dict[str, Any]) -> None:
+        nonlocal results
+        rows[row["category"]] = row
+        results = build_results(dataset, list(models), [rows[c] for c in cats if c in rows])
         write_results(out, results)
+
+    common = dict(dataset=dataset, data_root=data_root, models=list(models), configs=configs, out=out)
+    if len(devices) == 1:
+        for category in cats:
+            finished(run_category(category=category, device=devices[0], progress=progress, bar=jobs, **common))
+    else:
+        # One worker process per device; each takes the next category when it is free.
+        ctx = mp.get_context("spawn")
+        free = ctx.Manager().Queue()
+        for d in devices:
+            free.put(d)
+        with ProcessPoolExecutor(len(devices), mp_context=ctx, initializer=_take_device, initargs=(free,)) as pool:
+            futures = [pool.submit(run_category, category=c, device=None, progress=False, **common) for c in cats]
+            for future in as_completed(futures):
+                row = future.result()
+                finished(row)
+                jobs.set_description(f"{row['category']} done")
+                jobs.update(len(models))
     jobs.close()
     return results
+
+
+_WORKER_DEVICE: str | None = None
+
+
+def _take_device(free: Any) -> None:
+    global _WORKER_DEVICE
+    _WORKER_DEVICE = free.get()
+
+
+def _devices(device: str) -> list[str]:
+    """``auto``: every visible GPU (one category per GPU at a time), else the CPU; or a comma-separated list."""
+    if device == "auto":
+        n = torch.cuda.device_count()
+        return [f"cuda:{i}" for i in range(n)] if n > 1 else ["auto"]
+    return [d for d in device.split(",") if d] or ["auto"]
+
+
+def run_category(
+    dataset: str,
+    data_root: Path | None,
+    category: str,
+    models: list[str],
+    configs: dict[str, RunConfig],
+    out: Path,
+    device: str | None,
+    progress: bool,
+    bar: tqdm | None = None,
+) -> dict[str, Any]:
+    """Train (unless finished) and test each model on one category; draw its Figure 3. Returns its row."""
+    device = device or _WORKER_DEVICE or "auto"
+    row: dict[str, Any] = {"category": category}
+    todo = [m for m in models if not (out / "runs" / category / m / ckpt.METRICS_FILE).is_file()]
+    figure_path = out / "figures" / f"{category}.png"
+    need_figure = dataset == "mvtec" and not figure_path.is_file()
+    data: dict[str, Any] | None = None
+    maps: dict[str, list[np.ndarray]] = {}
+    for m in models:
+        run_dir = out / "runs" / category / m
+        if bar is not None:
+            bar.set_description(f"{category} / {m}")
+        if m in todo or need_figure:
+            cfg = configs[m]
+            if data is None or data["size"] != cfg.data.image_size:
+                data = _load(dataset, data_root, category, cfg.data.image_size, progress)
+            if m in todo:
+                train_cfg = replace(cfg, data=replace(cfg.data, val_fraction=data["val_fraction"] or cfg.data.val_fraction))
+                source = {"dataset": dataset, "data": str(data_root), "category": category}
+                train_on(train_cfg, data["train"], run_dir, device, progress, source)
+            result = test_on(run_dir, data["test"], device=device, keep_maps=FIGURE_ROWS if dataset == "mvtec" else 0,
+                             progress=progress, extra={"dataset": dataset, "category": category})  # fmt: skip
+            maps[m] = [result.maps[i] for i in sorted(result.maps)]
+        metrics = _read_metrics(run_dir / ckpt.METRICS_FILE)
+        row[m] = {"image_auroc": metrics.get("image_auroc"), "pixel_auroc": metrics.get("pixel_auroc")}
+        if bar is not None:
+            bar.update(1)
+    if need_figure and data is not None and maps:
+        test = data["test"]
+        shown = figure_indices(test.samples, FIGURE_ROWS)
+        figure3([test.images[i].permute(1, 2, 0).numpy() / 255.0 for i in shown], [test.masks[i].numpy() for i in shown],
+                {MODEL_LABELS[m]: v for m, v in sorted(maps.items(), key=lambda kv: kv[0] != "cae")}, figure_path,
+                titles=[test.samples[i].defect for i in shown])  # fmt: skip
+    return row
 
 
 def _load(dataset: str, root: Path | None, category: str, size: int, progress: bool) -> dict[str, Any]:

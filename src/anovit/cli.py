@@ -85,7 +85,7 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--encoder-weights", type=Path)
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--seed", type=int)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (every visible GPU, one category each), cpu, or a list: cuda:0,cuda:1")
     p.add_argument("--out", required=True, type=Path)
 
 

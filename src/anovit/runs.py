@@ -20,7 +20,7 @@ from . import distributed as dist
 from .config import Precision, RunConfig
 from .data import ImageDataset, Sample, mvtec_samples, split_train_val
 from .data.transforms import build_augment
-from .engine import EpochLog, Evaluation, evaluate, fit, resolve_device, resolve_precision
+from .engine import EpochLog, Evaluation, evaluate, fit, resolve_device, resolve_precision, seed_everything
 from .errors import InputError
 from .models import build_model
 
@@ -63,6 +63,7 @@ def train_on(
     """
     run_dir = Path(run_dir)
     dev = resolve_device(device)
+    seed_everything(cfg.train.seed)  # the initial weights depend on the seed alone
     model = build_model(cfg.model)
     train_idx, val_idx = split_train_val(len(normal), cfg.data.val_fraction, cfg.train.seed)
     train_set = normal.subset(train_idx, augment=build_augment(cfg.data))
