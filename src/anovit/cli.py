@@ -188,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"anovit {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except TrainingDiverged as exc:
-        print(f"anovit {args.command}: training stopped: {exc}", file=sys.stderr)
+        print(f"anovit {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"anovit {args.command}: interrupted", file=sys.stderr)

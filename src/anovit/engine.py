@@ -200,7 +200,9 @@ def fit(
         try:
             train_loss, state.step = train_one_epoch(net, loader, optimizer, device, precision, scaler, state.step)
         except TrainingDiverged as exc:
-            where = f"; the last good checkpoint (epoch {state.epoch}) is in {run_dir}" if run_dir is not None and state.epoch else ""
+            where = ""
+            if run_dir is not None:
+                where = f"; the last good checkpoint (epoch {state.epoch}) is in {run_dir}" if state.epoch else "; no epoch finished, so no checkpoint was written"
             raise TrainingDiverged(f"{exc} (epoch {epoch}); training stopped{where}") from None
         val_loss = validate(net, val_loader, device, precision) if val_loader is not None else None
         state.history.append(EpochLog(epoch, train_loss, val_loss))
