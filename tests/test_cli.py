@@ -62,3 +62,12 @@ def test_bad_input_exits_2_with_one_line(mvtec_root: Path, tmp_path: Path, capsy
 def test_console_script_runs() -> None:
     out = subprocess.run([sys.executable, "-m", "anovit", "--help"], capture_output=True, text=True, check=True)
     assert "train" in out.stdout and "test" in out.stdout
+
+
+def test_demo_prints_both_models_and_writes_figure3(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["-q", "demo", "--out", str(tmp_path / "demo"), "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "l2-CAE" in out and "AnoViT" in out and "pixel AUROC" in out
+    assert (tmp_path / "demo" / "figures" / "weave.png").stat().st_size > 10_000
+    results = json.loads((tmp_path / "demo" / "results.json").read_text())
+    assert results["models"] == ["cae", "anovit"] and results["rows"][0]["anovit"]["pixel_auroc"] is not None

@@ -220,7 +220,12 @@ def build_results(dataset: str, models: list[str], rows: list[dict[str, Any]]) -
     for m in models:
         img_mean, img_std = _mean_std([r[m]["image_auroc"] for r in rows])
         pix_mean, pix_std = _mean_std([r[m]["pixel_auroc"] for r in rows])
-        summary[m] = {"image_auroc_mean": img_mean, "image_auroc_std": img_std, "pixel_auroc_mean": pix_mean, "pixel_auroc_std": pix_std}
+        summary[m] = {
+            "image_auroc_mean": img_mean,
+            "image_auroc_std": img_std,
+            "pixel_auroc_mean": pix_mean,
+            "pixel_auroc_std": pix_std,
+        }
     return {"dataset": dataset, "models": models, "rows": rows, "summary": summary}
 
 
@@ -237,9 +242,9 @@ def results_csv(results: dict[str, Any]) -> str:
     ds = results["dataset"]
     for row in results["rows"]:
         for m in results["models"]:
-            r = row[m]
-            w.writerow([ds, row["category"], m, _num(r["image_auroc"]), _num(r["pixel_auroc"]),
-                        _num(paper_value(ds, "image_auroc", row["category"], m)), _num(paper_value(ds, "pixel_auroc", row["category"], m))])  # fmt: skip
+            r, cat = row[m], row["category"]
+            paper = [_num(paper_value(ds, metric, cat, m)) for metric in ("image_auroc", "pixel_auroc")]
+            w.writerow([ds, cat, m, _num(r["image_auroc"]), _num(r["pixel_auroc"]), *paper])
     return buf.getvalue()
 
 

@@ -135,7 +135,9 @@ def _resume_config(args: argparse.Namespace) -> RunConfig:
 def cmd_test(args: argparse.Namespace) -> None:
     from .runs import format_table, test_run
 
-    result, _ = test_run(args.run, args.data, args.category, args.out, args.device, args.precision, args.batch_size, progress=not args.quiet)
+    result, _ = test_run(
+        args.run, args.data, args.category, args.out, args.device, args.precision, args.batch_size, progress=not args.quiet
+    )
     print(format_table({args.run.name: result.metrics()}))
     print(f"metrics written to {(args.out or args.run) / 'metrics.json'}")
 
@@ -196,7 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        print(f"anovit {args.command}: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
+        message = f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)"
+        print(f"anovit {args.command}: {message}", file=sys.stderr)
         return 1
     finally:
         distributed.teardown()

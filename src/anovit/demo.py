@@ -1,51 +1,38 @@
-"""The demo: built-in data, AnoViT and the l2-CAE with the small preset, a side-by-side table and Figure 3."""
+"""The demo: built-in data, AnoViT and the l2-CAE with the small preset, a side-by-side table and Figure 3.
+
+It is the benchmark sweep on the synthetic MVTec-layout set, so it resumes the same way.
+"""
 
 from __future__ import annotations
 
-import logging
+import json
+import shutil
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-
-from . import checkpoint as ckpt
-from .config import resolve_config
+from .benchmark import MODEL_LABELS, run_benchmark
 from .data import make_synthetic_mvtec
-from .runs import figure_indices, format_table, test_run, train_run
-from .viz import figure3
-
-log = logging.getLogger(__name__)
+from .runs import format_table
 
 CATEGORY = "weave"
 MODELS = ("cae", "anovit")  # the paper's column order: baseline, then AnoViT
-N_FIGURE_ROWS = 4
 
 
-def run_demo(out: Path, epochs: int | None = None, device: str = "auto", force: bool = False, progress: bool = True) -> dict[str, dict]:
+def run_demo(out: Path, epochs: int | None = None, device: str = "auto", force: bool = False, progress: bool = True) -> dict[str, Any]:
     """Generate the data (once), train both models (unless already trained), test them, draw Figure 3."""
     out = Path(out)
     data = out / "data"
     if not (data / CATEGORY).is_dir():
         make_synthetic_mvtec(data, categories=(CATEGORY,), progress=progress)
-    metrics: dict[str, dict] = {}
-    maps: dict[str, list[np.ndarray]] = {}
-    test_set = None
-    for name in MODELS:
-        run_dir = out / name
-        if force or not (run_dir / ckpt.WEIGHTS_FILE).exists():
-            cfg = resolve_config("small", model=name, epochs=epochs)
-            result = train_run(cfg, data, CATEGORY, run_dir, device, force=True, progress=progress)
-            log.info("%s trained in %.0f s", name, result.seconds)
-        evaluation, test_set = test_run(run_dir, data, CATEGORY, device=device, keep_maps=N_FIGURE_ROWS, progress=progress)
-        metrics[name] = evaluation.metrics()
-        maps[name] = [evaluation.maps[i] for i in sorted(evaluation.maps)]
-    assert test_set is not None
-    shown = figure_indices(test_set.samples, N_FIGURE_ROWS)
-    images = [test_set.images[i].permute(1, 2, 0).numpy() / 255.0 for i in shown]
-    masks = [test_set.masks[i].numpy().astype(float) for i in shown]
-    labels = {"cae": "l2-CAE", "anovit": "AnoViT"}
-    fig = figure3(images, masks, {labels[k]: v for k, v in maps.items()}, out / "figure3.png",
-                  titles=[test_set.samples[i].defect for i in shown])  # fmt: skip
-    ckpt.write_json(out / "metrics.json", metrics)
-    print(format_table({labels[k]: v for k, v in metrics.items()}))
-    print(f"figure: {fig}\nruns: {out / 'cae'}, {out / 'anovit'}")
-    return metrics
+    if force:
+        for finished in (out / "runs", out / "figures"):
+            shutil.rmtree(finished, ignore_errors=True)
+    results = run_benchmark("mvtec", data, MODELS, out, preset="small", epochs=epochs, device=device, progress=progress)
+    row = results["rows"][0]
+    print(format_table({MODEL_LABELS[m]: row[m] | {"n_images": _n_images(out, m)} for m in MODELS}))
+    print(f"figure: {out / 'figures' / f'{CATEGORY}.png'}\nruns: {out / 'runs' / CATEGORY}")
+    return results
+
+
+def _n_images(out: Path, model: str) -> int:
+    return int(json.loads((out / "runs" / CATEGORY / model / "metrics.json").read_text())["n_images"])

@@ -193,7 +193,8 @@ def fit(
         state = ckpt.load_train_state(Path(run_dir) / ckpt.CHECKPOINT_FILE, model, optimizer, generator, scaler)
         log.info("resuming after epoch %d of %d", state.epoch, cfg.epochs)
     writes = run_dir is not None and dist.is_main()
-    bar = tqdm(range(state.epoch + 1, cfg.epochs + 1), desc="training", unit="epoch", disable=not progress or not dist.is_main())
+    epochs = range(state.epoch + 1, cfg.epochs + 1)
+    bar = tqdm(epochs, desc="training", unit="epoch", disable=not progress or not dist.is_main())
     for epoch in bar:
         if sampler is not None:
             sampler.set_epoch(epoch)
@@ -201,8 +202,10 @@ def fit(
             train_loss, state.step = train_one_epoch(net, loader, optimizer, device, precision, scaler, state.step)
         except TrainingDiverged as exc:
             where = ""
-            if run_dir is not None:
-                where = f"; the last good checkpoint (epoch {state.epoch}) is in {run_dir}" if state.epoch else "; no epoch finished, so no checkpoint was written"
+            if run_dir is not None and state.epoch:
+                where = f"; the last good checkpoint (epoch {state.epoch}) is in {run_dir}"
+            elif run_dir is not None:
+                where = "; no epoch finished, so no checkpoint was written"
             raise TrainingDiverged(f"{exc} (epoch {epoch}); training stopped{where}") from None
         val_loss = validate(net, val_loader, device, precision) if val_loader is not None else None
         state.history.append(EpochLog(epoch, train_loss, val_loss))
@@ -243,6 +246,11 @@ def _history_csv(history: Sequence[EpochLog]) -> str:
     for h in history:
         writer.writerow([h.epoch, f"{h.train_loss:.8f}", "" if h.val_loss is None else f"{h.val_loss:.8f}"])
     return buf.getvalue()
+
+
+def _cat(parts: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+    """torch.cat that accepts an empty list (a rank whose shard is empty)."""
+    return torch.cat(parts) if parts else torch.empty(0, dtype=dtype)
 
 
 @dataclass
@@ -295,8 +303,7 @@ def evaluate(
             if i in keep:
                 kept[i] = result.maps[j].cpu().numpy()
     # Under torch.distributed each rank scored a shard: gather, and put images back in dataset order.
-    cat = lambda parts, dtype: torch.cat(parts) if parts else torch.empty(0, dtype=dtype)  # noqa: E731
-    shards = dist.all_gather_objects((cat(indices, torch.long), cat(scores, torch.float32), cat(labels, torch.long), kept))
+    shards = dist.all_gather_objects((_cat(indices, torch.long), _cat(scores, torch.float32), _cat(labels, torch.long), kept))
     order = torch.cat([s[0] for s in shards]).argsort()
     image_scores = torch.cat([s[1] for s in shards])[order].numpy().astype(np.float64)
     label_arr = torch.cat([s[2] for s in shards])[order].numpy()

@@ -246,7 +246,9 @@ def one_class_data(dataset: str, root: Path | None, normal: str, image_size: int
         raise InputError(f"{dataset}: no training images of class {names[c]!r}")
     train_samples = [Sample(Path(f"{dataset}/train/{int(i):05d}"), 0, None, names[c]) for i in keep]
     test_labels = (te_y != c).long()
-    test_samples = [Sample(Path(f"{dataset}/test/{i:05d}"), int(l), None, names[int(y)]) for i, (l, y) in enumerate(zip(test_labels, te_y))]
+    test_samples = [
+        Sample(Path(f"{dataset}/test/{i:05d}"), int(label), None, names[int(y)]) for i, (label, y) in enumerate(zip(test_labels, te_y))
+    ]
     return OneClassData(
         train=ArrayImageDataset(tr_x[keep], torch.zeros(len(keep), dtype=torch.long), image_size, train_samples),
         test=ArrayImageDataset(te_x, test_labels, image_size, test_samples),
