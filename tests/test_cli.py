@@ -32,7 +32,7 @@ def test_train_then_test(mvtec_root: Path, tmp_path: Path, model: str, capsys: p
     assert main(["-q", "test", "--run", str(run), "--data", str(mvtec_root), "--category", "weave", "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_images"] == 12
-    assert 0.0 <= metrics["image_auroc"] <= 1.0 and 0.0 <= metrics["pixel_auroc"] <= 1.0
+    assert 0.0 <= metrics["image_auroc"] <= 1.0 and 0.0 <= metrics["pixel_auroc"] <= 1.0 and 0.0 <= metrics["aupro"] <= 1.0
     assert "image AUROC" in capsys.readouterr().out
 
     # The saved weights are the model that was evaluated: reloading gives the same reconstruction.

@@ -24,7 +24,7 @@ from . import checkpoint as ckpt
 from . import distributed as dist
 from .config import Precision, ScoreConfig, TrainConfig
 from .errors import InputError
-from .metrics import StreamingAUROC, image_auroc
+from .metrics import StreamingAUPRO, StreamingAUROC, image_auroc
 from .scoring import score_maps
 
 log = logging.getLogger(__name__)
@@ -260,13 +260,19 @@ class Evaluation:
     image_auroc: float | None
     pixel_auroc: float | None
     n_images: int
+    aupro: float | None = None
     image_scores: np.ndarray
     labels: np.ndarray
     maps: dict[int, np.ndarray] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def metrics(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"image_auroc": self.image_auroc, "pixel_auroc": self.pixel_auroc, "n_images": self.n_images}
+        out: dict[str, Any] = {
+            "image_auroc": self.image_auroc,
+            "pixel_auroc": self.pixel_auroc,
+            "aupro": self.aupro,
+            "n_images": self.n_images,
+        }
         return out | ({"notes": self.notes} if self.notes else {})
 
 
@@ -284,7 +290,7 @@ def evaluate(
     """Score every image of ``dataset``; image AUROC always, pixel AUROC when it has masks."""
     model.eval().to(device)
     keep = set(keep_maps)
-    pixel = StreamingAUROC()
+    pixel, pro = StreamingAUROC(), StreamingAUPRO()
     has_masks = bool(getattr(dataset, "has_masks", False))
     scores, labels, indices, kept = [], [], [], {}
     loader = DataLoader(dataset, batch_size=batch_size, sampler=dist.ShardSampler(len(dataset)))
@@ -296,6 +302,7 @@ def evaluate(
         result = score_maps(images, recon, score.sigma, score.truncate)  # maps (B, H, W), image (B,)
         if has_masks:
             pixel.update(result.maps, batch["mask"])
+            pro.update(result.maps, batch["mask"])
         scores.append(result.image.cpu())
         labels.append(batch["label"].cpu())
         indices.append(batch["index"].cpu())
@@ -308,10 +315,11 @@ def evaluate(
     image_scores = torch.cat([s[1] for s in shards])[order].numpy().astype(np.float64)
     label_arr = torch.cat([s[2] for s in shards])[order].numpy()
     kept = {i: m for s in shards for i, m in s[3].items()}
-    pixel_auroc = None
+    pixel_auroc = aupro = None
     if has_masks:
         pixel.all_reduce(lambda t: dist.all_reduce_sum(t.to(device)))
-        pixel_auroc = pixel.compute()
+        pro.all_reduce(lambda t: dist.all_reduce_sum(t.to(device)))
+        pixel_auroc, aupro = pixel.compute(), pro.compute()
     notes = []
     img_auroc = image_auroc(image_scores, label_arr)
     if img_auroc is None:
@@ -321,6 +329,7 @@ def evaluate(
     return Evaluation(
         image_auroc=img_auroc,
         pixel_auroc=pixel_auroc,
+        aupro=aupro,
         n_images=len(label_arr),
         image_scores=image_scores,
         labels=label_arr,
