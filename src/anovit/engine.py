@@ -260,9 +260,9 @@ class Evaluation:
     image_auroc: float | None
     pixel_auroc: float | None
     n_images: int
-    aupro: float | None = None
     image_scores: np.ndarray
     labels: np.ndarray
+    aupro: float | None = None
     maps: dict[int, np.ndarray] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
