@@ -117,3 +117,20 @@ def test_digits_split_is_fixed_and_disjoint() -> None:
     train_all = one_class_data("digits", None, "1", image_size=16)
     assert len(data.test) == len(train_all.test)  # the same test split whatever the normal class
     assert 880 <= len(data.test) <= 910
+
+
+def test_class_per_folder_tree(tmp_path: Path) -> None:
+    from PIL import Image
+
+    for split, n in (("train", 5), ("test", 2)):
+        for c, shade in (("cats", 40), ("dogs", 200)):
+            folder = tmp_path / split / c
+            folder.mkdir(parents=True)
+            for i in range(n):
+                Image.new("L" if c == "cats" else "RGB", (20, 20), shade if c == "cats" else (shade,) * 3).save(folder / f"{i}.png")
+    data = one_class_data("folder", tmp_path, "dogs", image_size=16)
+    assert data.class_name == "dogs" and len(data.train) == 5
+    assert data.test.labels.tolist() == [1, 1, 0, 0]  # cats (sorted first) are the anomalies
+    assert data.train[0]["image"].mean() > 0.7 and data.test[0]["image"].mean() < 0.2
+    with pytest.raises(InputError, match="folder not found"):
+        one_class_data("folder", tmp_path / "nope", "dogs", 16)
