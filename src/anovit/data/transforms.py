@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from torchvision.transforms import v2
 
 from ..config import DataConfig
@@ -18,7 +17,6 @@ def build_augment(cfg: DataConfig) -> v2.Transform | None:
                 translate=(cfg.affine_translate, cfg.affine_translate) if cfg.affine_translate > 0 else None,
                 scale=tuple(cfg.affine_scale),
                 interpolation=v2.InterpolationMode.BILINEAR,
-                # Reflect-like fill is not offered; fill with the image border colour is closest.
             )
         )
     if cfg.hflip:
@@ -27,7 +25,3 @@ def build_augment(cfg: DataConfig) -> v2.Transform | None:
         steps.append(v2.RandomVerticalFlip())
     return v2.Compose(steps) if steps else None
 
-
-def to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (..., 3, H, W) -> float32 in [0, 1]."""
-    return images.float().div_(255.0)
