@@ -5,7 +5,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from anovit.metrics import StreamingAUPRO, StreamingAUROC, auroc_from_histograms, image_auroc
+from anovit.metrics import StreamingAUPRO, StreamingAUROC, StreamingPixelMetrics, auroc_from_histograms, image_auroc
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -122,3 +122,16 @@ def test_aupro_hand_made() -> None:
     assert _aupro_stream(half, masks) == pytest.approx(aupro_reference(half, masks), abs=1e-3)
     assert _aupro_stream(half, masks) == pytest.approx(0.575, abs=1e-6)
     assert StreamingAUPRO().compute() is None
+
+
+def test_pixel_metrics_bin_once_and_match_the_separate_accumulators() -> None:
+    g = torch.Generator().manual_seed(0)
+    maps = torch.rand(3, 20, 20, generator=g) * 0.1
+    masks = torch.zeros(3, 20, 20, dtype=torch.bool)
+    masks[0, 3:8, 3:8] = masks[2, 10:15, 2:6] = True
+    maps[masks] += 0.03
+    both, auroc, aupro = StreamingPixelMetrics(), StreamingAUROC(), StreamingAUPRO()
+    both.update(maps, masks)
+    auroc.update(maps, masks)
+    aupro.update(maps, masks)
+    assert both.compute() == (auroc.compute(), aupro.compute())

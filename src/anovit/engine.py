@@ -24,7 +24,7 @@ from . import checkpoint as ckpt
 from . import distributed as dist
 from .config import Precision, ScoreConfig, TrainConfig
 from .errors import InputError
-from .metrics import StreamingAUPRO, StreamingAUROC, image_auroc
+from .metrics import StreamingPixelMetrics, image_auroc
 from .scoring import score_maps
 
 log = logging.getLogger(__name__)
@@ -290,7 +290,7 @@ def evaluate(
     """Score every image of ``dataset``; image AUROC always, pixel AUROC when it has masks."""
     model.eval().to(device)
     keep = set(keep_maps)
-    pixel, pro = StreamingAUROC(), StreamingAUPRO()
+    pixel = StreamingPixelMetrics()
     has_masks = bool(getattr(dataset, "has_masks", False))
     scores, labels, indices, kept = [], [], [], {}
     loader = DataLoader(dataset, batch_size=batch_size, sampler=dist.ShardSampler(len(dataset)))
@@ -302,7 +302,6 @@ def evaluate(
         result = score_maps(images, recon, score.sigma, score.truncate)  # maps (B, H, W), image (B,)
         if has_masks:
             pixel.update(result.maps, batch["mask"])
-            pro.update(result.maps, batch["mask"])
         scores.append(result.image.cpu())
         labels.append(batch["label"].cpu())
         indices.append(batch["index"].cpu())
@@ -318,8 +317,7 @@ def evaluate(
     pixel_auroc = aupro = None
     if has_masks:
         pixel.all_reduce(lambda t: dist.all_reduce_sum(t.to(device)))
-        pro.all_reduce(lambda t: dist.all_reduce_sum(t.to(device)))
-        pixel_auroc, aupro = pixel.compute(), pro.compute()
+        pixel_auroc, aupro = pixel.compute()
     notes = []
     img_auroc = image_auroc(image_scores, label_arr)
     if img_auroc is None:

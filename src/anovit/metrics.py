@@ -64,7 +64,10 @@ class StreamingAUROC:
 
     def update(self, scores: torch.Tensor, labels: torch.Tensor) -> None:
         """scores: any shape, float; labels: same shape, bool or {0, 1}."""
-        idx = _bin_index(scores, self.n_bins, self.log_lo, self.log_hi)
+        self.update_binned(_bin_index(scores, self.n_bins, self.log_lo, self.log_hi), labels)
+
+    def update_binned(self, idx: torch.Tensor, labels: torch.Tensor) -> None:
+        """Like :meth:`update`, for scores already binned by ``_bin_index`` with this object's bins."""
         y = labels.detach().flatten().to(device=idx.device, dtype=torch.long)
         flat = torch.bincount(idx + y * (self.n_bins + 2), minlength=2 * (self.n_bins + 2))
         flat = flat.view(2, self.n_bins + 2)
@@ -130,8 +133,12 @@ class StreamingAUPRO:
 
     def update(self, maps: torch.Tensor, masks: torch.Tensor) -> None:
         """maps: (B, H, W) float; masks: (B, H, W) bool."""
+        self.update_binned(_bin_index(maps, self.n_bins, self.log_lo, self.log_hi), masks)
+
+    def update_binned(self, idx: torch.Tensor, masks: torch.Tensor) -> None:
+        """Like :meth:`update`, for maps already binned (flattened) by ``_bin_index`` with this object's bins."""
         weights, n = region_weights(masks.detach().cpu().numpy().astype(bool))
-        idx = _bin_index(maps, self.n_bins, self.log_lo, self.log_hi).cpu()
+        idx = idx.cpu()
         w = torch.from_numpy(weights.ravel())
         normal = ~masks.detach().cpu().flatten().bool()
         self.normal += torch.bincount(idx[normal], minlength=self.n_bins + 2).double()
@@ -152,3 +159,25 @@ class StreamingAUPRO:
         fpr = self.normal.flip(0).cumsum(0).numpy() / n_normal
         pro = self.overlap.flip(0).cumsum(0).numpy() / n_regions
         return pro_curve_area(fpr, pro, self.fpr_limit)
+
+
+class StreamingPixelMetrics:
+    """Pixel AUROC and AUPRO of one stream of score maps, binning each pixel once for both."""
+
+    def __init__(self) -> None:
+        self.auroc, self.aupro = StreamingAUROC(), StreamingAUPRO()
+        assert (self.auroc.n_bins, self.auroc.log_lo, self.auroc.log_hi) == (self.aupro.n_bins, self.aupro.log_lo, self.aupro.log_hi)
+
+    def update(self, maps: torch.Tensor, masks: torch.Tensor) -> None:
+        """maps: (B, H, W) float; masks: (B, H, W) bool."""
+        idx = _bin_index(maps, self.auroc.n_bins, self.auroc.log_lo, self.auroc.log_hi)  # (B * H * W,)
+        self.auroc.update_binned(idx, masks)
+        self.aupro.update_binned(idx, masks)
+
+    def all_reduce(self, reduce_sum: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self.auroc.all_reduce(reduce_sum)
+        self.aupro.all_reduce(reduce_sum)
+
+    def compute(self) -> tuple[float | None, float | None]:
+        """(pixel AUROC, AUPRO)."""
+        return self.auroc.compute(), self.aupro.compute()
