@@ -77,9 +77,13 @@ def run_benchmark(
     image_size: int | None = None,
     device: str = "auto",
     progress: bool = True,
+    report: bool = False,
     **options: Any,
 ) -> dict[str, Any]:
-    """Run the sweep and write the three result files into ``out``. Returns the results.json content."""
+    """Run the sweep and write the three result files into ``out``. Returns the results.json content.
+
+    ``report`` writes a ``report.html`` into each run folder it tests.
+    """
     if dataset not in DATASETS:
         raise InputError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
     unknown = [m for m in models if m not in MODEL_LABELS]
@@ -105,7 +109,7 @@ def run_benchmark(
         results = build_results(dataset, list(models), [rows[c] for c in cats if c in rows])
         write_results(out, results)
 
-    common = dict(dataset=dataset, data_root=data_root, models=list(models), configs=configs, out=out)
+    common = dict(dataset=dataset, data_root=data_root, models=list(models), configs=configs, out=out, report=report)
     if len(devices) == 1:
         for category in cats:
             finished(run_category(category=category, device=devices[0], progress=progress, bar=jobs, **common))
@@ -152,11 +156,13 @@ def run_category(
     device: str | None,
     progress: bool,
     bar: tqdm | None = None,
+    report: bool = False,
 ) -> dict[str, Any]:
     """Train (unless finished) and test each model on one category; draw its Figure 3. Returns its row."""
     device = device or _WORKER_DEVICE or "auto"
     row: dict[str, Any] = {"category": category}
-    todo = [m for m in models if not (out / "runs" / category / m / ckpt.METRICS_FILE).is_file()]
+    done = (ckpt.METRICS_FILE, "report.html") if report else (ckpt.METRICS_FILE,)
+    todo = [m for m in models if not all((out / "runs" / category / m / f).is_file() for f in done)]
     figure_path = out / "figures" / f"{category}.png"
     need_figure = dataset == "mvtec" and not figure_path.is_file()
     data: dict[str, Any] | None = None
@@ -169,12 +175,12 @@ def run_category(
             cfg = configs[m]
             if data is None or data["size"] != cfg.data.image_size:
                 data = _load(dataset, data_root, category, cfg.data.image_size, progress)
-            if m in todo:
+            if m in todo and not (run_dir / ckpt.METRICS_FILE).is_file():  # a missing report alone needs no training
                 train_cfg = replace(cfg, data=replace(cfg.data, val_fraction=data["val_fraction"] or cfg.data.val_fraction))
                 source = {"dataset": dataset, "data": str(data_root), "category": category}
                 train_on(train_cfg, data["train"], run_dir, device, progress, source)
             result = test_on(run_dir, data["test"], device=device, keep_maps=FIGURE_ROWS if dataset == "mvtec" else 0,
-                             progress=progress, extra={"dataset": dataset, "category": category})  # fmt: skip
+                             progress=progress, extra={"dataset": dataset, "category": category}, report=report)  # fmt: skip
             maps[m] = [result.maps[i] for i in sorted(result.maps)]
         metrics = _read_metrics(run_dir / ckpt.METRICS_FILE)
         row[m] = {"image_auroc": metrics.get("image_auroc"), "pixel_auroc": metrics.get("pixel_auroc")}

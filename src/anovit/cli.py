@@ -37,6 +37,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     run = p.add_mutually_exclusive_group()
     run.add_argument("--force", action="store_true", help="overwrite a finished run in --out")
     run.add_argument("--resume", action="store_true", help="continue a killed run in --out from its last checkpoint")
+    p.add_argument("--val", type=Path, help="labelled validation folder for the thresholds (good/ + defect folders, "
+                   "optional ground_truth/); default: the 20%% hold-out of train/good")  # fmt: skip
     p.add_argument("--out", required=True, type=Path, help="run folder to write")
 
 
@@ -49,6 +51,35 @@ def _add_test(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="auto")
+    p.add_argument("--report", action="store_true", help="also write report.html (metrics, ROC, score histograms, gallery)")
+
+
+def _add_calibrate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("calibrate", help="set a run's image and pixel thresholds from a labelled validation folder")
+    p.add_argument("--run", required=True, type=Path)
+    p.add_argument("--val", required=True, type=Path,
+                   help="folder with good/ (normal) and optional <defect>/ folders; masks in ground_truth/ beside or inside it")  # fmt: skip
+    p.add_argument("--quantile", type=float, default=0.99, help="fallback without anomalies: this quantile of normal scores")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--device", default="auto")
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="score new images: verdict, heat-map overlay and mask per image, predictions.csv/json")
+    p.add_argument("--run", required=True, type=Path)
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders (searched recursively)")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--force", action="store_true", help="overwrite earlier predictions in --out")
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export model + scoring (score map and image score) to ONNX")
+    p.add_argument("--run", required=True, type=Path)
+    p.add_argument("--format", default="onnx", choices=["onnx"])
+    p.add_argument("--out", type=Path, help="file to write (default: RUN/model.onnx)")
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
@@ -86,6 +117,7 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--seed", type=int)
     p.add_argument("--device", default="auto", help="auto (every visible GPU, one category each), cpu, or a list: cuda:0,cuda:1")
+    p.add_argument("--report", action="store_true", help="write report.html in each run folder")
     p.add_argument("--out", required=True, type=Path)
 
 
@@ -94,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_train, _add_test, _add_benchmark, _add_demo, _add_synth):
+    for add in (_add_train, _add_test, _add_calibrate, _add_predict, _add_export, _add_benchmark, _add_demo, _add_synth):
         add(sub)
     return parser
 
@@ -112,7 +144,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         encoder=args.encoder, pretrained=args.pretrained, encoder_weights=args.encoder_weights, sigma=args.sigma,
     )  # fmt: skip
     log.info("config: %s", cfg.to_json().replace("\n", " "))
-    result = train_run(cfg, args.data, args.category, args.out, args.device, args.force, progress=not args.quiet)
+    result = train_run(cfg, args.data, args.category, args.out, args.device, args.force, progress=not args.quiet, val_dir=args.val)
     last = result.history[-1]
     print(f"trained {cfg.model.name} for {len(result.history)} epochs in {result.seconds:.0f} s "
           f"(final train loss {last.train_loss:.5f}); run folder: {result.run_dir}")  # fmt: skip
@@ -136,10 +168,43 @@ def cmd_test(args: argparse.Namespace) -> None:
     from .runs import format_table, test_run
 
     result, _ = test_run(
-        args.run, args.data, args.category, args.out, args.device, args.precision, args.batch_size, progress=not args.quiet
-    )
+        args.run, args.data, args.category, args.out, args.device, args.precision, args.batch_size,
+        progress=not args.quiet, report=args.report,
+    )  # fmt: skip
     print(format_table({args.run.name: result.metrics()}))
     print(f"metrics written to {(args.out or args.run) / 'metrics.json'}")
+    if args.report:
+        print(f"report: {(args.out or args.run) / 'report.html'}")
+
+
+def cmd_calibrate(args: argparse.Namespace) -> None:
+    from .runs import calibrate_run
+
+    t = calibrate_run(args.run, args.val, args.device, args.precision, args.quantile, progress=not args.quiet)
+    f1 = lambda v: "" if v is None else f", F1 {v:.3f}"  # noqa: E731
+    print(f"image threshold {t.image:.6g} ({t.image_method}{f1(t.image_f1)}); pixel threshold {t.pixel:.6g} "
+          f"({t.pixel_method}{f1(t.pixel_f1)}); from {t.source}")  # fmt: skip
+    for note in t.notes:
+        print(f"note: {note}")
+    print(f"written to {args.run / 'thresholds.json'}")
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from .predict import predict
+
+    results = predict(args.run, args.paths, args.out, args.device, args.precision, args.batch_size, args.force, progress=not args.quiet)
+    n_bad = sum(r.verdict == "anomalous" for r in results)
+    print(f"{len(results)} images, {n_bad} anomalous; overlays and masks in {args.out}, table in {args.out / 'predictions.csv'}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from .export import export_onnx
+
+    result = export_onnx(args.run, args.out)
+    print(f"wrote {result.path}")
+    if result.map_error is not None:
+        print(f"onnxruntime vs PyTorch on a random batch: max |difference| {result.map_error:.2g} (score map), "
+              f"{result.score_error:.2g} (image score)")  # fmt: skip
 
 
 def cmd_benchmark(args: argparse.Namespace) -> None:
@@ -151,6 +216,7 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
         categories=[c for c in picked.split(",") if c] if picked else None, preset=args.preset, epochs=args.epochs,
         image_size=args.image_size, device=args.device, progress=not args.quiet, encoder=args.encoder,
         pretrained=args.pretrained, encoder_weights=args.encoder_weights, precision=args.precision, seed=args.seed,
+        report=args.report,
     )  # fmt: skip
     print((args.out / "results.md").read_text())
     print(f"results: {args.out / 'results.json'}, {args.out / 'results.csv'}, {args.out / 'results.md'}")
@@ -166,11 +232,14 @@ def cmd_synth(args: argparse.Namespace) -> None:
     from .data import make_synthetic_mvtec
 
     cats = tuple(c for c in args.categories.split(",") if c)
-    make_synthetic_mvtec(args.out, categories=cats, size=args.size, seed=args.seed, progress=True)
+    make_synthetic_mvtec(args.out, categories=cats, size=args.size, seed=args.seed, progress=not args.quiet)
     print(f"wrote {', '.join(cats)} to {args.out}")
 
 
-COMMANDS = {"train": cmd_train, "test": cmd_test, "benchmark": cmd_benchmark, "demo": cmd_demo, "synth": cmd_synth}
+COMMANDS = {
+    "train": cmd_train, "test": cmd_test, "calibrate": cmd_calibrate, "predict": cmd_predict, "export": cmd_export,
+    "benchmark": cmd_benchmark, "demo": cmd_demo, "synth": cmd_synth,
+}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

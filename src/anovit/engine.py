@@ -24,7 +24,7 @@ from . import checkpoint as ckpt
 from . import distributed as dist
 from .config import Precision, ScoreConfig, TrainConfig
 from .errors import InputError
-from .metrics import StreamingPixelMetrics, image_auroc
+from .metrics import StreamingAUROC, StreamingPixelMetrics, image_auroc, image_f1_max
 from .scoring import score_maps
 
 log = logging.getLogger(__name__)
@@ -265,12 +265,20 @@ class Evaluation:
     aupro: float | None = None
     maps: dict[int, np.ndarray] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    pixel_hist: StreamingAUROC | None = None  # pixel-score histograms of normal and anomalous pixels
 
     def metrics(self) -> dict[str, Any]:
+        """AUROCs, AUPRO and the best achievable F1 with its threshold, image- and pixel-level."""
+        image_f1 = image_f1_max(self.image_scores, self.labels)
+        pixel_f1 = self.pixel_hist.f1_max() if self.pixel_hist is not None else None
         out: dict[str, Any] = {
             "image_auroc": self.image_auroc,
             "pixel_auroc": self.pixel_auroc,
             "aupro": self.aupro,
+            "image_f1_max": image_f1[0] if image_f1 else None,
+            "image_f1_max_threshold": image_f1[1] if image_f1 else None,
+            "pixel_f1_max": pixel_f1[0] if pixel_f1 else None,
+            "pixel_f1_max_threshold": pixel_f1[1] if pixel_f1 else None,
             "n_images": self.n_images,
         }
         return out | ({"notes": self.notes} if self.notes else {})
@@ -333,4 +341,5 @@ def evaluate(
         labels=label_arr,
         maps=kept,
         notes=notes,
+        pixel_hist=pixel.auroc if has_masks else None,
     )

@@ -85,6 +85,81 @@ class StreamingAUROC:
         c = self.counts.cpu().numpy()
         return auroc_from_histograms(c[0], c[1])
 
+    def edges(self) -> np.ndarray:
+        """Lower score edge of each bin (n_bins + 2,): 0 for the bin below ``lo``, then lo .. hi."""
+        step = (self.log_hi - self.log_lo) / self.n_bins
+        return np.concatenate([[0.0], np.exp(self.log_lo + step * np.arange(self.n_bins + 1))])
+
+    def _counts(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.counts is None:
+            return np.zeros(self.n_bins + 2), np.zeros(self.n_bins + 2)
+        c = self.counts.cpu().numpy().astype(np.float64)
+        return c[0], c[1]
+
+    def f1_max(self) -> tuple[float, float] | None:
+        """(best F1, its threshold) over the bin edges, a pixel counting as anomalous when score >= threshold.
+
+        ``None`` when there are no anomalous pixels.
+        """
+        neg, pos = self._counts()
+        curve = f1_curve_from_histograms(neg, pos)
+        if curve is None:
+            return None
+        k = int(np.argmax(curve))
+        return float(curve[k]), float(self.edges()[k])
+
+    def f1_at(self, threshold: float) -> float | None:
+        """F1 of the rule score >= ``threshold`` (to the bin width); ``None`` when there are no anomalous pixels."""
+        neg, pos = self._counts()
+        if pos.sum() == 0:
+            return None
+        k = int(_bin_index(torch.tensor([threshold]), self.n_bins, self.log_lo, self.log_hi)[0])
+        tp, fp = pos[k:].sum(), neg[k:].sum()
+        return float(2 * tp / (2 * tp + fp + (pos.sum() - tp)))
+
+    def roc_curve(self, max_points: int = 512) -> tuple[np.ndarray, np.ndarray]:
+        """(false-positive rate, true-positive rate) at the bin edges from the top down, thinned to ``max_points``."""
+        neg, pos = self._counts()
+        fpr = np.concatenate([[0.0], neg[::-1].cumsum() / max(neg.sum(), 1)])
+        tpr = np.concatenate([[0.0], pos[::-1].cumsum() / max(pos.sum(), 1)])
+        along = fpr + tpr  # grows from 0 to 2 along the curve: thin evenly along it
+        keep = np.unique(np.concatenate([[0, len(fpr) - 1], np.searchsorted(along, np.linspace(0, 2, max_points))]))
+        keep = keep[keep < len(fpr)]
+        return fpr[keep], tpr[keep]
+
+
+def f1_curve_from_histograms(neg: np.ndarray, pos: np.ndarray) -> np.ndarray | None:
+    """F1 of the rule "anomalous when in bin k or above", for every bin k; ``None`` without positives."""
+    n_pos = float(np.sum(pos))
+    if n_pos == 0:
+        return None
+    tp = np.cumsum(pos[::-1])[::-1]  # positives in bin k or above
+    fp = np.cumsum(neg[::-1])[::-1]
+    return 2 * tp / (2 * tp + fp + (n_pos - tp))
+
+
+def image_f1_max(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float] | None:
+    """(best F1, its threshold) of the rule score >= threshold; ``None`` without anomalous images."""
+    from sklearn.metrics import precision_recall_curve
+
+    labels = np.asarray(labels).astype(int)
+    if labels.max(initial=0) == 0:
+        return None
+    precision, recall, thresholds = precision_recall_curve(labels, np.asarray(scores, dtype=np.float64))
+    f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-300)
+    k = int(np.argmax(f1))
+    return float(f1[k]), float(thresholds[k])
+
+
+def image_f1_at(scores: np.ndarray, labels: np.ndarray, threshold: float) -> float | None:
+    """F1 of the rule score >= ``threshold``; ``None`` without anomalous images."""
+    labels = np.asarray(labels).astype(int)
+    if labels.max(initial=0) == 0:
+        return None
+    predicted = np.asarray(scores) >= threshold
+    tp = float(np.sum(predicted & (labels == 1)))
+    return 2 * tp / (2 * tp + float(np.sum(predicted & (labels == 0))) + float(np.sum(~predicted & (labels == 1))))
+
 
 def region_weights(masks: np.ndarray) -> tuple[np.ndarray, int]:
     """Per-pixel weight 1 / |region| inside each 8-connected ground-truth region, 0 outside.

@@ -18,13 +18,16 @@ from torch.utils.data import Dataset
 from . import checkpoint as ckpt
 from . import distributed as dist
 from .config import Precision, RunConfig
-from .data import ImageDataset, Sample, mvtec_samples, split_train_val
+from .data import ImageDataset, Sample, labelled_folder_samples, mvtec_samples, split_train_val
 from .data.transforms import build_augment
 from .engine import EpochLog, Evaluation, evaluate, fit, resolve_device, resolve_precision, seed_everything
 from .errors import InputError
 from .models import build_model
+from .thresholds import DEFAULT_QUANTILE, THRESHOLDS_FILE, Thresholds, calibrate, decision_metrics, load_thresholds, save_thresholds
 
 log = logging.getLogger(__name__)
+
+REPORT_FILE = "report.html"
 
 
 class SplittableDataset(Protocol):
@@ -79,7 +82,50 @@ def train_on(
         ckpt.write_json(run_dir / "data.json", (source or {}) | {"n_train": len(train_idx), "n_val": len(val_idx)})
     start = time.perf_counter()
     history = fit(model, train_set, val_set, cfg.train, dev, run_dir=run_dir, progress=progress, resume=resume)
-    return TrainResult(run_dir, history, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    if val_set is not None:
+        calibrate_on(run_dir, val_set, f"the validation hold-out of the training images ({len(val_idx)} normal)", device, progress=progress)
+    else:
+        calibrate_on(run_dir, normal.subset(train_idx), f"the training images ({len(train_idx)} normal; no hold-out)", device, progress=progress)
+    return TrainResult(run_dir, history, seconds)
+
+
+def calibrate_on(
+    run_dir: Path,
+    dataset: SplittableDataset,
+    source: str,
+    device: str = "auto",
+    precision: Precision | None = None,
+    quantile: float = DEFAULT_QUANTILE,
+    progress: bool = True,
+) -> Thresholds:
+    """Compute the run's thresholds on a validation set and store them in ``thresholds.json``."""
+    dev = resolve_device(device)
+    cfg, model = ckpt.load_trained_model(run_dir, dev)
+    result = evaluate(model, dataset, cfg.score, dev, precision or cfg.train.precision, progress=progress)
+    thresholds = calibrate(result, source, quantile)
+    if dist.is_main():
+        save_thresholds(run_dir, thresholds)
+    for note in thresholds.notes:
+        log.info("thresholds: %s", note)
+    return thresholds
+
+
+def calibrate_run(
+    run_dir: Path,
+    val_dir: Path,
+    device: str = "auto",
+    precision: Precision | None = None,
+    quantile: float = DEFAULT_QUANTILE,
+    progress: bool = True,
+) -> Thresholds:
+    """Thresholds from a labelled validation folder (good/ + optional defect folders and masks)."""
+    cfg = ckpt.load_config(run_dir)
+    samples = labelled_folder_samples(val_dir)
+    dataset = ImageDataset(samples, cfg.data.image_size, desc=f"reading {val_dir}", progress=progress)
+    n_anomalous = sum(s.label for s in samples)
+    source = f"{val_dir} ({len(samples) - n_anomalous} normal, {n_anomalous} anomalous)"
+    return calibrate_on(run_dir, dataset, source, device, precision, quantile, progress)
 
 
 def train_run(
@@ -91,12 +137,21 @@ def train_run(
     force: bool = False,
     progress: bool = True,
     resume: bool = False,
+    val_dir: Path | None = None,
 ) -> TrainResult:
-    """Train on the normal training images of one MVTec-layout category."""
+    """Train on the normal training images of one MVTec-layout category.
+
+    ``val_dir``: a labelled validation folder to set the thresholds on (default: the hold-out).
+    """
     check_run_dir(run_dir, force)
     samples = mvtec_samples(data_root, category, "train")  # fails before anything is written
+    if val_dir is not None:
+        labelled_folder_samples(val_dir)  # the same: check its layout before training
     normal = ImageDataset(samples, cfg.data.image_size, desc=f"reading {category}/train", progress=progress and dist.is_main())
-    return train_on(cfg, normal, run_dir, device, progress, {"data": str(data_root), "category": category}, resume)
+    result = train_on(cfg, normal, run_dir, device, progress, {"data": str(data_root), "category": category}, resume)
+    if val_dir is not None:
+        calibrate_run(run_dir, val_dir, device, progress=progress)
+    return result
 
 
 def test_on(
@@ -109,19 +164,23 @@ def test_on(
     keep_maps: int = 0,
     progress: bool = True,
     extra: dict[str, Any] | None = None,
+    report: bool = False,
 ) -> Evaluation:
     """Evaluate a trained run on ``test_set``; write ``metrics.json`` and ``scores.csv`` to ``out_dir`` (default: the run).
 
-    ``keep_maps`` keeps the score maps of that many anomalous images (for figures).
+    ``keep_maps`` keeps the score maps of that many anomalous images (for figures); ``report``
+    also writes ``report.html``. With ``thresholds.json`` in the run, the metrics include the F1
+    reached at those thresholds.
     """
     dev = resolve_device(device)
     cfg, model = ckpt.load_trained_model(run_dir, dev)
+    thresholds = load_thresholds(run_dir) if (Path(run_dir) / THRESHOLDS_FILE).is_file() else None
     keep = figure_indices(test_set.samples, keep_maps)
     start = time.perf_counter()
     result = evaluate(model, test_set, cfg.score, dev, precision or cfg.train.precision, batch_size, keep, progress)
     seconds = time.perf_counter() - start
     out = Path(out_dir) if out_dir is not None else Path(run_dir)
-    metrics = result.metrics() | (extra or {}) | {
+    metrics = result.metrics() | (decision_metrics(result, thresholds) if thresholds else {}) | (extra or {}) | {
         "model": cfg.model.name,
         "n_anomalous": int(result.labels.sum()),
         "seconds": round(seconds, 3),
@@ -132,6 +191,11 @@ def test_on(
             f"{s.image},{s.defect},{s.label},{score:.8g}" for s, score in zip(test_set.samples, result.image_scores)
         ]
         ckpt.write_text(out / "scores.csv", "\n".join(rows) + "\n")
+        if report:
+            from .report import write_report
+
+            path = write_report(out / REPORT_FILE, model, cfg, test_set, result, metrics, thresholds, dev, precision)
+            log.info("report: %s", path)
     return result
 
 
@@ -145,12 +209,14 @@ def test_run(
     batch_size: int = 16,
     keep_maps: int = 0,
     progress: bool = True,
+    report: bool = False,
 ) -> tuple[Evaluation, ImageDataset]:
     """Evaluate a trained run on the MVTec test split of ``category``."""
     cfg = ckpt.load_config(run_dir)
     samples = mvtec_samples(data_root, category, "test")
     test_set = ImageDataset(samples, cfg.data.image_size, desc=f"reading {category}/test", progress=progress)
-    result = test_on(run_dir, test_set, out_dir, device, precision, batch_size, keep_maps, progress, {"category": category})
+    extra = {"category": category}
+    result = test_on(run_dir, test_set, out_dir, device, precision, batch_size, keep_maps, progress, extra, report)
     return result, test_set
 
 

@@ -34,15 +34,13 @@ def gaussian_kernel1d(sigma: float, truncate: float = 4.0, device: torch.device 
 
 
 def _pad_symmetric(x: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
-    """scipy's 'reflect' border (d c b a | a b c d | d c b a), repeated when radius > size."""
-    while radius > 0:
-        n = x.shape[dim]
-        r = min(radius, n)
-        left = x.narrow(dim, 0, r).flip(dim)
-        right = x.narrow(dim, n - r, r).flip(dim)
-        x = torch.cat([left, x, right], dim=dim)
-        radius -= r
-    return x
+    """scipy's 'reflect' border (d c b a | a b c d | d c b a), repeated when radius > size.
+
+    One gather with a fixed index (period 2n), so it traces and exports (ONNX Gather) as it runs.
+    """
+    n = int(x.shape[dim])
+    j = torch.arange(-radius, n + radius, device=x.device) % (2 * n)  # (n + 2r,)
+    return x.index_select(dim, torch.where(j >= n, 2 * n - 1 - j, j))
 
 
 def gaussian_blur(maps: torch.Tensor, sigma: float, truncate: float = 4.0) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 from .datasets import ImageDataset, split_train_val
 from .images import load_image, load_mask
-from .mvtec import Sample, mvtec_samples
+from .mvtec import Sample, labelled_folder_samples, mvtec_samples
 from .synthetic import make_synthetic_mvtec
 
-__all__ = ["ImageDataset", "Sample", "load_image", "load_mask", "make_synthetic_mvtec", "mvtec_samples", "split_train_val"]
+__all__ = ["ImageDataset", "Sample", "load_image", "load_mask", "labelled_folder_samples", "make_synthetic_mvtec", "mvtec_samples", "split_train_val"]

@@ -37,9 +37,14 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def open_rgb(path: Path) -> Image.Image:
+    """Read an image of any mode as 8-bit RGB, at its own size; a one-line error for unreadable files."""
+    return _to_rgb(_open(Path(path)))
+
+
 def load_image(path: Path, size: int) -> torch.Tensor:
     """Read an image, convert it to RGB and resize it to size x size. -> (3, S, S) uint8."""
-    img = _to_rgb(_open(Path(path)))
+    img = open_rgb(path)
     if img.size != (size, size):
         img = img.resize((size, size), Image.Resampling.BILINEAR)
     return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()

@@ -73,3 +73,34 @@ def mvtec_samples(root: Path, category: str, split: Literal["train", "test"]) ->
     if not samples:
         raise InputError(f"{test}: no test images found")
     return samples
+
+
+def labelled_folder_samples(folder: Path) -> list[Sample]:
+    """A labelled folder laid out like an MVTec test split, e.g. a validation set::
+
+        FOLDER/good/*.png                     normal images
+        FOLDER/<defect>/*.png                 anomalous images (optional)
+        FOLDER/ground_truth/<defect>/<name>_mask.png  or  FOLDER/../ground_truth/...  (optional)
+
+    An MVTec ``test`` folder is one. Masks are all-or-none: when some anomalous image has a mask,
+    every anomalous image must have one.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: folder not found (expected good/ and optional <defect>/ subfolders)")
+    if not (folder / "good").is_dir():
+        raise InputError(f"{folder}: no good/ subfolder (expected good/ for normal images and optional <defect>/ subfolders)")
+    gt_roots = [g for g in (folder / "ground_truth", folder.parent / "ground_truth") if g.is_dir()]
+    samples: list[Sample] = [Sample(p, 0) for p in _images_in(folder / "good")]
+    missing: list[Path] = []
+    for defect_dir in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in ("good", "ground_truth")):
+        for img in _images_in(defect_dir):
+            mask = next((m for g in gt_roots if (m := g / defect_dir.name / f"{img.stem}_mask.png").is_file()), None)
+            if mask is None:
+                missing.append(img)
+            samples.append(Sample(img, 1, mask, defect_dir.name))
+    with_mask = [s for s in samples if s.mask is not None]
+    if with_mask and missing:
+        expected = (gt_roots[0] if gt_roots else folder / "ground_truth") / missing[0].parent.name / f"{missing[0].stem}_mask.png"
+        raise InputError(f"{missing[0]}: anomalous image has no mask while others have one; expected {expected}")
+    return samples

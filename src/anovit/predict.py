@@ -1,0 +1,184 @@
+"""``anovit predict``: score new images with a trained run and write a verdict and a picture for each.
+
+For every image (any size; grey, RGB, RGBA, palette or 16-bit): the image score (max of the
+smoothed score map at the model's input size, as in training and testing), the verdict against the
+run's image threshold, the score map resized back to the original size as a heat-map overlay PNG,
+and the binary mask PNG (map >= the run's pixel threshold). One ``predictions.csv`` and one
+``predictions.json`` list them all.
+
+Overlay colours: 'jet' over score / (2 x pixel threshold), clipped to [0, 1]: dark blue is a
+score of 0, the middle of the scale (green) is the pixel threshold, red is twice it and above.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import checkpoint as ckpt
+from .config import Precision, ScoreConfig
+from .data.images import IMAGE_SUFFIXES, open_rgb
+from .engine import autocast, resolve_device
+from .errors import InputError
+from .scoring import Scores, score_maps
+from .thresholds import Thresholds, load_thresholds
+
+log = logging.getLogger(__name__)
+
+PREDICTIONS_JSON = "predictions.json"
+PREDICTIONS_CSV = "predictions.csv"
+
+
+@dataclass
+class Prediction:
+    """The result for one image; paths of the written PNGs are relative to the output folder."""
+
+    image: str
+    width: int
+    height: int
+    score: float
+    verdict: str  # "normal" or "anomalous"
+    anomalous_fraction: float  # share of the image's pixels in the mask
+    overlay: str
+    mask: str
+
+
+@torch.no_grad()
+def score_images(
+    model: nn.Module, images: torch.Tensor, score: ScoreConfig, device: torch.device, precision: Precision = "fp32"
+) -> Scores:
+    """Score a batch of images (B, 3, S, S) uint8 or float in [0, 1] -> Scores(maps (B, S, S), image (B,))."""
+    x = images.to(device)
+    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()  # (B, 3, S, S)
+    with autocast(device, precision):
+        recon = model(x)
+    return score_maps(x, recon, score.sigma, score.truncate)
+
+
+def collect_inputs(paths: Sequence[Path]) -> list[tuple[Path, str]]:
+    """Image files named directly or found (recursively) in folders -> (file, output name without suffix).
+
+    Output names keep the path below a given folder (``a/b`` for ``FOLDER/a/b.png``); clashes get ``_2``, ``_3`` ...
+    """
+    found: list[tuple[Path, str]] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise InputError(f"{path}: no image files in this folder (looked for {', '.join(IMAGE_SUFFIXES)})")
+            found += [(f, f.relative_to(path).with_suffix("").as_posix()) for f in files]
+        elif path.is_file():
+            found.append((path, path.stem))
+        else:
+            raise InputError(f"{path}: no such file or folder")
+    taken: dict[str, int] = {}
+    named = []
+    for file, name in found:
+        taken[name] = taken.get(name, 0) + 1
+        named.append((file, name if taken[name] == 1 else f"{name}_{taken[name]}"))
+    return named
+
+
+def heat_overlay(image: np.ndarray, score_map: np.ndarray, threshold: float, alpha: float = 0.5) -> np.ndarray:
+    """Blend a 'jet' heat map over an image: image (H, W, 3) uint8, map (H, W) -> (H, W, 3) uint8."""
+    import matplotlib
+
+    level = np.clip(score_map / (2.0 * threshold), 0.0, 1.0) if threshold > 0 else np.zeros_like(score_map)
+    heat = matplotlib.colormaps["jet"](level)[..., :3] * 255.0  # (H, W, 3)
+    return np.clip((1 - alpha) * image + alpha * heat + 0.5, 0, 255).astype(np.uint8)
+
+
+def _batches(files: list[tuple[Path, str]], size: int, batch_size: int) -> Iterator[list[tuple[Path, str, np.ndarray, torch.Tensor]]]:
+    """Decode images in batches: (file, name, original RGB (H, W, 3) uint8, resized (3, S, S) uint8)."""
+    batch = []
+    for file, name in files:
+        img = open_rgb(file)
+        original = np.asarray(img, dtype=np.uint8)
+        resized = img if img.size == (size, size) else img.resize((size, size), Image.Resampling.BILINEAR)
+        batch.append((file, name, original, torch.from_numpy(np.asarray(resized, dtype=np.uint8).copy()).permute(2, 0, 1)))
+        if len(batch) == batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _save_png(path: Path, array: np.ndarray) -> None:
+    ckpt.atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
+
+
+def predict(
+    run_dir: Path,
+    paths: Sequence[Path],
+    out_dir: Path,
+    device: str = "auto",
+    precision: Precision | None = None,
+    batch_size: int = 8,
+    force: bool = False,
+    progress: bool = True,
+) -> list[Prediction]:
+    """Score every image under ``paths`` with the run in ``run_dir``; write PNGs and the prediction tables to ``out_dir``."""
+    out_dir = Path(out_dir)
+    if (out_dir / PREDICTIONS_JSON).exists() and not force:
+        raise InputError(f"{out_dir}: already holds predictions; pass --force to overwrite them or choose another --out")
+    thresholds = load_thresholds(run_dir)
+    files = collect_inputs(paths)
+    dev = resolve_device(device)
+    cfg, model = ckpt.load_trained_model(run_dir, dev)
+    precision = precision or cfg.train.precision
+    size = cfg.data.image_size
+    results: list[Prediction] = []
+    bar = tqdm(total=len(files), desc="predicting", disable=not progress, unit="image")
+    for batch in _batches(files, size, batch_size):
+        scores = score_images(model, torch.stack([b[3] for b in batch]), cfg.score, dev, precision)  # maps (B, S, S)
+        for (file, name, original, _), score_map, score in zip(batch, scores.maps, scores.image.tolist()):
+            h, w = original.shape[:2]
+            full = F.interpolate(score_map.float()[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+            full_np = full.cpu().numpy()  # (H, W) at the original size
+            mask = full_np >= thresholds.pixel
+            overlay_rel, mask_rel = f"overlays/{name}.png", f"masks/{name}.png"
+            _save_png(out_dir / overlay_rel, heat_overlay(original, full_np, thresholds.pixel))
+            _save_png(out_dir / mask_rel, mask.astype(np.uint8) * 255)
+            results.append(Prediction(
+                image=str(file), width=w, height=h, score=float(score),
+                verdict="anomalous" if score >= thresholds.image else "normal",
+                anomalous_fraction=float(mask.mean()), overlay=overlay_rel, mask=mask_rel,
+            ))  # fmt: skip
+        bar.update(len(batch))
+    bar.close()
+    write_predictions(out_dir, results, thresholds, run_dir)
+    return results
+
+
+def write_predictions(out_dir: Path, results: list[Prediction], thresholds: Thresholds, run_dir: Path) -> None:
+    """``predictions.csv`` (one row per image) and ``predictions.json`` (the rows plus the thresholds used)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    fields = list(Prediction.__dataclass_fields__)
+    writer.writerow(fields)
+    for r in results:
+        row = asdict(r)
+        writer.writerow([f"{row[k]:.8g}" if isinstance(row[k], float) else row[k] for k in fields])
+    ckpt.write_text(out_dir / PREDICTIONS_CSV, buf.getvalue())
+    document = {
+        "run": str(run_dir),
+        "thresholds": {"image": thresholds.image, "pixel": thresholds.pixel,
+                       "image_method": thresholds.image_method, "pixel_method": thresholds.pixel_method,
+                       "source": thresholds.source},
+        "n_images": len(results),
+        "n_anomalous": sum(r.verdict == "anomalous" for r in results),
+        "predictions": [asdict(r) for r in results],
+    }  # fmt: skip
+    ckpt.write_text(out_dir / PREDICTIONS_JSON, json.dumps(document, indent=2) + "\n")

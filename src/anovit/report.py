@@ -1,0 +1,257 @@
+"""``report.html``: one self-contained page per test run (no server, no network, no external file).
+
+It holds the metrics table, the image- and pixel-level ROC curves, the score distributions of
+normal and anomalous images with the decision threshold, and a gallery (image, ground truth,
+score map, overlay) ordered worst misses first: anomalous images scored furthest below the
+threshold and normal images scored furthest above it, then the correct calls, closest calls first.
+Charts are inline SVG, pictures inline base64 PNG/JPEG; a few lines of script filter the gallery.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+from sklearn.metrics import roc_curve  # noqa: E402
+from torch import nn  # noqa: E402
+
+from .checkpoint import write_text  # noqa: E402
+from .config import Precision, RunConfig  # noqa: E402
+from .predict import heat_overlay, score_images  # noqa: E402
+from .thresholds import Thresholds  # noqa: E402
+
+if TYPE_CHECKING:
+    from .engine import Evaluation
+
+THUMB = 160  # gallery picture size, pixels
+GALLERY_MAX = 48
+
+
+def gallery_order(scores: np.ndarray, labels: np.ndarray, threshold: float) -> list[int]:
+    """Indices worst misses first: the most wrong side of ``threshold`` first, relative to the threshold."""
+    scale = abs(threshold) if threshold else 1.0
+    margin = np.where(labels == 1, threshold - scores, scores - threshold) / scale  # > 0: missed
+    return [int(i) for i in np.argsort(-margin, kind="stable")]
+
+
+def _png(array: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _jpeg(array: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="JPEG", quality=88)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _thumb(array: np.ndarray, nearest: bool = False) -> np.ndarray:
+    img = Image.fromarray(array)
+    if max(img.size) > THUMB:
+        img = img.resize((THUMB, THUMB), Image.Resampling.NEAREST if nearest else Image.Resampling.BILINEAR)
+    return np.asarray(img)
+
+
+def _svg(fig: plt.Figure) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg") :]  # drop the XML prologue: inline SVG in HTML
+
+
+def roc_figure(evaluation: Evaluation) -> str | None:
+    """Image and pixel ROC curves in one SVG; ``None`` when neither is defined."""
+    curves = []
+    if evaluation.image_auroc is not None:
+        fpr, tpr, _ = roc_curve(evaluation.labels, evaluation.image_scores)
+        curves.append((fpr, tpr, f"image (AUROC {evaluation.image_auroc:.3f})"))
+    if evaluation.pixel_hist is not None and evaluation.pixel_auroc is not None:
+        fpr, tpr = evaluation.pixel_hist.roc_curve()
+        curves.append((fpr, tpr, f"pixel (AUROC {evaluation.pixel_auroc:.3f})"))
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    for fpr, tpr, label in curves:
+        ax.plot(fpr, tpr, label=label)
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+    ax.set(xlabel="false-positive rate", ylabel="true-positive rate", xlim=(0, 1), ylim=(0, 1.01), title="ROC")
+    ax.legend(loc="lower right", fontsize=8)
+    return _svg(fig)
+
+
+def score_figure(scores: np.ndarray, labels: np.ndarray, threshold: float, threshold_label: str) -> str:
+    """Histograms of the image scores of normal and anomalous images, with the threshold."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    bins = np.linspace(float(scores.min()), float(scores.max()), 31) if scores.max() > scores.min() else 10
+    for value, name, colour in ((0, "normal", "tab:blue"), (1, "anomalous", "tab:red")):
+        if np.any(labels == value):
+            ax.hist(scores[labels == value], bins=bins, alpha=0.6, color=colour, label=f"{name} ({int(np.sum(labels == value))})")
+    ax.axvline(threshold, color="black", ls="--", lw=1.2, label=threshold_label)
+    ax.set(xlabel="image score (max of the smoothed score map)", ylabel="images", title="Score distribution")
+    ax.legend(fontsize=8)
+    return _svg(fig)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.4f}" if isinstance(value, float) else html.escape(str(value))
+
+
+METRIC_ROWS = (
+    ("image_auroc", "image AUROC (detection)"),
+    ("pixel_auroc", "pixel AUROC (localisation)"),
+    ("aupro", "AUPRO (FPR ≤ 0.3)"),
+    ("image_f1_max", "image F1-max (best threshold on this set)"),
+    ("pixel_f1_max", "pixel F1-max (best threshold on this set)"),
+    ("image_f1", "image F1 at the run's threshold"),
+    ("pixel_f1", "pixel F1 at the run's threshold"),
+    ("n_images", "test images"),
+    ("n_anomalous", "of which anomalous"),
+)
+
+
+def write_report(
+    path: Path,
+    model: nn.Module,
+    cfg: RunConfig,
+    test_set: Any,
+    evaluation: Evaluation,
+    metrics: dict[str, Any],
+    thresholds: Thresholds | None,
+    device: torch.device,
+    precision: Precision | None = None,
+    title: str | None = None,
+    gallery_max: int = GALLERY_MAX,
+) -> Path:
+    """Write the report of one evaluated test set to ``path`` (atomically) and return the path."""
+    scores, labels = evaluation.image_scores, evaluation.labels
+    if thresholds is not None:
+        image_thr, pixel_thr = thresholds.image, thresholds.pixel
+        thr_label = f"run threshold {image_thr:.4g} ({thresholds.image_method})"
+    else:
+        image_thr = metrics.get("image_f1_max_threshold") or float(np.quantile(scores, 0.99))
+        pixel_thr = metrics.get("pixel_f1_max_threshold") or image_thr
+        thr_label = f"threshold {image_thr:.4g} (F1-max on this set; the run has no thresholds.json)"
+    order = gallery_order(scores, labels, image_thr)[:gallery_max]
+    cards = _cards(model, cfg, test_set, evaluation, order, image_thr, pixel_thr, device, precision or cfg.train.precision)
+    roc = roc_figure(evaluation)
+    dist = score_figure(scores, labels, image_thr, thr_label)
+    page = _page(title or f"anovit report: {cfg.model.name}", cfg, metrics, thresholds, roc, dist, cards, len(scores), thr_label)
+    write_text(Path(path), page)
+    return Path(path)
+
+
+def _cards(
+    model: nn.Module, cfg: RunConfig, test_set: Any, evaluation: Evaluation, order: list[int],
+    image_thr: float, pixel_thr: float, device: torch.device, precision: Precision,
+) -> list[str]:  # fmt: skip
+    """One HTML card per gallery image; its score map is recomputed (only these images are kept)."""
+    has_masks = bool(getattr(test_set, "has_masks", False))
+    out: list[str] = []
+    for start in range(0, len(order), 16):
+        idx = order[start : start + 16]
+        items = [test_set[i] for i in idx]
+        images = torch.stack([item["image"] for item in items])  # (b, 3, S, S) float in [0, 1]
+        maps = score_images(model, images, cfg.score, device, precision).maps.float().cpu().numpy()  # (b, S, S)
+        for j, i in enumerate(idx):
+            label, score = int(evaluation.labels[i]), float(evaluation.image_scores[i])
+            called = score >= image_thr
+            outcome = ("true positive" if called else "missed anomaly") if label else ("false alarm" if called else "true negative")
+            missed = called != bool(label)
+            rgb = (images[j].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)  # (S, S, 3)
+            level = np.clip(maps[j] / (2 * pixel_thr), 0, 1) if pixel_thr > 0 else np.zeros_like(maps[j])
+            heat = (matplotlib.colormaps["jet"](level)[..., :3] * 255).astype(np.uint8)
+            panels = [("image", _jpeg(_thumb(rgb)))]
+            if has_masks:
+                panels.append(("ground truth", _png(_thumb(items[j]["mask"].numpy().astype(np.uint8) * 255, nearest=True))))
+            panels += [("score map", _png(_thumb(heat))), ("overlay", _jpeg(_thumb(heat_overlay(rgb, maps[j], pixel_thr))))]
+            sample = test_set.samples[i]
+            figs = "".join(f'<figure><img src="{src}" alt="{cap}"><figcaption>{cap}</figcaption></figure>' for cap, src in panels)
+            out.append(
+                f'<div class="card{" missed" if missed else ""}" data-label="{label}" data-missed="{int(missed)}">'
+                f'<div class="caption"><b>{html.escape(Path(sample.image).name)}</b> · {html.escape(sample.defect)} · '
+                f'score {score:.4g} · <span class="outcome">{outcome}</span></div><div class="panels">{figs}</div></div>'
+            )
+    return out
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:1.5em auto;max-width:1200px;color:#222;padding:0 1em}
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse}td,th{padding:.25em .8em;border-bottom:1px solid #eee;text-align:left}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+.charts{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}.charts svg{max-width:100%;height:auto}
+.filters button{margin-right:.4em;padding:.3em .8em;border:1px solid #999;background:#f6f6f6;border-radius:4px;cursor:pointer}
+.filters button.on{background:#333;color:#fff}
+.gallery{display:flex;flex-wrap:wrap;gap:1em}.card{border:1px solid #ccc;border-radius:6px;padding:.5em}
+.card.missed{border:2px solid #c0392b}.card .outcome{font-weight:600}.card.missed .outcome{color:#c0392b}
+.caption{font-size:.85em;margin-bottom:.3em}.panels{display:flex;gap:.3em}
+figure{margin:0;text-align:center}figure img{width:160px;height:160px;image-rendering:auto;display:block}
+figcaption{font-size:.75em;color:#555}.note{color:#555;font-size:.9em}
+"""
+
+SCRIPT = """
+(function () {
+  var cards = Array.prototype.slice.call(document.querySelectorAll('.card'));
+  var buttons = Array.prototype.slice.call(document.querySelectorAll('.filters button'));
+  function show(filter) {
+    cards.forEach(function (c) {
+      var keep = filter === 'all' || (filter === 'missed' && c.dataset.missed === '1') ||
+        (filter === 'anomalous' && c.dataset.label === '1') || (filter === 'normal' && c.dataset.label === '0');
+      c.style.display = keep ? '' : 'none';
+    });
+    buttons.forEach(function (b) { b.classList.toggle('on', b.dataset.filter === filter); });
+  }
+  buttons.forEach(function (b) { b.addEventListener('click', function () { show(b.dataset.filter); }); });
+  show('all');
+  document.body.dataset.ready = String(cards.length);
+})();
+"""
+
+
+def _page(
+    title: str, cfg: RunConfig, metrics: dict[str, Any], thresholds: Thresholds | None, roc: str | None,
+    dist: str, cards: list[str], n_images: int, thr_label: str,
+) -> str:  # fmt: skip
+    rows = "".join(
+        f'<tr><td>{label}</td><td class="num">{_fmt(metrics.get(key))}</td></tr>' for key, label in METRIC_ROWS if key in metrics
+    )
+    if thresholds is not None:
+        thr = (f"<p>Thresholds of the run: image {thresholds.image:.6g} ({thresholds.image_method}), pixel "
+               f"{thresholds.pixel:.6g} ({thresholds.pixel_method}), computed on {html.escape(thresholds.source)}.</p>")  # fmt: skip
+    else:
+        thr = "<p class=note>The run has no thresholds.json; the gallery uses the F1-max threshold of this test set.</p>"
+    n_missed = sum('data-missed="1"' in c for c in cards)
+    model = f"{cfg.model.name}" + (f" ({cfg.model.encoder})" if cfg.model.name == "anovit" else "")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)}</title><style>{CSS}</style></head>
+<body>
+<h1>{html.escape(title)}</h1>
+<p>Model: {html.escape(model)}, {cfg.data.image_size} px, score-map smoothing σ = {cfg.score.sigma:g}.</p>
+<h2>Metrics</h2>
+<table><tbody>{rows}</tbody></table>
+{thr}
+<h2>Curves</h2>
+<div class="charts">{roc or '<p class="note">ROC undefined: the test set has one class only.</p>'}{dist}</div>
+<h2>Gallery</h2>
+<p class="note">{len(cards)} of {n_images} images, worst misses first ({n_missed} misses shown), at {html.escape(thr_label)}.
+Score-map colours: blue = 0, green = the pixel threshold, red = twice it or more.</p>
+<div class="filters"><button data-filter="all">all</button><button data-filter="missed">misses</button><button data-filter="anomalous">anomalous</button><button data-filter="normal">normal</button></div>
+<div class="gallery" id="gallery">{''.join(cards)}</div>
+<script>{SCRIPT}</script>
+</body></html>
+"""

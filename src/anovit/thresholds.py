@@ -1,0 +1,128 @@
+"""Decision thresholds: from scores to verdicts (normal / anomalous) and binary masks.
+
+A run carries two thresholds in ``thresholds.json``: one on the image score (max of the smoothed
+score map) and one on the pixel scores. They come from a validation set:
+
+- with anomalous images, the image threshold maximises image-level F1 on it ("f1-max");
+  with ground-truth masks too, the pixel threshold maximises pixel-level F1 ("f1-max");
+- with normal images only (what training has: its 20 % hold-out), the image threshold is the
+  ``quantile`` (default 0.99) of the normal images' scores ("normal-quantile"): about 1 % of
+  normal images are flagged; without masks the pixel threshold equals the image threshold
+  ("image-threshold"), so an image's mask is non-empty exactly when it is called anomalous.
+
+An image is anomalous when its score is >= the image threshold; a pixel when its smoothed score
+is >= the pixel threshold.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .checkpoint import write_json
+from .errors import InputError
+from .metrics import image_f1_at, image_f1_max
+
+if TYPE_CHECKING:
+    from .engine import Evaluation
+
+THRESHOLDS_FILE = "thresholds.json"
+DEFAULT_QUANTILE = 0.99
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The image and pixel thresholds of a run and how they were chosen."""
+
+    image: float
+    pixel: float
+    image_method: str  # "f1-max" or "normal-quantile"
+    pixel_method: str  # "f1-max" or "image-threshold"
+    source: str  # the validation images they were computed on
+    n_normal: int
+    n_anomalous: int
+    image_f1: float | None = None  # F1 on the validation set at ``image`` (None without anomalies)
+    pixel_f1: float | None = None  # F1 of the pixels at ``pixel`` (None without masks)
+    quantile: float | None = None  # for "normal-quantile"
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def calibrate(evaluation: Evaluation, source: str, quantile: float = DEFAULT_QUANTILE) -> Thresholds:
+    """Thresholds from the scores of a validation set (see the module docstring for the rules)."""
+    if not 0 < quantile <= 1:
+        raise InputError(f"quantile must be in (0, 1], got {quantile}")
+    scores, labels = np.asarray(evaluation.image_scores, dtype=np.float64), np.asarray(evaluation.labels).astype(int)
+    if len(scores) == 0:
+        raise InputError(f"{source}: no validation images to compute thresholds on")
+    n_anomalous = int(labels.sum())
+    n_normal = len(labels) - n_anomalous
+    notes: list[str] = []
+    best = image_f1_max(scores, labels)
+    if best is not None:
+        image_f1, image, image_method, q = best[0], best[1], "f1-max", None
+        if n_normal == 0:
+            notes.append("the validation set has no normal images: the image threshold is the lowest anomalous score")
+    else:
+        image = float(np.quantile(scores, quantile))
+        image_f1, image_method, q = None, "normal-quantile", quantile
+        notes.append(
+            f"the validation set has no anomalous images: the image threshold is the {quantile:g} quantile "
+            f"of the {n_normal} normal scores, not an F1 optimum"
+        )
+    pixel_best = evaluation.pixel_hist.f1_max() if evaluation.pixel_hist is not None else None
+    if pixel_best is not None:
+        pixel_f1, pixel, pixel_method = pixel_best[0], pixel_best[1], "f1-max"
+    else:
+        pixel_f1, pixel, pixel_method = None, image, "image-threshold"
+        notes.append("no ground-truth masks: the pixel threshold is the image threshold")
+    return Thresholds(
+        image=image,
+        pixel=pixel,
+        image_method=image_method,
+        pixel_method=pixel_method,
+        source=source,
+        n_normal=n_normal,
+        n_anomalous=n_anomalous,
+        image_f1=image_f1,
+        pixel_f1=pixel_f1,
+        quantile=q,
+        notes=notes,
+    )
+
+
+def save_thresholds(run_dir: Path, thresholds: Thresholds) -> Path:
+    path = Path(run_dir) / THRESHOLDS_FILE
+    write_json(path, thresholds.to_dict())
+    return path
+
+
+def load_thresholds(run_dir: Path) -> Thresholds:
+    """The run's thresholds; a clear error when the run has none or the file is damaged."""
+    path = Path(run_dir) / THRESHOLDS_FILE
+    if not path.is_file():
+        raise InputError(
+            f"{path}: not found; this run has no thresholds yet: run 'anovit calibrate --run {run_dir} --val DIR'"
+        )
+    try:
+        data = json.loads(path.read_text())
+        return Thresholds(**data)
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise InputError(f"{path}: not a thresholds file written by anovit ({exc})") from None
+
+
+def decision_metrics(evaluation: Evaluation, thresholds: Thresholds) -> dict[str, Any]:
+    """F1 of a test set at the run's thresholds (what a user of those thresholds gets)."""
+    hist = evaluation.pixel_hist
+    return {
+        "image_f1": image_f1_at(evaluation.image_scores, evaluation.labels, thresholds.image),
+        "pixel_f1": hist.f1_at(thresholds.pixel) if hist is not None else None,
+        "thresholds": {"image": thresholds.image, "pixel": thresholds.pixel,
+                       "image_method": thresholds.image_method, "pixel_method": thresholds.pixel_method},
+    }  # fmt: skip
