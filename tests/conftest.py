@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from anovit.config import PRESETS, ModelConfig
+from anovit.config import PRESETS, ModelConfig, RunConfig
 from anovit.data import make_synthetic_mvtec
 
 torch.set_num_threads(2)
@@ -34,3 +34,23 @@ def tiny_model_config(name: str = "anovit", image_size: int = 32, patch_size: in
         cae_base_channels=8,
         cae_latent_dim=8,
     )
+
+
+def tiny_run_config(name: str = "anovit", epochs: int = 2) -> RunConfig:
+    small = PRESETS["small"]
+    return replace(
+        small,
+        model=tiny_model_config(name),
+        data=replace(small.data, image_size=32),
+        train=replace(small.train, epochs=epochs, batch_size=4, precision="fp32"),
+    )
+
+
+@pytest.fixture(scope="session")
+def trained_run(mvtec_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny AnoViT trained 2 epochs on ``mvtec_root``/weave, with its hold-out thresholds. Do not modify it."""
+    from anovit.runs import train_run
+
+    run = tmp_path_factory.mktemp("trained") / "run"
+    train_run(tiny_run_config(), mvtec_root, "weave", run, device="cpu", progress=False)
+    return run

@@ -105,7 +105,7 @@ class StreamingAUROC:
         curve = f1_curve_from_histograms(neg, pos)
         if curve is None:
             return None
-        k = int(np.argmax(curve))
+        k = len(curve) - 1 - int(np.argmax(curve[::-1]))  # the highest of tied thresholds, as for image scores
         return float(curve[k]), float(self.edges()[k])
 
     def f1_at(self, threshold: float) -> float | None:
@@ -113,7 +113,7 @@ class StreamingAUROC:
         neg, pos = self._counts()
         if pos.sum() == 0:
             return None
-        k = int(_bin_index(torch.tensor([threshold]), self.n_bins, self.log_lo, self.log_hi)[0])
+        k = max(int(np.searchsorted(self.edges(), threshold, side="right")) - 1, 0)  # the bin holding it
         tp, fp = pos[k:].sum(), neg[k:].sum()
         return float(2 * tp / (2 * tp + fp + (pos.sum() - tp)))
 

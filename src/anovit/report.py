@@ -199,7 +199,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .gallery{display:flex;flex-wrap:wrap;gap:1em}.card{border:1px solid #ccc;border-radius:6px;padding:.5em}
 .card.missed{border:2px solid #c0392b}.card .outcome{font-weight:600}.card.missed .outcome{color:#c0392b}
 .caption{font-size:.85em;margin-bottom:.3em}.panels{display:flex;gap:.3em}
-figure{margin:0;text-align:center}figure img{width:160px;height:160px;image-rendering:auto;display:block}
+figure{margin:0;text-align:center}figure img{width:128px;height:128px;display:block}
 figcaption{font-size:.75em;color:#555}.note{color:#555;font-size:.9em}
 """
 

@@ -1,0 +1,89 @@
+"""Thresholds: F1-max from histograms and from exact scores, the fallback without anomalies, the run file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import f1_score
+
+from anovit.engine import Evaluation
+from anovit.errors import InputError
+from anovit.metrics import StreamingAUROC, image_f1_at, image_f1_max
+from anovit.thresholds import THRESHOLDS_FILE, Thresholds, calibrate, decision_metrics, load_thresholds, save_thresholds
+
+
+def _brute_f1_max(scores: np.ndarray, labels: np.ndarray) -> float:
+    return max(f1_score(labels, scores >= t) for t in np.unique(scores))
+
+
+def test_image_f1_max_matches_brute_force() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 200)
+    scores = rng.normal(size=200) + labels
+    f1, threshold = image_f1_max(scores, labels)
+    assert f1 == pytest.approx(_brute_f1_max(scores, labels))
+    assert image_f1_at(scores, labels, threshold) == pytest.approx(f1)
+    assert f1_score(labels, scores >= threshold) == pytest.approx(f1)
+    assert image_f1_max(scores, np.zeros(200)) is None
+
+
+def test_pixel_f1_from_histograms_matches_exact() -> None:
+    rng = np.random.default_rng(1)
+    masks = torch.from_numpy(rng.random((4, 32, 32)) < 0.1)
+    maps = torch.from_numpy(rng.gamma(2.0, 0.01, (4, 32, 32)) + 0.02 * masks.numpy()).float()
+    hist = StreamingAUROC()
+    hist.update(maps[:2], masks[:2])
+    hist.update(maps[2:], masks[2:])
+    scores, labels = maps.numpy().ravel(), masks.numpy().ravel().astype(int)
+    f1, threshold = hist.f1_max()
+    assert f1 == pytest.approx(_brute_f1_max(scores, labels), abs=2e-3)  # bins are 0.05 % wide
+    assert f1_score(labels, scores >= threshold) == pytest.approx(f1, abs=2e-3)
+    assert hist.f1_at(threshold) == pytest.approx(f1, abs=1e-9)
+    fpr, tpr = hist.roc_curve()
+    assert fpr[0] == tpr[0] == 0 and fpr[-1] == pytest.approx(1) and tpr[-1] == pytest.approx(1)
+    assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0) and len(fpr) <= 520
+
+
+def _evaluation(scores: list[float], labels: list[int], hist: StreamingAUROC | None = None) -> Evaluation:
+    return Evaluation(None, None, len(scores), np.array(scores), np.array(labels), pixel_hist=hist)
+
+
+def test_calibrate_with_anomalies_maximises_f1() -> None:
+    t = calibrate(_evaluation([0.1, 0.2, 0.3, 0.5, 0.25, 0.6], [0, 0, 0, 1, 1, 1]), "val")
+    assert t.image_method == "f1-max" and t.image == pytest.approx(0.25) and t.image_f1 == pytest.approx(6 / 7)
+    assert t.pixel_method == "image-threshold" and t.pixel == t.image  # no masks
+    assert (t.n_normal, t.n_anomalous) == (3, 3)
+
+
+def test_calibrate_normal_only_falls_back_to_a_quantile_and_says_so() -> None:
+    scores = list(np.linspace(0, 1, 101))
+    t = calibrate(_evaluation(scores, [0] * 101), "hold-out", quantile=0.95)
+    assert t.image_method == "normal-quantile" and t.image == pytest.approx(0.95) and t.quantile == 0.95
+    assert t.image_f1 is None and any("no anomalous images" in n for n in t.notes)
+    with pytest.raises(InputError, match="no validation images"):
+        calibrate(_evaluation([], []), "empty")
+
+
+def test_calibrate_uses_pixel_f1_when_masks_exist() -> None:
+    hist = StreamingAUROC()
+    maps = torch.tensor([[[0.01, 0.02], [0.5, 0.6]]])
+    hist.update(maps, maps > 0.1)
+    t = calibrate(_evaluation([0.02, 0.6], [0, 1], hist), "val")
+    assert t.pixel_method == "f1-max" and t.pixel_f1 == pytest.approx(1.0) and 0.02 < t.pixel <= 0.5
+    metrics = decision_metrics(_evaluation([0.02, 0.6], [0, 1], hist), t)
+    assert metrics["image_f1"] == pytest.approx(1.0) and metrics["pixel_f1"] == pytest.approx(1.0)
+
+
+def test_thresholds_file_round_trip_and_errors(tmp_path: Path) -> None:
+    t = Thresholds(0.3, 0.2, "f1-max", "f1-max", "val", 3, 2, 0.9, 0.5, None, ["a note"])
+    save_thresholds(tmp_path, t)
+    assert load_thresholds(tmp_path) == t
+    with pytest.raises(InputError, match="anovit calibrate"):
+        load_thresholds(tmp_path / "elsewhere")
+    (tmp_path / THRESHOLDS_FILE).write_text(json.dumps({"image": 1}))
+    with pytest.raises(InputError, match="not a thresholds file"):
+        load_thresholds(tmp_path)
