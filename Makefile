@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 #   make demo TORCH="torch torchvision --index-url https://download.pytorch.org/whl/cpu"
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test bench clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# Speed and memory against the straightforward way; prints and writes benchmarks/results.json.
+bench: install
+	$(BIN)/python benchmarks/bench.py
 
 clean:
 	rm -rf runs .pytest_cache
