@@ -64,6 +64,14 @@ def test_mvtec_benchmark_has_localisation_and_figure(mvtec_root: Path, tmp_path:
     md = (out / "results.md").read_text()
     assert "Anomaly localisation (pixel AUROC)" in md and "Anomaly detection (image AUROC)" in md
     assert (out / "figures" / "weave.png").stat().st_size > 1000
+    assert not (out / "runs" / "weave" / "anovit" / "report.html").exists()
+    # Asked again with --report: no retraining (the weights stay), a report per run.
+    weights = (out / "runs" / "weave" / "anovit" / "model.safetensors").stat().st_mtime_ns
+    assert main(["-q", "benchmark", "--dataset", "mvtec", "--data", str(mvtec_root), "--models", "cae,anovit", *TINY,
+                 "--report", "--out", str(out)]) == 0  # fmt: skip
+    assert (out / "runs" / "weave" / "anovit" / "model.safetensors").stat().st_mtime_ns == weights
+    for m in ("cae", "anovit"):
+        assert 'class="card' in (out / "runs" / "weave" / m / "report.html").read_text()
 
 
 def test_other_encoder_with_prefix_tokens_trains(mvtec_root: Path, tmp_path: Path) -> None:

@@ -124,3 +124,15 @@ def test_labelled_folder_layouts(mvtec_root: Path, tmp_path: Path) -> None:
         labelled_folder_samples(val)
     with pytest.raises(InputError, match="no good/ subfolder"):
         labelled_folder_samples(mvtec_root / "weave")
+
+
+def test_train_with_a_validation_folder_sets_f1_thresholds(mvtec_root: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    code = main(["-q", "train", "--data", str(mvtec_root), "--category", "weave", "--model", "cae", "--image-size", "32",
+                 "--epochs", "1", "--batch-size", "4", "--val", str(mvtec_root / "weave" / "test"), "--out", str(run)])  # fmt: skip
+    assert code == 0
+    t = load_thresholds(run)
+    assert t.image_method == "f1-max" and t.n_anomalous == 8 and str(mvtec_root / "weave" / "test") in t.source
+    code = main(["-q", "train", "--data", str(mvtec_root), "--category", "weave", "--model", "cae",
+                 "--val", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r2")])  # fmt: skip
+    assert code == 2 and not (tmp_path / "r2").exists()  # checked before training
