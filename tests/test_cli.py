@@ -71,3 +71,7 @@ def test_demo_prints_both_models_and_writes_figure3(tmp_path: Path, capsys: pyte
     assert (tmp_path / "demo" / "figures" / "weave.png").stat().st_size > 10_000
     results = json.loads((tmp_path / "demo" / "results.json").read_text())
     assert results["models"] == ["cae", "anovit"] and results["rows"][0]["anovit"]["pixel_auroc"] is not None
+    for m in ("cae", "anovit"):
+        run = tmp_path / "demo" / "runs" / "weave" / m
+        assert (run / "thresholds.json").is_file() and 'class="card' in (run / "report.html").read_text()
+    assert "report.html" in out

@@ -1,4 +1,4 @@
-"""The demo: built-in data, AnoViT and the l2-CAE with the small preset, a side-by-side table and Figure 3.
+"""The demo: built-in data, AnoViT and the l2-CAE with the small preset, a side-by-side table, Figure 3 and reports.
 
 It is the benchmark sweep on the synthetic MVTec-layout set, so it resumes the same way.
 """
@@ -27,10 +27,12 @@ def run_demo(out: Path, epochs: int | None = None, device: str = "auto", force: 
     if force:
         for finished in (out / "runs", out / "figures"):
             shutil.rmtree(finished, ignore_errors=True)
-    results = run_benchmark("mvtec", data, MODELS, out, preset="small", epochs=epochs, device=device, progress=progress)
+    results = run_benchmark("mvtec", data, MODELS, out, preset="small", epochs=epochs, device=device, progress=progress, report=True)
     row = results["rows"][0]
     print(format_table({MODEL_LABELS[m]: row[m] | {"n_images": _n_images(out, m)} for m in MODELS}))
-    print(f"figure: {out / 'figures' / f'{CATEGORY}.png'}\nruns: {out / 'runs' / CATEGORY}")
+    runs = out / "runs" / CATEGORY
+    print(f"figure: {out / 'figures' / f'{CATEGORY}.png'}\nruns: {runs}")
+    print(f"reports: {runs / 'anovit' / 'report.html'}, {runs / 'cae' / 'report.html'} (open in a browser)")
     return results
 
 
