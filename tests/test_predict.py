@@ -67,10 +67,17 @@ def test_predict_score_equals_the_test_score(trained_run: Path, mvtec_root: Path
 
 def test_predict_bad_input_is_one_line(trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "in").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "in" / "a_fine.png")  # sorted first: scored before the bad one is read
     (tmp_path / "in" / "notes.png").write_text("not an image")
     assert main(["-q", "predict", "--run", str(trained_run), str(tmp_path / "in"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert "notes.png: cannot be read as an image" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()  # found before anything was written
+    good = tmp_path / "in" / "a_fine.png"
+    good.write_bytes(good.read_bytes()[:-30])  # a truncated PNG passes the header check, fails on decoding
+    (tmp_path / "in" / "notes.png").unlink()
+    assert main(["-q", "predict", "--run", str(trained_run), str(tmp_path / "in"), "--out", str(tmp_path / "o")]) == 2
+    assert "a_fine.png: cannot be read as an image" in capsys.readouterr().err
     assert not (tmp_path / "o" / "predictions.json").exists()
     assert main(["-q", "predict", "--run", str(trained_run), str(tmp_path / "missing.png"), "--out", str(tmp_path / "o")]) == 2
     assert "no such file or folder" in capsys.readouterr().err

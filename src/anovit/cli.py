@@ -135,7 +135,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .runs import train_run
 
     if args.resume:
-        train_run(_resume_config(args), args.data, args.category, args.out, args.device, progress=not args.quiet, resume=True)
+        train_run(_resume_config(args), args.data, args.category, args.out, args.device, progress=not args.quiet, resume=True,
+                  val_dir=args.val)  # fmt: skip
         print(f"resumed and finished the run in {args.out}")
         return
     cfg = resolve_config(

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
 from .config import Precision, ScoreConfig
-from .data.images import IMAGE_SUFFIXES, open_rgb
+from .data.images import IMAGE_SUFFIXES, check_image, open_rgb
 from .engine import autocast, resolve_device
 from .errors import InputError
 from .scoring import Scores, score_maps
@@ -135,6 +135,8 @@ def predict(
         raise InputError(f"{out_dir}: already holds predictions; pass --force to overwrite them or choose another --out")
     thresholds = load_thresholds(run_dir)
     files = collect_inputs(paths)
+    for file, _ in files:
+        check_image(file)  # headers only: a stray non-image fails before anything is written
     dev = resolve_device(device)
     cfg, model = ckpt.load_trained_model(run_dir, dev)
     precision = precision or cfg.train.precision

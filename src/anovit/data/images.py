@@ -37,6 +37,17 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def check_image(path: Path) -> None:
+    """Read only the header: a one-line error for a file that is not an image, before any work starts."""
+    try:
+        with Image.open(path):
+            pass
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"{path}: cannot be read as an image ({exc})") from None
+
+
 def open_rgb(path: Path) -> Image.Image:
     """Read an image of any mode as 8-bit RGB, at its own size; a one-line error for unreadable files."""
     return _to_rgb(_open(Path(path)))
