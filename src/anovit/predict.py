@@ -17,6 +17,7 @@ import io
 import json
 import logging
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -100,19 +101,25 @@ def heat_overlay(image: np.ndarray, score_map: np.ndarray, threshold: float, alp
     return np.clip((1 - alpha) * image + alpha * heat + 0.5, 0, 255).astype(np.uint8)
 
 
-def _batches(files: list[tuple[Path, str]], size: int, batch_size: int) -> Iterator[list[tuple[Path, str, np.ndarray, torch.Tensor]]]:
-    """Decode images in batches: (file, name, original RGB (H, W, 3) uint8, resized (3, S, S) uint8)."""
-    batch = []
+def _decode(files: list[tuple[Path, str]], size: int) -> list[tuple[Path, str, np.ndarray, torch.Tensor]]:
+    """(file, name, original RGB (H, W, 3) uint8, resized (3, S, S) uint8) for each file."""
+    out = []
     for file, name in files:
         img = open_rgb(file)
-        original = np.asarray(img, dtype=np.uint8)
         resized = img if img.size == (size, size) else img.resize((size, size), Image.Resampling.BILINEAR)
-        batch.append((file, name, original, torch.from_numpy(np.asarray(resized, dtype=np.uint8).copy()).permute(2, 0, 1)))
-        if len(batch) == batch_size:
+        out.append((file, name, np.asarray(img, dtype=np.uint8), torch.from_numpy(np.asarray(resized, dtype=np.uint8).copy()).permute(2, 0, 1)))
+    return out
+
+
+def _batches(files: list[tuple[Path, str]], size: int, batch_size: int) -> Iterator[list[tuple[Path, str, np.ndarray, torch.Tensor]]]:
+    """Decoded batches; the next batch is decoded in a thread while the current one is scored."""
+    chunks = [files[i : i + batch_size] for i in range(0, len(files), batch_size)]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(_decode, chunks[0], size) if chunks else None
+        for k in range(len(chunks)):
+            batch = pending.result()
+            pending = pool.submit(_decode, chunks[k + 1], size) if k + 1 < len(chunks) else None
             yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def _save_png(path: Path, array: np.ndarray) -> None:
