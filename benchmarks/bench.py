@@ -23,7 +23,7 @@ import platform
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -110,25 +110,30 @@ def test_images(size: int, n_good: int, n_per_defect: int, root: Path) -> ImageD
 # ----------------------------------------------------------------------------------------------
 # 1. Evaluation: anovit vs the straightforward way
 # ----------------------------------------------------------------------------------------------
+def plain_smooth(errors: np.ndarray, sigma: float) -> list[np.ndarray]:
+    """The straightforward smoothing: scipy, one map at a time. errors (B, H, W) -> B maps (H, W)."""
+    return [gaussian_filter(e, sigma=sigma) for e in errors]
+
+
+def plain_aurocs(maps: list[np.ndarray], labels: np.ndarray, masks: np.ndarray) -> tuple[float, float]:
+    """The straightforward metrics: sklearn on the image maxima and on every pixel at once."""
+    return roc_auc_score(labels, [float(m.max()) for m in maps]), roc_auc_score(masks.ravel(), np.stack(maps).ravel())
+
+
 @torch.no_grad()
 def eval_straightforward(model: torch.nn.Module, data: ImageDataset, sigma: float, batch_size: int, device: torch.device) -> dict[str, Any]:
     """fp32; per-image scipy smoothing on the CPU; sklearn AUROC on every pixel at once."""
     model.eval().to(device)
-    maps, scores, masks = [], [], []
+    maps, masks = [], []
     start = time.perf_counter()
     for batch in DataLoader(data, batch_size=batch_size):
         images = batch["image"].to(device)  # (B, 3, H, W)
-        error = ((images - model(images)) ** 2).mean(dim=1).cpu().numpy()  # (B, H, W)
-        for e in error:
-            m = gaussian_filter(e, sigma=sigma)
-            maps.append(m)
-            scores.append(float(m.max()))
+        maps += plain_smooth(((images - model(images)) ** 2).mean(dim=1).cpu().numpy(), sigma)  # B maps (H, W)
         masks.append(batch["mask"].numpy())
-    image_auroc = roc_auc_score(data.labels.numpy(), scores)
-    pixel_auroc = roc_auc_score(np.concatenate(masks).ravel(), np.stack(maps).ravel())
+    image_auroc, pixel_auroc = plain_aurocs(maps, data.labels.numpy(), np.concatenate(masks))
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "images_per_s": len(data) / seconds, "image_auroc": image_auroc, "pixel_auroc": pixel_auroc,
-            "precision": "fp32", "image_scores": np.asarray(scores)}  # fmt: skip
+            "precision": "fp32", "image_scores": np.asarray([float(m.max()) for m in maps])}  # fmt: skip
 
 
 def eval_anovit(model: torch.nn.Module, data: ImageDataset, cfg: RunConfig, batch_size: int, device: torch.device) -> dict[str, Any]:
@@ -156,9 +161,8 @@ def postprocess(model: torch.nn.Module, data: ImageDataset, sigma: float, batch_
     labels = data.labels.numpy()
 
     def plain() -> None:
-        maps = [gaussian_filter(e, sigma=sigma) for err in errors for e in err.cpu().numpy()]
-        roc_auc_score(labels, [m.max() for m in maps])
-        roc_auc_score(torch.cat(masks).cpu().numpy().ravel(), np.stack(maps).ravel())
+        maps = [m for err in errors for m in plain_smooth(err.cpu().numpy(), sigma)]
+        plain_aurocs(maps, labels, torch.cat(masks).cpu().numpy())
 
     def ours() -> None:
         pixel, scores = StreamingPixelMetrics(), []
@@ -219,16 +223,21 @@ def stream_metrics(n_images: int, size: int, batch_size: int, device: torch.devi
     """Pixel AUROC + AUPRO over ``n_images`` maps in batches; the maps come from a pre-made pool (not timed)."""
     pool_maps, pool_masks = synthetic_maps(batch_size * 4, size, seed=1)
     pool_maps, pool_masks = pool_maps.to(device), pool_masks.to(device)
+
+    def stream() -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """(first index, maps (b, S, S), masks (b, S, S)) of each batch, cycling through the pool."""
+        for first in range(0, n_images, batch_size):
+            j, b = (first // batch_size) % 4 * batch_size, min(batch_size, n_images - first)
+            yield first, pool_maps[j : j + b], pool_masks[j : j + b]
+
     metrics = StreamingPixelMetrics()
     with PeakRSS() as memory:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
             cuda_base = torch.cuda.memory_allocated(device)
         start = time.perf_counter()
-        for first in range(0, n_images, batch_size):
-            j = (first // batch_size) % 4
-            b = min(batch_size, n_images - first)
-            metrics.update(pool_maps[j * batch_size : j * batch_size + b], pool_masks[j * batch_size : j * batch_size + b])
+        for _, maps, masks in stream():
+            metrics.update(maps, masks)
         pixel_auroc, aupro = metrics.compute()
         _sync(device)
         seconds = time.perf_counter() - start
@@ -239,11 +248,9 @@ def stream_metrics(n_images: int, size: int, batch_size: int, device: torch.devi
         start = time.perf_counter()
         maps = np.empty((n_images, size, size), dtype=np.float32)
         gt = np.empty((n_images, size, size), dtype=bool)
-        for first in range(0, n_images, batch_size):
-            j = (first // batch_size) % 4
-            b = min(batch_size, n_images - first)
-            maps[first : first + b] = pool_maps[j * batch_size : j * batch_size + b].cpu().numpy()
-            gt[first : first + b] = pool_masks[j * batch_size : j * batch_size + b].cpu().numpy()
+        for first, batch_maps, batch_masks in stream():
+            maps[first : first + len(batch_maps)] = batch_maps.cpu().numpy()
+            gt[first : first + len(batch_masks)] = batch_masks.cpu().numpy()
         exact = roc_auc_score(gt.ravel(), maps.ravel())
         del maps, gt
         sk_seconds = time.perf_counter() - start

@@ -25,7 +25,7 @@ from . import distributed as dist
 from .config import Precision, ScoreConfig, TrainConfig
 from .errors import InputError
 from .metrics import StreamingAUROC, StreamingPixelMetrics, image_auroc, image_f1_max
-from .scoring import score_maps
+from .scoring import Scores, score_maps
 
 log = logging.getLogger(__name__)
 
@@ -285,6 +285,16 @@ class Evaluation:
 
 
 @torch.no_grad()
+def score_images(model: nn.Module, images: torch.Tensor, score: ScoreConfig, device: torch.device, precision: Precision = "fp32") -> Scores:
+    """Score a batch of images (B, 3, S, S), uint8 or float in [0, 1] -> Scores(maps (B, S, S), image (B,))."""
+    x = images.to(device)
+    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()  # (B, 3, S, S)
+    with autocast(device, precision):
+        recon = model(x)  # (B, 3, S, S)
+    return score_maps(x, recon, score.sigma, score.truncate)
+
+
+@torch.no_grad()
 def evaluate(
     model: nn.Module,
     dataset: Dataset,
@@ -304,10 +314,7 @@ def evaluate(
     loader = DataLoader(dataset, batch_size=batch_size, sampler=dist.ShardSampler(len(dataset)))
     bar = tqdm(_batches(loader, device), total=len(loader), desc="scoring", disable=not progress or not dist.is_main(), leave=False)
     for batch in bar:
-        images = batch["image"]  # (B, 3, H, W)
-        with autocast(device, precision):
-            recon = model(images)
-        result = score_maps(images, recon, score.sigma, score.truncate)  # maps (B, H, W), image (B,)
+        result = score_images(model, batch["image"], score, device, precision)  # maps (B, H, W), image (B,)
         if has_masks:
             pixel.update(result.maps, batch["mask"])
         scores.append(result.image.cpu())

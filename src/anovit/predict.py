@@ -25,15 +25,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch import nn
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
-from .config import Precision, ScoreConfig
+from .config import Precision
 from .data.images import IMAGE_SUFFIXES, check_image, open_rgb
-from .engine import autocast, resolve_device
+from .engine import resolve_device, score_images
 from .errors import InputError
-from .scoring import Scores, score_maps
 from .thresholds import Thresholds, load_thresholds
 
 log = logging.getLogger(__name__)
@@ -54,18 +52,6 @@ class Prediction:
     anomalous_fraction: float  # share of the image's pixels in the mask
     overlay: str
     mask: str
-
-
-@torch.no_grad()
-def score_images(
-    model: nn.Module, images: torch.Tensor, score: ScoreConfig, device: torch.device, precision: Precision = "fp32"
-) -> Scores:
-    """Score a batch of images (B, 3, S, S) uint8 or float in [0, 1] -> Scores(maps (B, S, S), image (B,))."""
-    x = images.to(device)
-    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()  # (B, 3, S, S)
-    with autocast(device, precision):
-        recon = model(x)
-    return score_maps(x, recon, score.sigma, score.truncate)
 
 
 def collect_inputs(paths: Sequence[Path]) -> list[tuple[Path, str]]:
@@ -92,12 +78,17 @@ def collect_inputs(paths: Sequence[Path]) -> list[tuple[Path, str]]:
     return named
 
 
-def heat_overlay(image: np.ndarray, score_map: np.ndarray, threshold: float, alpha: float = 0.5) -> np.ndarray:
-    """Blend a 'jet' heat map over an image: image (H, W, 3) uint8, map (H, W) -> (H, W, 3) uint8."""
+def heat_colours(score_map: np.ndarray, threshold: float) -> np.ndarray:
+    """'jet' colours of score / (2 x threshold), clipped to [0, 1]: map (H, W) -> (H, W, 3) uint8."""
     import matplotlib
 
     level = np.clip(score_map / (2.0 * threshold), 0.0, 1.0) if threshold > 0 else np.zeros_like(score_map)
-    heat = matplotlib.colormaps["jet"](level)[..., :3] * 255.0  # (H, W, 3)
+    return (matplotlib.colormaps["jet"](level)[..., :3] * 255.0 + 0.5).astype(np.uint8)  # (H, W, 3)
+
+
+def heat_overlay(image: np.ndarray, score_map: np.ndarray, threshold: float, alpha: float = 0.5) -> np.ndarray:
+    """Blend the heat colours of a map over an image: image (H, W, 3) uint8, map (H, W) -> (H, W, 3) uint8."""
+    heat = heat_colours(score_map, threshold).astype(np.float64)
     return np.clip((1 - alpha) * image + alpha * heat + 0.5, 0, 255).astype(np.uint8)
 
 
@@ -183,11 +174,9 @@ def write_predictions(out_dir: Path, results: list[Prediction], thresholds: Thre
     ckpt.write_text(out_dir / PREDICTIONS_CSV, buf.getvalue())
     document = {
         "run": str(run_dir),
-        "thresholds": {"image": thresholds.image, "pixel": thresholds.pixel,
-                       "image_method": thresholds.image_method, "pixel_method": thresholds.pixel_method,
-                       "source": thresholds.source},
+        "thresholds": thresholds.summary() | {"source": thresholds.source},
         "n_images": len(results),
         "n_anomalous": sum(r.verdict == "anomalous" for r in results),
         "predictions": [asdict(r) for r in results],
-    }  # fmt: skip
+    }
     ckpt.write_text(out_dir / PREDICTIONS_JSON, json.dumps(document, indent=2) + "\n")

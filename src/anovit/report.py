@@ -27,7 +27,8 @@ from torch import nn  # noqa: E402
 
 from .checkpoint import write_text  # noqa: E402
 from .config import Precision, RunConfig  # noqa: E402
-from .predict import heat_overlay, score_images  # noqa: E402
+from .engine import score_images  # noqa: E402
+from .predict import heat_colours, heat_overlay  # noqa: E402
 from .thresholds import Thresholds  # noqa: E402
 
 if TYPE_CHECKING:
@@ -172,8 +173,7 @@ def _cards(
             outcome = ("true positive" if called else "missed anomaly") if label else ("false alarm" if called else "true negative")
             missed = called != bool(label)
             rgb = (images[j].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)  # (S, S, 3)
-            level = np.clip(maps[j] / (2 * pixel_thr), 0, 1) if pixel_thr > 0 else np.zeros_like(maps[j])
-            heat = (matplotlib.colormaps["jet"](level)[..., :3] * 255).astype(np.uint8)
+            heat = heat_colours(maps[j], pixel_thr)  # (S, S, 3)
             panels = [("image", _jpeg(_thumb(rgb)))]
             if has_masks:
                 panels.append(("ground truth", _png(_thumb(items[j]["mask"].numpy().astype(np.uint8) * 255, nearest=True))))

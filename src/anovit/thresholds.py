@@ -53,6 +53,10 @@ class Thresholds:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def summary(self) -> dict[str, Any]:
+        """The two thresholds and their rules, as quoted in metrics.json and predictions.json."""
+        return {"image": self.image, "pixel": self.pixel, "image_method": self.image_method, "pixel_method": self.pixel_method}
+
 
 def calibrate(evaluation: Evaluation, source: str, quantile: float = DEFAULT_QUANTILE) -> Thresholds:
     """Thresholds from the scores of a validation set (see the module docstring for the rules)."""
@@ -123,6 +127,5 @@ def decision_metrics(evaluation: Evaluation, thresholds: Thresholds) -> dict[str
     return {
         "image_f1": image_f1_at(evaluation.image_scores, evaluation.labels, thresholds.image),
         "pixel_f1": hist.f1_at(thresholds.pixel) if hist is not None else None,
-        "thresholds": {"image": thresholds.image, "pixel": thresholds.pixel,
-                       "image_method": thresholds.image_method, "pixel_method": thresholds.pixel_method},
-    }  # fmt: skip
+        "thresholds": thresholds.summary(),
+    }

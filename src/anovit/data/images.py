@@ -13,10 +13,12 @@ from ..errors import InputError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def _open(path: Path) -> Image.Image:
+def _open(path: Path, decode: bool = True) -> Image.Image:
+    """Open an image (decoded, or only its header read); a one-line error for anything unreadable."""
     try:
         img = Image.open(path)
-        img.load()
+        if decode:
+            img.load()
         return img
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
@@ -39,13 +41,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 def check_image(path: Path) -> None:
     """Read only the header: a one-line error for a file that is not an image, before any work starts."""
-    try:
-        with Image.open(path):
-            pass
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"{path}: cannot be read as an image ({exc})") from None
+    _open(Path(path), decode=False).close()
 
 
 def open_rgb(path: Path) -> Image.Image:
