@@ -59,10 +59,12 @@ def train_on(
     progress: bool = True,
     source: dict[str, Any] | None = None,
     resume: bool = False,
+    calibrate: bool = True,
 ) -> TrainResult:
     """Train ``cfg.model`` on the normal images ``normal`` (split into train/validation) into ``run_dir``.
 
-    ``resume`` continues a killed run from its ``checkpoint.pt``.
+    ``resume`` continues a killed run from its ``checkpoint.pt``. ``calibrate`` sets the run's
+    thresholds from the hold-out (the training images when there is none) after training.
     """
     run_dir = Path(run_dir)
     dev = resolve_device(device)
@@ -83,10 +85,13 @@ def train_on(
     start = time.perf_counter()
     history = fit(model, train_set, val_set, cfg.train, dev, run_dir=run_dir, progress=progress, resume=resume)
     seconds = time.perf_counter() - start
-    if val_set is not None:
-        calibrate_on(run_dir, val_set, f"the validation hold-out of the training images ({len(val_idx)} normal)", device, progress=progress)
-    else:
-        calibrate_on(run_dir, normal.subset(train_idx), f"the training images ({len(train_idx)} normal; no hold-out)", device, progress=progress)
+    if calibrate:
+        calib_set, about = (
+            (val_set, f"the validation hold-out of the training images ({len(val_idx)} normal)")
+            if val_set is not None
+            else (normal.subset(train_idx), f"the training images ({len(train_idx)} normal; no hold-out)")
+        )
+        calibrate_on(run_dir, calib_set, about, device, progress=progress)
     return TrainResult(run_dir, history, seconds)
 
 
@@ -148,7 +153,8 @@ def train_run(
     if val_dir is not None:
         labelled_folder_samples(val_dir)  # the same: check its layout before training
     normal = ImageDataset(samples, cfg.data.image_size, desc=f"reading {category}/train", progress=progress and dist.is_main())
-    result = train_on(cfg, normal, run_dir, device, progress, {"data": str(data_root), "category": category}, resume)
+    source = {"data": str(data_root), "category": category}
+    result = train_on(cfg, normal, run_dir, device, progress, source, resume, calibrate=val_dir is None)
     if val_dir is not None:
         calibrate_run(run_dir, val_dir, device, progress=progress)
     return result
