@@ -37,9 +37,10 @@ from torch.utils.data import DataLoader
 from anovit.config import PRESETS, ModelConfig, RunConfig
 from anovit.data import ImageDataset, make_synthetic_mvtec, mvtec_samples
 from anovit.data.transforms import build_augment
-from anovit.engine import cpu_has_fast_bf16, evaluate, resolve_device, resolve_precision, seed_everything, train_one_epoch
+from anovit.engine import evaluate, resolve_device, seed_everything, train_one_epoch
 from anovit.metrics import StreamingPixelMetrics
 from anovit.models import build_model
+from anovit.precision import autocast, cpu_probe, resolve_precision
 
 HERE = Path(__file__).resolve().parent
 MVTEC_TEST_IMAGES = 1725
@@ -136,9 +137,10 @@ def eval_straightforward(model: torch.nn.Module, data: ImageDataset, sigma: floa
             "precision": "fp32", "image_scores": np.asarray([float(m.max()) for m in maps])}  # fmt: skip
 
 
-def eval_anovit(model: torch.nn.Module, data: ImageDataset, cfg: RunConfig, batch_size: int, device: torch.device) -> dict[str, Any]:
-    """anovit's evaluate(): precision auto, batched torch smoothing, streaming pixel AUROC + AUPRO."""
-    precision = resolve_precision("auto", device)
+def eval_anovit(model: torch.nn.Module, data: ImageDataset, cfg: RunConfig, batch_size: int, device: torch.device,
+                precision: str = "auto") -> dict[str, Any]:
+    """anovit's evaluate(): batched torch smoothing, streaming pixel AUROC + AUPRO, at ``precision`` (default auto)."""
+    precision = resolve_precision(precision, device)  # type: ignore[arg-type]
     start = time.perf_counter()
     result = evaluate(model, data, cfg.score, device, precision, batch_size, progress=False)
     seconds = time.perf_counter() - start
@@ -284,8 +286,6 @@ def encoder_flops(model: torch.nn.Module, size: int, batch: int, device: torch.d
     """FLOPs of one encoder forward (torch's FlopCounterMode: matmuls, convs, attention) and the FLOP/s achieved."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from anovit.engine import autocast
-
     encoder = model.encoder.eval().to(device)
     x = torch.rand(batch, 3, size, size, device=device)
     counter = FlopCounterMode(display=False)
@@ -306,7 +306,8 @@ def encoder_flops(model: torch.nn.Module, size: int, batch: int, device: torch.d
 def run(quick: bool, device_name: str) -> dict[str, Any]:
     device = resolve_device(device_name)
     torch.manual_seed(0)
-    fast_bf16 = device.type == "cuda" or cpu_has_fast_bf16()
+    probe = cpu_probe() if device.type == "cpu" else None
+    fast_bf16 = resolve_precision("auto", device) == "bf16"
     paper = not quick
     eval_cfg = replace(PRESETS["paper"], model=model_config(quick, paper))
     eval_cfg = replace(eval_cfg, data=replace(eval_cfg.data, image_size=eval_cfg.model.image_size))
@@ -314,6 +315,7 @@ def run(quick: bool, device_name: str) -> dict[str, Any]:
     out: dict[str, Any] = {
         "machine": {"device": str(device), "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                     "torch": torch.__version__, "fast_bf16": fast_bf16,
+                    "probe": {"fp32_gflops": probe.fp32_gflops, "bf16_gflops": probe.bf16_gflops, "auto": probe.choice} if probe else None,
                     "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
         "quick": quick,
     }  # fmt: skip
@@ -329,10 +331,15 @@ def run(quick: bool, device_name: str) -> dict[str, Any]:
             model.eval()(torch.rand(batch, 3, size, size, device=device))
         ours = eval_anovit(model, data, eval_cfg, batch, device)
         plain = eval_straightforward(model, data, eval_cfg.score.sigma, batch, device)
-        score_diff = float(np.abs(ours.pop("image_scores") - plain.pop("image_scores")).max())
+        plain_scores = plain.pop("image_scores")
+        # Agreement at the same precision (fp32 on both sides), then how far auto's precision moves the scores.
+        same = eval_anovit(model, data, eval_cfg, batch, device, precision="fp32") if ours["precision"] != "fp32" else ours
+        score_diff = float(np.abs(same["image_scores"] - plain_scores).max())
+        auto_diff = float((np.abs(ours.pop("image_scores") - plain_scores) / np.abs(plain_scores).max()).max())
         post = postprocess(model, data, eval_cfg.score.sigma, batch, device)
         out["eval"] = {"model": eval_cfg.model.encoder, "image_size": size, "images": len(data), "batch": batch, "anovit": ours,
                        "straightforward": plain, "max_image_score_difference": score_diff,
+                       "auto_precision_max_rel_score_difference": auto_diff,
                        "pixel_auroc_difference": abs(ours["pixel_auroc"] - plain["pixel_auroc"]),
                        "image_auroc_difference": abs(ours["image_auroc"] - plain["image_auroc"]),
                        "scoring_and_metrics_only": post}  # fmt: skip
@@ -363,8 +370,8 @@ def run(quick: bool, device_name: str) -> dict[str, Any]:
         out["train"] = {"model": train_cfg.model.encoder, "image_size": tsize, "images": len(train_data), "epochs": epochs,
                         "batch": train_cfg.train.batch_size, "fp32": fp32, "bf16": bf16, "loss_max_rel_difference": drift}  # fmt: skip
         if not fast_bf16:
-            out["train"]["note"] = ("this CPU has neither AMX nor AVX512-BF16: torch emulates bf16 matmuls, so bf16 is slower "
-                                    "than fp32 here and the small preset is measured (a ViT-B bf16 step takes minutes)")  # fmt: skip
+            out["train"]["note"] = ("the matmul probe measured bf16 no faster than fp32 on this CPU (emulated, or native but "
+                                    "slower), so the small preset is measured (a ViT-B bf16 step can take minutes)")  # fmt: skip
         out["train_speedup_bf16"] = bf16["images_per_s"] / fp32["images_per_s"]
 
     # 3. metrics over an MVTec-sized stream
@@ -381,14 +388,15 @@ def summary(r: dict[str, Any]) -> str:
     e, t, m, enc = r["eval"], r["train"], r["metrics"], r["encoder"]
     lines = [
         f"machine: {r['machine']['device']} ({r['machine']['cpu']}, {r['machine']['threads']} threads, torch {r['machine']['torch']}, "
-        f"fast bf16: {r['machine']['fast_bf16']})",
+        f"auto picks bf16: {r['machine']['fast_bf16']}{_probe_text(r['machine']['probe'])})",
         f"evaluation, {e['model']} at {e['image_size']} px, {e['images']} images:",
         f"  anovit          {e['anovit']['images_per_s']:8.2f} images/s  ({e['anovit']['precision']}; image AUROC "
         f"{e['anovit']['image_auroc']:.4f}, pixel AUROC {e['anovit']['pixel_auroc']:.4f})",
         f"  straightforward {e['straightforward']['images_per_s']:8.2f} images/s  (fp32; image AUROC "
         f"{e['straightforward']['image_auroc']:.4f}, pixel AUROC {e['straightforward']['pixel_auroc']:.4f})",
-        f"  eval_speedup {r['eval_speedup']:.2f}x; pixel AUROC differs by {e['pixel_auroc_difference']:.1e}, image scores by "
-        f"{e['max_image_score_difference']:.1e}",
+        f"  eval_speedup {r['eval_speedup']:.2f}x; pixel AUROC differs by {e['pixel_auroc_difference']:.1e}; image scores by "
+        f"{e['max_image_score_difference']:.1e} at fp32 and by {100 * e['auto_precision_max_rel_score_difference']:.2g} % at "
+        f"{e['anovit']['precision']}",
         f"  smoothing + metrics alone: straightforward {e['scoring_and_metrics_only']['straightforward_seconds']:.2f} s, anovit "
         f"{e['scoring_and_metrics_only']['anovit_seconds']:.2f} s ({e['scoring_and_metrics_only']['speedup']:.1f}x)",
         f"training, {t['model']} at {t['image_size']} px: fp32 {t['fp32']['images_per_s']:.2f} images/s, bf16 "
@@ -404,6 +412,12 @@ def summary(r: dict[str, Any]) -> str:
     if "note" in t:
         lines.append(f"note: {t['note']}")
     return "\n".join(lines)
+
+
+def _probe_text(probe: dict[str, Any] | None) -> str:
+    if not probe:
+        return ""
+    return f"; matmul probe fp32 {probe['fp32_gflops']:.0f}, bf16 {probe['bf16_gflops']:.0f} GFLOP/s"
 
 
 def main() -> None:

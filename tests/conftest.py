@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,6 +14,8 @@ from anovit.config import PRESETS, ModelConfig, RunConfig
 from anovit.data import make_synthetic_mvtec
 
 torch.set_num_threads(2)
+# The precision probe's cache: one per test session, inherited by the CLI subprocesses, never the user's.
+os.environ.setdefault("ANOVIT_CACHE_DIR", tempfile.mkdtemp(prefix="anovit-cache-"))
 
 TINY_VIT = {"embed_dim": 32, "depth": 1, "num_heads": 2}
 

@@ -54,13 +54,14 @@ def test_predict_on_a_folder_of_mixed_sizes_and_modes(trained_run: Path, mvtec_r
     assert main(["-q", "predict", "--run", str(trained_run), str(tmp_path / "in"), "--out", str(out)]) == 2
 
 
-def test_predict_score_equals_the_test_score(trained_run: Path, mvtec_root: Path, tmp_path: Path) -> None:
-    """An image at the model's size gets the score ``anovit test`` gives it; its mask is map >= pixel threshold."""
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_predict_score_equals_the_test_score(trained_run: Path, mvtec_root: Path, tmp_path: Path, precision: str) -> None:
+    """An image at the model's size gets the score ``anovit test`` gives it, when both run at the same precision."""
     assert main(["-q", "test", "--run", str(trained_run), "--data", str(mvtec_root), "--category", "weave",
-                 "--out", str(tmp_path / "eval")]) == 0  # fmt: skip
+                 "--out", str(tmp_path / "eval"), "--precision", precision]) == 0  # fmt: skip
     tested = {r["image"]: float(r["score"]) for r in csv.DictReader((tmp_path / "eval" / "scores.csv").open())}
     folder = mvtec_root / "weave" / "test" / "crack"
-    assert main(["-q", "predict", "--run", str(trained_run), str(folder), "--out", str(tmp_path / "p")]) == 0
+    assert main(["-q", "predict", "--run", str(trained_run), str(folder), "--out", str(tmp_path / "p"), "--precision", precision]) == 0
     for row in json.loads((tmp_path / "p" / "predictions.json").read_text())["predictions"]:
         assert row["score"] == pytest.approx(tested[row["image"]], rel=1e-5)
 

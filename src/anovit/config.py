@@ -57,7 +57,7 @@ class TrainConfig:
     lr: float = 1e-4
     weight_decay: float = 0.0
     seed: int = 0
-    # auto: bf16 on CUDA and on CPUs with AMX, fp32 elsewhere (bf16 is emulated, ~100x slower, without it).
+    # auto: bf16 on CUDA with bf16 support; on a CPU, bf16 only where a matmul probe measured it faster (precision.py).
     precision: Precision = "auto"
     num_workers: int = 0
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import logging
@@ -25,6 +24,7 @@ from . import distributed as dist
 from .config import Precision, ScoreConfig, TrainConfig
 from .errors import InputError
 from .metrics import StreamingAUROC, StreamingPixelMetrics, image_auroc, image_f1_max
+from .precision import autocast, resolve_precision
 from .scoring import Scores, score_maps
 
 log = logging.getLogger(__name__)
@@ -43,35 +43,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"--device {name}: CUDA is not available on this machine")
     return torch.device(name)
-
-
-def cpu_has_fast_bf16() -> bool:
-    """True where the CPU multiplies bf16 natively (AMX or AVX512-BF16); elsewhere torch emulates it."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-def resolve_precision(precision: Precision, device: torch.device) -> Precision:
-    """Turn ``auto`` into the fastest precision that keeps the metrics on ``device``."""
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if device.type == "cpu" and cpu_has_fast_bf16() else "fp32"
-
-
-def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:
-    """Mixed precision for the forward pass; fp32 is a no-op. fp16 is CUDA-only (with a grad scaler)."""
-    precision = resolve_precision(precision, device)
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if precision == "fp16" and device.type != "cuda":
-        raise InputError("--precision fp16 needs a CUDA device; use bf16 on CPU")
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def seed_everything(seed: int) -> None:
