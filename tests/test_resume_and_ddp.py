@@ -196,5 +196,89 @@ def test_torchrun_runs_the_same_train_command(mvtec_root: Path, tmp_path: Path) 
            "--epochs", "2", "--batch-size", "2", "--out", str(run)]  # fmt: skip
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
+    ours = [ln for ln in out.stderr.splitlines() if not ln[:1] in "WEI" or "anovit" in ln]  # without torchrun's own log lines
+    assert out.returncode == 0, "\n".join(ours)[-3000:] + "\n---\n" + out.stderr[-1500:]
     assert len((run / "log.csv").read_text().splitlines()) == 3 and (run / "model.safetensors").is_file()
+
+
+class _StopAt(torch.nn.Module):
+    """Wraps a model; its ``n``-th training forward raises KeyboardInterrupt (a kill mid-epoch)."""
+
+    def __init__(self, model: torch.nn.Module, n: int = 10**9) -> None:
+        super().__init__()
+        self.model, self.n, self.calls = model, n, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += self.training
+        if self.calls >= self.n:
+            raise KeyboardInterrupt
+        return self.model(x)
+
+
+def test_checkpoint_every_n_holds_no_best_weights_and_resumes_exactly(mvtec_root: Path, tmp_path: Path) -> None:
+    train, _ = _data(mvtec_root)
+    val = train.subset(range(3))
+    cfg = TrainConfig(epochs=5, batch_size=4, lr=1e-3, seed=5, precision="fp32", checkpoint_every=2)
+    torch.manual_seed(0)
+    whole = _StopAt(build_model(tiny_model_config("cae")))
+    fit(whole, _augmenting(train), val, cfg, CPU, run_dir=tmp_path / "a", progress=False)
+    assert not (tmp_path / "a" / "best.safetensors").exists()  # renamed model.safetensors at the end
+
+    torch.manual_seed(0)
+    killed = _StopAt(build_model(tiny_model_config("cae")), n=3 * 3 + 2)  # 3 steps an epoch: killed in epoch 4
+    with pytest.raises(KeyboardInterrupt):
+        fit(killed, _augmenting(train), val, cfg, CPU, run_dir=tmp_path / "b", progress=False)
+    state = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 2 and "best_weights" not in state  # every 2 epochs, and no second copy of the weights
+    assert len((tmp_path / "b" / "log.csv").read_text().splitlines()) == 1 + 3  # the log has every finished epoch
+    best = load_file(str(tmp_path / "b" / "best.safetensors"))
+    assert set(best) == set(killed.state_dict()) and not (tmp_path / "b" / "model.safetensors").exists()
+
+    resumed = _StopAt(build_model(tiny_model_config("cae")))
+    history = fit(resumed, _augmenting(train), val, cfg, CPU, run_dir=tmp_path / "b", progress=False, resume=True)
+    assert [h.epoch for h in history] == [1, 2, 3, 4, 5]
+    a, b = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+    never = TrainConfig(**{**cfg.__dict__, "epochs": 2, "checkpoint_every": 0})
+    fit(_StopAt(build_model(tiny_model_config("cae"))), train, val, never, CPU, run_dir=tmp_path / "c", progress=False)
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["log.csv", "model.safetensors"]
+
+
+def _ddp_nan_worker(rank: int, world: int, port: int, root: str, out: str) -> None:
+    """Rank 1 alone sees a NaN loss at its 4th step; every rank must stop there with the same message."""
+    import torch.distributed as tdist
+
+    from anovit.engine import TrainingDiverged
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    tdist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        train, _ = _data(Path(root))
+        torch.manual_seed(0)
+        model = _NaNAfter(build_model(tiny_model_config("cae")), n=4 if rank == 1 else 10**9)
+        cfg = TrainConfig(epochs=5, batch_size=2, lr=1e-3, seed=0, precision="fp32")
+        try:
+            fit(model, train, None, cfg, CPU, run_dir=Path(out) / "run", progress=False)
+            message = "finished"
+        except TrainingDiverged as exc:
+            message = str(exc)
+        Path(out, f"rank{rank}.txt").write_text(message)
+    finally:
+        tdist.destroy_process_group()
+
+
+def test_ddp_nan_on_one_rank_stops_every_rank_with_the_same_message(mvtec_root: Path, tmp_path: Path) -> None:
+    ctx = mp.start_processes(_ddp_nan_worker, args=(2, _free_port(), str(mvtec_root), str(tmp_path)), nprocs=2,
+                             join=False, start_method="spawn")  # fmt: skip
+    deadline = time.time() + 180
+    while not ctx.join(timeout=1):
+        if time.time() > deadline:  # the bug this guards against: the healthy rank waits forever
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail("a rank hung after the other saw a NaN loss")
+    messages = [(tmp_path / f"rank{r}.txt").read_text() for r in (0, 1)]
+    assert messages[0] == messages[1], messages
+    assert "the loss became nan on rank 1 at step 3 (epoch 2); training stopped; the last good checkpoint (epoch 1)" in messages[0]

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 CHECKPOINT_FILE = "checkpoint.pt"
+BEST_FILE = "best.safetensors"  # the best weights while training runs; renamed model.safetensors at the end
 LOG_FILE = "log.csv"
 METRICS_FILE = "metrics.json"
 
@@ -114,6 +115,26 @@ def load_trained_model(run_dir: Path, device: torch.device | str = "cpu") -> tup
     return cfg, model.to(device).eval()
 
 
+def save_best(path: Path, weights: dict[str, torch.Tensor], epoch: int, loss: float) -> None:
+    """The best weights so far, with the epoch and the loss that made them best."""
+    state = {k: v.contiguous() for k, v in weights.items()}
+    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata={"epoch": str(epoch), "loss": repr(float(loss))}))
+
+
+def _load_best(path: Path) -> tuple[dict[str, torch.Tensor], int, float] | None:
+    """(weights, epoch, loss) from :func:`save_best`, or None where there is no such file."""
+    if not path.is_file():
+        return None
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        return load_file(str(path)), int(meta["epoch"]), float(meta["loss"])
+    except (SafetensorError, OSError, ValueError, KeyError) as exc:
+        raise InputError(f"{path}: cannot resume from this file ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
 def save_train_state(
     path: Path,
     state: TrainState,
@@ -124,17 +145,17 @@ def save_train_state(
 ) -> None:
     """Everything a killed run needs to go on, in one atomic file of plain tensors and numbers.
 
+    The best weights are not in it: they are in ``best.safetensors`` (written first by the caller).
     ``torch.load(weights_only=True)`` reads it back: nothing in it can run code.
     """
     payload = {
-        "format": "anovit-train-state-1",
+        "format": "anovit-train-state-2",
         "epoch": state.epoch,
         "step": state.step,
         "best_loss": state.best_loss,
         "best_epoch": state.best_epoch,
         "history": [[h.epoch, h.train_loss, h.val_loss] for h in state.history],
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "best_weights": state.best_weights,
         "optimizer": optimizer.state_dict(),
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -159,7 +180,7 @@ def load_train_state(
         raise InputError(f"{path}: no checkpoint to resume from (the run stopped before its first epoch ended)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-        if payload.get("format") != "anovit-train-state-1":
+        if payload.get("format") not in ("anovit-train-state-1", "anovit-train-state-2"):
             raise ValueError("not an anovit training checkpoint")
     except Exception as exc:  # pickle errors of many kinds for a corrupted or foreign file
         raise InputError(f"{path}: cannot resume from this file ({type(exc).__name__}: {str(exc)[:200]})") from None
@@ -172,11 +193,17 @@ def load_train_state(
     generator.set_state(payload["loader_rng"])
     if scaler is not None and payload["scaler"] is not None:
         scaler.load_state_dict(payload["scaler"])
+    best_weights, best_epoch, best_loss = payload.get("best_weights"), payload["best_epoch"], payload["best_loss"]  # format 1
+    best = _load_best(path.parent / BEST_FILE)
+    if best is not None:  # format 2; a best file newer than the checkpoint (killed between the two writes) is still a measured best
+        best_weights, best_epoch, best_loss = best
+    elif best_weights is None:  # the best file went missing: the next epoch becomes the best
+        best_loss = float("inf")
     return TrainState(
         epoch=payload["epoch"],
         step=payload["step"],
-        best_loss=payload["best_loss"],
-        best_epoch=payload["best_epoch"],
-        best_weights=payload["best_weights"],
+        best_loss=best_loss,
+        best_epoch=best_epoch,
+        best_weights=best_weights,
         history=[EpochLog(int(e), float(t), None if v is None else float(v)) for e, t, v in payload["history"]],
     )

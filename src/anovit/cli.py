@@ -37,6 +37,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     run = p.add_mutually_exclusive_group()
     run.add_argument("--force", action="store_true", help="overwrite a finished run in --out")
     run.add_argument("--resume", action="store_true", help="continue a killed run in --out from its last checkpoint")
+    p.add_argument("--checkpoint-every", type=int, metavar="N",
+                   help="write checkpoint.pt (for --resume) every N epochs and after the last; 0: never (default 1)")
     p.add_argument("--val", type=Path, help="labelled validation folder for the thresholds (good/ + defect folders, "
                    "optional ground_truth/); default: the 20%% hold-out of train/good")  # fmt: skip
     p.add_argument("--out", required=True, type=Path, help="run folder to write")
@@ -143,6 +145,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         preset=args.preset, model=args.model, image_size=args.image_size, epochs=args.epochs,
         batch_size=args.batch_size, seed=args.seed, lr=args.lr, precision=args.precision,
         encoder=args.encoder, pretrained=args.pretrained, encoder_weights=args.encoder_weights, sigma=args.sigma,
+        checkpoint_every=args.checkpoint_every,
     )  # fmt: skip
     log.info("config: %s", cfg.to_json().replace("\n", " "))
     result = train_run(cfg, args.data, args.category, args.out, args.device, args.force, progress=not args.quiet, val_dir=args.val)
@@ -162,6 +165,8 @@ def _resume_config(args: argparse.Namespace) -> RunConfig:
         raise InputError(f"{args.out}: holds a {cfg.model.name} run, not {args.model}")
     if args.epochs is not None:
         cfg = replace(cfg, train=replace(cfg.train, epochs=args.epochs))
+    if args.checkpoint_every is not None:
+        cfg = replace(cfg, train=replace(cfg.train, checkpoint_every=args.checkpoint_every))
     return cfg
 
 

@@ -60,6 +60,9 @@ class TrainConfig:
     # auto: bf16 on CUDA with bf16 support; on a CPU, bf16 only where a matmul probe measured it faster (precision.py).
     precision: Precision = "auto"
     num_workers: int = 0
+    # checkpoint.pt (model + optimiser + random state, for --resume) every this many epochs and after
+    # the last; 0: never (the run cannot be resumed).
+    checkpoint_every: int = 1
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,7 @@ def resolve_config(
     pretrained: bool | None = None,
     encoder_weights: str | None = None,
     sigma: float | None = None,
+    checkpoint_every: int | None = None,
 ) -> RunConfig:
     """Start from a preset and apply the options a user gave (``None`` keeps the preset value)."""
     if preset not in PRESETS:
@@ -198,4 +202,8 @@ def resolve_config(
         t = replace(t, precision=precision)
     if sigma is not None:
         s = replace(s, sigma=sigma)
+    if checkpoint_every is not None:
+        if checkpoint_every < 0:
+            raise InputError(f"--checkpoint-every {checkpoint_every}: expected 0 (never) or a positive number of epochs")
+        t = replace(t, checkpoint_every=checkpoint_every)
     return RunConfig(model=m, data=d, train=t, score=s, preset=preset)

@@ -61,6 +61,26 @@ def _batches(loader: DataLoader, device: torch.device) -> Iterator[dict[str, tor
         yield {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
+def check_finite(loss: torch.Tensor, step: int) -> None:
+    """Raise :class:`TrainingDiverged` when the loss is NaN or infinite on this rank *or any other*.
+
+    Under torch.distributed every rank shares its loss (one small all-reduce per step), so all of
+    them stop at the same step with the same message; a rank that stopped alone would leave the
+    others waiting forever in the next gradient all-reduce.
+    """
+    if not dist.is_distributed():
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"the loss became {loss.item()} at step {step}")
+        return
+    losses = torch.zeros(dist.world_size(), dtype=torch.float64, device=loss.device)  # (W,): rank r's loss in slot r
+    losses[dist.rank()] = loss.detach().double()
+    losses = dist.all_reduce_sum(losses).cpu()
+    bad = [(r, v) for r, v in enumerate(losses.tolist()) if not math.isfinite(v)]
+    if bad:
+        where = ", ".join(f"{v} on rank {r}" for r, v in bad)
+        raise TrainingDiverged(f"the loss became {where} at step {step}")
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: DataLoader,
@@ -78,8 +98,7 @@ def train_one_epoch(
         with autocast(device, precision):
             recon = model(images)  # (B, 3, H, W)
         loss = reconstruction_loss(images, recon)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(f"the loss became {loss.item()} at step {step}")
+        check_finite(loss, step)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -128,10 +147,11 @@ def fit(
 ) -> list[EpochLog]:
     """Train with Adam on the L2 loss; keep the weights of the lowest validation loss.
 
-    With ``run_dir``, every epoch rewrites ``log.csv`` and ``checkpoint.pt`` (model, optimiser,
-    epoch, random state, the best weights so far); the kept weights go to ``model.safetensors`` at
-    the end. ``resume`` continues from ``checkpoint.pt``. Under torch.distributed the model is
-    wrapped in DistributedDataParallel, each rank sees its shard, and rank 0 alone writes.
+    With ``run_dir``, every epoch rewrites ``log.csv``; every ``cfg.checkpoint_every`` epochs (and
+    after the last) ``checkpoint.pt`` (model, optimiser, epoch, random state) and, when they changed,
+    the best weights so far in ``best.safetensors``, which becomes ``model.safetensors`` at the end.
+    ``resume`` continues from ``checkpoint.pt``. Under torch.distributed the model is wrapped in
+    DistributedDataParallel, each rank sees its shard, and rank 0 alone writes.
     """
     seed_everything(cfg.seed)
     model.to(device)
@@ -164,6 +184,7 @@ def fit(
         state = ckpt.load_train_state(Path(run_dir) / ckpt.CHECKPOINT_FILE, model, optimizer, generator, scaler)
         log.info("resuming after epoch %d of %d", state.epoch, cfg.epochs)
     writes = run_dir is not None and dist.is_main()
+    saved_epoch, best_saved = state.epoch, state.best_weights is not None
     epochs = range(state.epoch + 1, cfg.epochs + 1)
     bar = tqdm(epochs, desc="training", unit="epoch", disable=not progress or not dist.is_main())
     for epoch in bar:
@@ -173,10 +194,10 @@ def fit(
             train_loss, state.step = train_one_epoch(net, loader, optimizer, device, precision, scaler, state.step)
         except TrainingDiverged as exc:
             where = ""
-            if run_dir is not None and state.epoch:
-                where = f"; the last good checkpoint (epoch {state.epoch}) is in {run_dir}"
+            if run_dir is not None and saved_epoch:
+                where = f"; the last good checkpoint (epoch {saved_epoch}) is in {run_dir}"
             elif run_dir is not None:
-                where = "; no epoch finished, so no checkpoint was written"
+                where = "; no checkpoint was written yet"
             raise TrainingDiverged(f"{exc} (epoch {epoch}); training stopped{where}") from None
         val_loss = validate(net, val_loader, device, precision) if val_loader is not None else None
         state.history.append(EpochLog(epoch, train_loss, val_loss))
@@ -186,14 +207,22 @@ def fit(
         if monitored < state.best_loss:
             state.best_loss, state.best_epoch = monitored, epoch
             state.best_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            best_saved = False
         state.epoch = epoch
         if writes:
             ckpt.write_text(Path(run_dir) / ckpt.LOG_FILE, _history_csv(state.history))
-            ckpt.save_train_state(Path(run_dir) / ckpt.CHECKPOINT_FILE, state, model, optimizer, generator, scaler)
+        every = cfg.checkpoint_every
+        if run_dir is not None and every > 0 and (epoch % every == 0 or epoch == cfg.epochs):
+            if writes:
+                if not best_saved and state.best_weights is not None:  # before the checkpoint that refers to them
+                    ckpt.save_best(Path(run_dir) / ckpt.BEST_FILE, state.best_weights, state.best_epoch, state.best_loss)
+                ckpt.save_train_state(Path(run_dir) / ckpt.CHECKPOINT_FILE, state, model, optimizer, generator, scaler)
+            saved_epoch, best_saved = epoch, True  # on every rank, so that they all say the same on a NaN
     if state.best_weights is not None:
         model.load_state_dict(state.best_weights)
     if writes:
         ckpt.save_weights(model, Path(run_dir) / ckpt.WEIGHTS_FILE, metadata={"epoch": str(state.best_epoch)})
+        (Path(run_dir) / ckpt.BEST_FILE).unlink(missing_ok=True)  # now model.safetensors
     dist.barrier()
     return state.history
 
