@@ -189,7 +189,7 @@ def run_category(
     if need_figure and data is not None and maps:
         test = data["test"]
         shown = figure_indices(test.samples, FIGURE_ROWS)
-        figure3([test.images[i].permute(1, 2, 0).numpy() / 255.0 for i in shown], [test.masks[i].numpy() for i in shown],
+        figure3([test.image(i).permute(1, 2, 0).numpy() / 255.0 for i in shown], [test.mask(i).numpy() for i in shown],
                 {MODEL_LABELS[m]: v for m, v in sorted(maps.items(), key=lambda kv: kv[0] != "cae")}, figure_path,
                 titles=[test.samples[i].defect for i in shown])  # fmt: skip
     return row

@@ -15,6 +15,12 @@ from .errors import InputError
 log = logging.getLogger("anovit")
 
 
+def _add_cache(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cache", default="auto", choices=["auto", "memory", "none"],
+                   help="decoded images in memory (memory), or decoded from disk in DataLoader workers every epoch (none); "
+                        "auto: memory while they fit in a quarter of the free RAM (at most 4 GiB)")  # fmt: skip
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train AnoViT or the l2-CAE on the normal images of one category")
     p.add_argument("--data", required=True, type=Path, help="dataset root in the MVTec AD layout")
@@ -37,6 +43,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     run = p.add_mutually_exclusive_group()
     run.add_argument("--force", action="store_true", help="overwrite a finished run in --out")
     run.add_argument("--resume", action="store_true", help="continue a killed run in --out from its last checkpoint")
+    _add_cache(p)
     p.add_argument("--checkpoint-every", type=int, metavar="N",
                    help="write checkpoint.pt (for --resume) every N epochs and after the last; 0: never (default 1)")
     p.add_argument("--val", type=Path, help="labelled validation folder for the thresholds (good/ + defect folders, "
@@ -54,6 +61,7 @@ def _add_test(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="auto")
     p.add_argument("--report", action="store_true", help="also write report.html (metrics, ROC, score histograms, gallery)")
+    _add_cache(p)
 
 
 def _add_calibrate(sub: argparse._SubParsersAction) -> None:
@@ -62,6 +70,7 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val", required=True, type=Path,
                    help="folder with good/ (normal) and optional <defect>/ folders; masks in ground_truth/ beside or inside it")  # fmt: skip
     p.add_argument("--quantile", type=float, default=0.99, help="fallback without anomalies: this quantile of normal scores")
+    _add_cache(p)
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--device", default="auto")
 
@@ -138,7 +147,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     if args.resume:
         train_run(_resume_config(args), args.data, args.category, args.out, args.device, progress=not args.quiet, resume=True,
-                  val_dir=args.val)  # fmt: skip
+                  val_dir=args.val, cache=args.cache)  # fmt: skip
         print(f"resumed and finished the run in {args.out}")
         return
     cfg = resolve_config(
@@ -148,7 +157,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         checkpoint_every=args.checkpoint_every,
     )  # fmt: skip
     log.info("config: %s", cfg.to_json().replace("\n", " "))
-    result = train_run(cfg, args.data, args.category, args.out, args.device, args.force, progress=not args.quiet, val_dir=args.val)
+    result = train_run(cfg, args.data, args.category, args.out, args.device, args.force, progress=not args.quiet, val_dir=args.val,
+                       cache=args.cache)  # fmt: skip
     last = result.history[-1]
     print(f"trained {cfg.model.name} for {len(result.history)} epochs in {result.seconds:.0f} s "
           f"(final train loss {last.train_loss:.5f}); run folder: {result.run_dir}")  # fmt: skip
@@ -175,7 +185,7 @@ def cmd_test(args: argparse.Namespace) -> None:
 
     result, _ = test_run(
         args.run, args.data, args.category, args.out, args.device, args.precision, args.batch_size,
-        progress=not args.quiet, report=args.report,
+        progress=not args.quiet, report=args.report, cache=args.cache,
     )  # fmt: skip
     print(format_table({args.run.name: result.metrics()}))
     print(f"metrics written to {(args.out or args.run) / 'metrics.json'}")
@@ -186,7 +196,7 @@ def cmd_test(args: argparse.Namespace) -> None:
 def cmd_calibrate(args: argparse.Namespace) -> None:
     from .runs import calibrate_run
 
-    t = calibrate_run(args.run, args.val, args.device, args.precision, args.quantile, progress=not args.quiet)
+    t = calibrate_run(args.run, args.val, args.device, args.precision, args.quantile, progress=not args.quiet, cache=args.cache)
     f1 = lambda v: "" if v is None else f", F1 {v:.3f}"  # noqa: E731
     print(f"image threshold {t.image:.6g} ({t.image_method}{f1(t.image_f1)}); pixel threshold {t.pixel:.6g} "
           f"({t.pixel_method}{f1(t.pixel_f1)}); from {t.source}")  # fmt: skip

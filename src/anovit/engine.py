@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from . import checkpoint as ckpt
 from . import distributed as dist
 from .config import Precision, ScoreConfig, TrainConfig
+from .data.datasets import loader_workers
 from .errors import InputError
 from .metrics import StreamingAUROC, StreamingPixelMetrics, image_auroc, image_f1_max
 from .precision import autocast, resolve_precision
@@ -161,6 +162,7 @@ def fit(
     generator = torch.Generator().manual_seed(cfg.seed)
     sampler = DistributedSampler(train_set, shuffle=True, seed=cfg.seed) if dist.is_distributed() else None
     per_rank = len(sampler) if sampler is not None else len(train_set)
+    workers = cfg.num_workers or loader_workers(train_set)  # images decoded on access need worker processes
     loader = DataLoader(
         train_set,
         batch_size=cfg.batch_size,
@@ -168,12 +170,14 @@ def fit(
         sampler=sampler,
         drop_last=per_rank > cfg.batch_size,
         generator=generator,
-        num_workers=cfg.num_workers,
-        persistent_workers=cfg.num_workers > 0,
+        num_workers=workers,
+        persistent_workers=workers > 0,
     )
     val_loader = None
     if val_set is not None and len(val_set):
-        val_loader = DataLoader(val_set, batch_size=cfg.batch_size, sampler=dist.ShardSampler(len(val_set)))
+        val_workers = loader_workers(val_set)
+        val_loader = DataLoader(val_set, batch_size=cfg.batch_size, sampler=dist.ShardSampler(len(val_set)),
+                                num_workers=val_workers, persistent_workers=val_workers > 0)  # fmt: skip
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     precision = resolve_precision(cfg.precision, device)
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
@@ -311,7 +315,7 @@ def evaluate(
     pixel = StreamingPixelMetrics()
     has_masks = bool(getattr(dataset, "has_masks", False))
     scores, labels, indices, kept = [], [], [], {}
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=dist.ShardSampler(len(dataset)))
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=dist.ShardSampler(len(dataset)), num_workers=loader_workers(dataset))
     bar = tqdm(_batches(loader, device), total=len(loader), desc="scoring", disable=not progress or not dist.is_main(), leave=False)
     for batch in bar:
         result = score_images(model, batch["image"], score, device, precision)  # maps (B, H, W), image (B,)

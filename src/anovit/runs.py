@@ -19,6 +19,7 @@ from . import checkpoint as ckpt
 from . import distributed as dist
 from .config import Precision, RunConfig
 from .data import ImageDataset, Sample, labelled_folder_samples, mvtec_samples, split_train_val
+from .data.datasets import CacheMode
 from .data.transforms import build_augment
 from .engine import EpochLog, Evaluation, evaluate, fit, resolve_device, seed_everything
 from .errors import InputError
@@ -124,11 +125,12 @@ def calibrate_run(
     precision: Precision | None = None,
     quantile: float = DEFAULT_QUANTILE,
     progress: bool = True,
+    cache: CacheMode = "auto",
 ) -> Thresholds:
     """Thresholds from a labelled validation folder (good/ + optional defect folders and masks)."""
     cfg = ckpt.load_config(run_dir)
     samples = labelled_folder_samples(val_dir)
-    dataset = ImageDataset(samples, cfg.data.image_size, desc=f"reading {val_dir}", progress=progress)
+    dataset = ImageDataset(samples, cfg.data.image_size, desc=f"reading {val_dir}", progress=progress, cache=cache)
     n_anomalous = sum(s.label for s in samples)
     source = f"{val_dir} ({len(samples) - n_anomalous} normal, {n_anomalous} anomalous)"
     return calibrate_on(run_dir, dataset, source, device, precision, quantile, progress)
@@ -144,20 +146,23 @@ def train_run(
     progress: bool = True,
     resume: bool = False,
     val_dir: Path | None = None,
+    cache: CacheMode = "auto",
 ) -> TrainResult:
     """Train on the normal training images of one MVTec-layout category.
 
     ``val_dir``: a labelled validation folder to set the thresholds on (default: the hold-out).
+    ``cache``: decoded images in memory, or decoded from disk every epoch (see :mod:`anovit.data.datasets`).
     """
     check_run_dir(run_dir, force)
     samples = mvtec_samples(data_root, category, "train")  # fails before anything is written
     if val_dir is not None:
         labelled_folder_samples(val_dir)  # the same: check its layout before training
-    normal = ImageDataset(samples, cfg.data.image_size, desc=f"reading {category}/train", progress=progress and dist.is_main())
+    normal = ImageDataset(samples, cfg.data.image_size, desc=f"reading {category}/train", progress=progress and dist.is_main(),
+                          cache=cache)  # fmt: skip
     source = {"data": str(data_root), "category": category}
     result = train_on(cfg, normal, run_dir, device, progress, source, resume, calibrate=val_dir is None)
     if val_dir is not None:
-        calibrate_run(run_dir, val_dir, device, progress=progress)
+        calibrate_run(run_dir, val_dir, device, progress=progress, cache=cache)
     return result
 
 
@@ -217,11 +222,12 @@ def test_run(
     keep_maps: int = 0,
     progress: bool = True,
     report: bool = False,
+    cache: CacheMode = "auto",
 ) -> tuple[Evaluation, ImageDataset]:
     """Evaluate a trained run on the MVTec test split of ``category``."""
     cfg = ckpt.load_config(run_dir)
     samples = mvtec_samples(data_root, category, "test")
-    test_set = ImageDataset(samples, cfg.data.image_size, desc=f"reading {category}/test", progress=progress)
+    test_set = ImageDataset(samples, cfg.data.image_size, desc=f"reading {category}/test", progress=progress, cache=cache)
     extra = {"category": category}
     result = test_on(run_dir, test_set, out_dir, device, precision, batch_size, keep_maps, progress, extra, report)
     return result, test_set
