@@ -1,4 +1,8 @@
-"""The command line: parse, build the config, call the library. Exit codes: 0 ok, 2 usage or input error, 1 internal error."""
+"""The command line: parse, build the config, call the library.
+
+Exit codes: 0 ok, 1 internal error (or a diverged training), 2 usage or input error, 3 ``predict
+--on-error skip`` scored every readable image but some could not be read, 130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -84,6 +88,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--device", default="auto")
     p.add_argument("--force", action="store_true", help="overwrite earlier predictions in --out")
+    p.add_argument("--on-error", default="stop", choices=["stop", "skip"],
+                   help="an unreadable image: stop (exit 2, checked before anything is written), or skip it with its error "
+                        "in predictions.csv/json and exit 3 at the end")  # fmt: skip
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
@@ -205,12 +212,23 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     print(f"written to {args.run / 'thresholds.json'}")
 
 
-def cmd_predict(args: argparse.Namespace) -> None:
+EXIT_SOME_FAILED = 3  # predict --on-error skip: every readable image was scored, some were not readable
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import predict
 
-    results = predict(args.run, args.paths, args.out, args.device, args.precision, args.batch_size, args.force, progress=not args.quiet)
+    results = predict(args.run, args.paths, args.out, args.device, args.precision, args.batch_size, args.force,
+                      progress=not args.quiet, on_error=args.on_error)  # fmt: skip
     n_bad = sum(r.verdict == "anomalous" for r in results)
-    print(f"{len(results)} images, {n_bad} anomalous; overlays and masks in {args.out}, table in {args.out / 'predictions.csv'}")
+    n_failed = sum(r.verdict == "error" for r in results)
+    print(f"{len(results) - n_failed} images scored, {n_bad} anomalous; overlays and masks in {args.out}, table in "
+          f"{args.out / 'predictions.csv'}")  # fmt: skip
+    if n_failed:
+        print(f"anovit predict: {n_failed} of {len(results)} images could not be read; their errors are in "
+              f"{args.out / 'predictions.csv'} (verdict 'error')", file=sys.stderr)  # fmt: skip
+        return EXIT_SOME_FAILED
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -270,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.quiet = True
     try:
         distributed.setup()
-        COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
     except InputError as exc:
         print(f"anovit {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -288,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         distributed.teardown()
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -42,16 +43,24 @@ PREDICTIONS_CSV = "predictions.csv"
 
 @dataclass
 class Prediction:
-    """The result for one image; paths of the written PNGs are relative to the output folder."""
+    """The result for one image; paths of the written PNGs are relative to the output folder.
+
+    An image that could not be read (``--on-error skip``) has verdict ``"error"``, the reason in
+    ``error``, and no score, size, overlay or mask.
+    """
 
     image: str
-    width: int
-    height: int
-    score: float
-    verdict: str  # "normal" or "anomalous"
-    anomalous_fraction: float  # share of the image's pixels in the mask
+    width: int | None
+    height: int | None
+    score: float | None
+    verdict: str  # "normal", "anomalous" or "error"
+    anomalous_fraction: float | None  # share of the image's pixels in the mask
     overlay: str
     mask: str
+    error: str = ""
+
+
+OnError = Literal["stop", "skip"]
 
 
 def collect_inputs(paths: Sequence[Path]) -> list[tuple[Path, str]]:
@@ -92,24 +101,43 @@ def heat_overlay(image: np.ndarray, score_map: np.ndarray, threshold: float, alp
     return np.clip((1 - alpha) * image + alpha * heat + 0.5, 0, 255).astype(np.uint8)
 
 
-def _decode(files: list[tuple[Path, str]], size: int) -> list[tuple[Path, str, np.ndarray, torch.Tensor]]:
-    """(file, name, original RGB (H, W, 3) uint8, resized (3, S, S) uint8) for each file."""
+@dataclass
+class _Decoded:
+    """One input file, decoded (``original`` (H, W, 3) uint8, ``resized`` (3, S, S) uint8) or failed (``error``)."""
+
+    file: Path
+    name: str
+    original: np.ndarray | None = None
+    resized: torch.Tensor | None = None
+    error: str = ""
+
+
+def _decode(files: list[tuple[Path, str]], size: int, on_error: OnError) -> list[_Decoded]:
     out = []
     for file, name in files:
-        img = open_rgb(file)
-        resized = img if img.size == (size, size) else img.resize((size, size), Image.Resampling.BILINEAR)
-        out.append((file, name, np.asarray(img, dtype=np.uint8), torch.from_numpy(np.asarray(resized, dtype=np.uint8).copy()).permute(2, 0, 1)))
+        try:
+            img = open_rgb(file)
+            resized = img if img.size == (size, size) else img.resize((size, size), Image.Resampling.BILINEAR)
+            out.append(_Decoded(file, name, np.asarray(img, dtype=np.uint8),
+                                torch.from_numpy(np.asarray(resized, dtype=np.uint8).copy()).permute(2, 0, 1)))  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 (skip: any failure of one file is that file's row, not the run's end)
+            if on_error == "stop":
+                raise
+            out.append(_Decoded(file, name, error=str(exc) if isinstance(exc, InputError) else f"{file}: {type(exc).__name__}: {exc}"))
     return out
 
 
-def _batches(files: list[tuple[Path, str]], size: int, batch_size: int) -> Iterator[list[tuple[Path, str, np.ndarray, torch.Tensor]]]:
-    """Decoded batches; the next batch is decoded in a thread while the current one is scored."""
+def _batches(files: list[tuple[Path, str]], size: int, batch_size: int, on_error: OnError) -> Iterator[list[_Decoded]]:
+    """Decoded batches; the next batch is decoded in a thread while the current one is scored.
+
+    At most two batches are decoded at any time, so memory does not grow with the number of files.
+    """
     chunks = [files[i : i + batch_size] for i in range(0, len(files), batch_size)]
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(_decode, chunks[0], size) if chunks else None
+        pending = pool.submit(_decode, chunks[0], size, on_error) if chunks else None
         for k in range(len(chunks)):
             batch = pending.result()
-            pending = pool.submit(_decode, chunks[k + 1], size) if k + 1 < len(chunks) else None
+            pending = pool.submit(_decode, chunks[k + 1], size, on_error) if k + 1 < len(chunks) else None
             yield batch
 
 
@@ -126,40 +154,61 @@ def predict(
     batch_size: int = 8,
     force: bool = False,
     progress: bool = True,
+    on_error: OnError = "stop",
 ) -> list[Prediction]:
-    """Score every image under ``paths`` with the run in ``run_dir``; write PNGs and the prediction tables to ``out_dir``."""
+    """Score every image under ``paths`` with the run in ``run_dir``; write PNGs and the prediction tables to ``out_dir``.
+
+    ``on_error="stop"``: the first unreadable file ends the run with an :class:`InputError` (every
+    header is checked before anything is written). ``"skip"``: it becomes a row with verdict
+    ``"error"`` and its reason, and the other images are scored.
+    """
+    if on_error not in ("stop", "skip"):
+        raise ValueError(f"on_error must be 'stop' or 'skip', got {on_error!r}")
     out_dir = Path(out_dir)
     if (out_dir / PREDICTIONS_JSON).exists() and not force:
         raise InputError(f"{out_dir}: already holds predictions; pass --force to overwrite them or choose another --out")
     thresholds = load_thresholds(run_dir)
     files = collect_inputs(paths)
-    for file, _ in files:
-        check_image(file)  # headers only: a stray non-image fails before anything is written
+    if on_error == "stop":
+        for file, _ in files:
+            check_image(file)  # headers only: a stray non-image fails before anything is written
     dev = resolve_device(device)
     cfg, model = ckpt.load_trained_model(run_dir, dev)
     precision = precision or cfg.train.precision
     size = cfg.data.image_size
     results: list[Prediction] = []
     bar = tqdm(total=len(files), desc="predicting", disable=not progress, unit="image")
-    for batch in _batches(files, size, batch_size):
-        scores = score_images(model, torch.stack([b[3] for b in batch]), cfg.score, dev, precision)  # maps (B, S, S)
-        for (file, name, original, _), score_map, score in zip(batch, scores.maps, scores.image.tolist()):
-            h, w = original.shape[:2]
-            full = F.interpolate(score_map.float()[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-            full_np = full.cpu().numpy()  # (H, W) at the original size
-            mask = full_np >= thresholds.pixel
-            overlay_rel, mask_rel = f"overlays/{name}.png", f"masks/{name}.png"
-            _save_png(out_dir / overlay_rel, heat_overlay(original, full_np, thresholds.pixel))
-            _save_png(out_dir / mask_rel, mask.astype(np.uint8) * 255)
-            results.append(Prediction(
-                image=str(file), width=w, height=h, score=float(score),
-                verdict="anomalous" if score >= thresholds.image else "normal",
-                anomalous_fraction=float(mask.mean()), overlay=overlay_rel, mask=mask_rel,
-            ))  # fmt: skip
+    for batch in _batches(files, size, batch_size, on_error):
+        good = [d for d in batch if not d.error]
+        scores = score_images(model, torch.stack([d.resized for d in good]), cfg.score, dev, precision) if good else None  # maps (B, S, S)
+        scored = iter(zip(scores.maps, scores.image.tolist())) if scores is not None else iter(())
+        for d in batch:
+            if d.error:
+                log.warning("skipped %s", d.error)
+                results.append(Prediction(str(d.file), None, None, None, "error", None, "", "", d.error))
+                continue
+            score_map, score = next(scored)
+            results.append(_write_outputs(out_dir, d, score_map, score, thresholds))
         bar.update(len(batch))
     bar.close()
     write_predictions(out_dir, results, thresholds, run_dir)
     return results
+
+
+def _write_outputs(out_dir: Path, d: _Decoded, score_map: torch.Tensor, score: float, thresholds: Thresholds) -> Prediction:
+    """Overlay and mask PNGs at the image's own size for one scored image (map (S, S))."""
+    h, w = d.original.shape[:2]
+    full = F.interpolate(score_map.float()[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+    full_np = full.cpu().numpy()  # (H, W) at the original size
+    mask = full_np >= thresholds.pixel
+    overlay_rel, mask_rel = f"overlays/{d.name}.png", f"masks/{d.name}.png"
+    _save_png(out_dir / overlay_rel, heat_overlay(d.original, full_np, thresholds.pixel))
+    _save_png(out_dir / mask_rel, mask.astype(np.uint8) * 255)
+    return Prediction(
+        image=str(d.file), width=w, height=h, score=float(score),
+        verdict="anomalous" if score >= thresholds.image else "normal",
+        anomalous_fraction=float(mask.mean()), overlay=overlay_rel, mask=mask_rel,
+    )  # fmt: skip
 
 
 def write_predictions(out_dir: Path, results: list[Prediction], thresholds: Thresholds, run_dir: Path) -> None:
@@ -170,13 +219,14 @@ def write_predictions(out_dir: Path, results: list[Prediction], thresholds: Thre
     writer.writerow(fields)
     for r in results:
         row = asdict(r)
-        writer.writerow([f"{row[k]:.8g}" if isinstance(row[k], float) else row[k] for k in fields])
+        writer.writerow([f"{row[k]:.8g}" if isinstance(row[k], float) else "" if row[k] is None else row[k] for k in fields])
     ckpt.write_text(out_dir / PREDICTIONS_CSV, buf.getvalue())
     document = {
         "run": str(run_dir),
         "thresholds": thresholds.summary() | {"source": thresholds.source},
         "n_images": len(results),
         "n_anomalous": sum(r.verdict == "anomalous" for r in results),
+        "n_errors": sum(r.verdict == "error" for r in results),
         "predictions": [asdict(r) for r in results],
     }
     ckpt.write_text(out_dir / PREDICTIONS_JSON, json.dumps(document, indent=2) + "\n")

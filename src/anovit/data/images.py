@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import InputError
 
@@ -14,7 +15,11 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def _open(path: Path, decode: bool = True) -> Image.Image:
-    """Open an image (decoded, or only its header read); a one-line error for anything unreadable."""
+    """Open an image (decoded, or only its header read); a one-line error for anything unreadable.
+
+    Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``, about 179 M pixels) is kept: a
+    file claiming more pixels is refused from its header, before anything is decoded.
+    """
     try:
         img = Image.open(path)
         if decode:
@@ -22,21 +27,44 @@ def _open(path: Path, decode: bool = True) -> Image.Image:
         return img
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except Image.DecompressionBombError as exc:
+        numbers = re.findall(r"\d+", str(exc))
+        claim = f"its header claims {int(numbers[0]):,} pixels, " if len(numbers) >= 2 else ""
+        raise InputError(f"{path}: refused as a possible decompression bomb: {claim}more than twice Pillow's limit "
+                         f"Image.MAX_IMAGE_PIXELS ({Image.MAX_IMAGE_PIXELS:,})") from None  # fmt: skip
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InputError(f"{path}: cannot be read as an image ({exc})") from None
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
-    """Any mode (grey, 16-bit grey, palette, RGBA, CMYK) -> 8-bit RGB."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+    """Any mode (grey, 16-bit grey, float, palette, RGBA, CMYK) -> 8-bit RGB.
+
+    16-bit integers are scaled from [0, 65535]; float images (32-bit TIFF) from [0, 1] when their
+    values lie there, else from [0, 255] or [0, 65535], whichever holds their maximum.
+    """
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        peak = float(arr.max()) if arr.size else 0.0
+        if img.mode.startswith("I;16"):
+            top = 65535.0
+        elif img.mode == "F" and peak <= 1.0:
+            top = 1.0
+        else:
+            top = 255.0 if peak <= 255 else 65535.0
         img = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (img.mode == "P" and "transparency" in img.info):
         img = img.convert("RGBA")
         background = Image.new("RGBA", img.size, (0, 0, 0, 255))
         img = Image.alpha_composite(background, img)
     return img.convert("RGB")
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation (a phone photo taken sideways lands upright); a no-op without EXIF."""
+    try:
+        return ImageOps.exif_transpose(img)
+    except (ValueError, OSError, SyntaxError, KeyError):  # a broken EXIF block: keep the pixels as stored
+        return img
 
 
 def check_image(path: Path) -> None:
@@ -45,8 +73,12 @@ def check_image(path: Path) -> None:
 
 
 def open_rgb(path: Path) -> Image.Image:
-    """Read an image of any mode as 8-bit RGB, at its own size; a one-line error for unreadable files."""
-    return _to_rgb(_open(Path(path)))
+    """Read an image of any mode as 8-bit RGB, upright, at its own size; a one-line error for unreadable files."""
+    img = _open(Path(path))
+    try:
+        return _to_rgb(_upright(img))
+    except (ValueError, OSError) as exc:  # a mode Pillow cannot convert (e.g. LAB, multi-channel float)
+        raise InputError(f"{path}: cannot convert this {img.mode} image to RGB ({exc})") from None
 
 
 def load_image(path: Path, size: int) -> torch.Tensor:
@@ -59,8 +91,8 @@ def load_image(path: Path, size: int) -> torch.Tensor:
 
 def load_mask(path: Path, size: int) -> torch.Tensor:
     """Read a ground-truth mask (non-zero = anomalous) resized with nearest neighbour. -> (S, S) bool."""
-    img = _open(Path(path))
-    arr = np.asarray(img.convert("L") if img.mode not in ("L", "1", "I;16", "I") else img)
+    img = _upright(_open(Path(path)))
+    arr = np.asarray(img.convert("L") if img.mode not in ("L", "1", "I;16", "I", "F") else img)
     mask = Image.fromarray((arr > 0).astype(np.uint8) * 255)
     if mask.size != (size, size):
         mask = mask.resize((size, size), Image.Resampling.NEAREST)
