@@ -63,6 +63,7 @@ def test_mvtec_benchmark_has_localisation_and_figure(mvtec_root: Path, tmp_path:
     assert 0 <= results["rows"][0]["anovit"]["pixel_auroc"] <= 1
     md = (out / "results.md").read_text()
     assert "Anomaly localisation (pixel AUROC)" in md and "Anomaly detection (image AUROC)" in md
+    assert "| Category | weave |" in md  # not an MVTec AD category: neither Object nor Texture, and not a one-class "Class"
     assert (out / "figures" / "weave.png").stat().st_size > 1000
     assert not (out / "runs" / "weave" / "anovit" / "report.html").exists()
     # Asked again with --report: no retraining (the weights stay), a report per run.

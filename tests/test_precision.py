@@ -84,3 +84,12 @@ def test_real_probe_measures_both_dtypes() -> None:
     fp32 = prec.matmul_gflops(torch.float32, n=128, repeats=2)
     bf16 = prec.matmul_gflops(torch.bfloat16, n=128, repeats=2)
     assert fp32 > 0.1 and bf16 > 0.01
+
+
+def test_info_prints_the_probe_and_the_choice(capsys: pytest.CaptureFixture) -> None:
+    from anovit.cli import main
+
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    probe = cpu_probe()
+    assert f"--precision auto on this CPU: {probe.choice}" in out and "matmul probe" in out and "backends:" in out

@@ -85,9 +85,14 @@ def test_kill_mid_run_then_resume(mvtec_root: Path, tmp_path: Path) -> None:
     epochs = [int(line.split(",")[0]) for line in log.read_text().splitlines()[1:]]
     assert epochs == list(range(1, EPOCHS + 1))
     assert (run / "model.safetensors").is_file()
-    # A finished run is not overwritten, and --resume on it is refused too.
+    # A finished run is not overwritten; --resume on it is refused unless asked for more epochs (to train longer).
     again = subprocess.run(_train_cmd(mvtec_root, run, EPOCHS), capture_output=True, text=True)
     assert again.returncode == 2 and "--force" in again.stderr
+    again = subprocess.run([*_train_cmd(mvtec_root, run, EPOCHS), "--resume"], capture_output=True, text=True)
+    assert again.returncode == 2 and f"finished its {EPOCHS} epochs" in again.stderr
+    longer = subprocess.run([*_train_cmd(mvtec_root, run, EPOCHS + 2), "--resume"], capture_output=True, text=True)
+    assert longer.returncode == 0, longer.stderr
+    assert len(log.read_text().splitlines()) - 1 == EPOCHS + 2 and not (run / "best.safetensors").exists()
 
 
 def test_corrupt_or_foreign_checkpoints_are_named(tmp_path: Path, mvtec_root: Path) -> None:

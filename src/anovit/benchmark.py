@@ -279,7 +279,8 @@ def _table(results: dict[str, Any], metric: str, title: str) -> list[str]:
     lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cat = r["category"]
-        kind = "Object" if cat in OBJECTS else "Texture" if cat in TEXTURES else "Class"
+        # MVTec AD's own categories by their type; another category in the MVTec layout is a "Category", a one-class class a "Class".
+        kind = "Object" if cat in OBJECTS else "Texture" if cat in TEXTURES else "Category" if ds == "mvtec" else "Class"
         cells = [kind, cat, *[_fmt(r[m][metric]) for m in ordered]]
         cells += [_improvement(r["cae"][metric], r["anovit"][metric])] if compare else []
         cells += [_fmt(paper_value(ds, metric, cat, m)) for m in ordered] if has_paper else []

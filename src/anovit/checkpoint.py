@@ -122,7 +122,7 @@ def save_best(path: Path, weights: dict[str, torch.Tensor], epoch: int, loss: fl
 
 
 def _load_best(path: Path) -> tuple[dict[str, torch.Tensor], int, float] | None:
-    """(weights, epoch, loss) from :func:`save_best`, or None where there is no such file."""
+    """(weights, epoch, loss) from :func:`save_best` (or a finished run's model.safetensors); None without the file or its loss."""
     if not path.is_file():
         return None
     from safetensors import safe_open
@@ -130,8 +130,10 @@ def _load_best(path: Path) -> tuple[dict[str, torch.Tensor], int, float] | None:
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
+        if "loss" not in meta:  # written before the loss was recorded
+            return None
         return load_file(str(path)), int(meta["epoch"]), float(meta["loss"])
-    except (SafetensorError, OSError, ValueError, KeyError) as exc:
+    except (SafetensorError, OSError, ValueError) as exc:
         raise InputError(f"{path}: cannot resume from this file ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
@@ -194,7 +196,7 @@ def load_train_state(
     if scaler is not None and payload["scaler"] is not None:
         scaler.load_state_dict(payload["scaler"])
     best_weights, best_epoch, best_loss = payload.get("best_weights"), payload["best_epoch"], payload["best_loss"]  # format 1
-    best = _load_best(path.parent / BEST_FILE)
+    best = _load_best(path.parent / BEST_FILE) or _load_best(path.parent / WEIGHTS_FILE)  # the latter: a finished run trained longer
     if best is not None:  # format 2; a best file newer than the checkpoint (killed between the two writes) is still a measured best
         best_weights, best_epoch, best_loss = best
     elif best_weights is None:  # the best file went missing: the next epoch becomes the best

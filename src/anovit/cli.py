@@ -100,6 +100,11 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="file to write (default: RUN/model.onnx)")
 
 
+def _add_info(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="this machine: CPU and bf16 flags, the precision probe and what --precision auto picks, backends")
+    p.add_argument("--refresh", action="store_true", help="measure the precision probe again instead of reading its cache")
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="built-in data: train and test AnoViT and the l2-CAE, write Figure 3")
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
@@ -144,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_train, _add_test, _add_calibrate, _add_predict, _add_export, _add_benchmark, _add_demo, _add_synth):
+    for add in (_add_train, _add_test, _add_calibrate, _add_predict, _add_export, _add_benchmark, _add_demo, _add_synth, _add_info):
         add(sub)
     return parser
 
@@ -262,6 +267,26 @@ def cmd_demo(args: argparse.Namespace) -> None:
     run_demo(args.out, epochs=args.epochs, device=args.device, force=args.force, progress=not args.quiet)
 
 
+def cmd_info(args: argparse.Namespace) -> None:
+    import importlib.util
+
+    import torch
+
+    from . import precision
+
+    probe = precision.cpu_probe(refresh=args.refresh)
+    print(f"cpu: {precision.cpu_name()}; bf16 flags: {', '.join(precision.cpu_flags()) or 'none'}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"matmul probe ({precision.PROBE_SIZE}^3): fp32 {probe.fp32_gflops:.1f} GFLOP/s, bf16 {probe.bf16_gflops:.1f} GFLOP/s "
+          f"({probe.bf16_speedup:.2f}x), measured {probe.measured_at}")  # fmt: skip
+    print(f"--precision auto on this CPU: {probe.choice} (bf16 only where at least {precision.BF16_MARGIN}x faster than fp32)")
+    print(f"probe cache: {precision.cache_dir() / precision.CACHE_FILE}")
+    for i in range(torch.cuda.device_count()):
+        print(f"cuda:{i}: {torch.cuda.get_device_name(i)}; --precision auto: {precision.resolve_precision('auto', torch.device('cuda', i))}")
+    backends = {name: importlib.util.find_spec(name) is not None for name in ("onnx", "onnxruntime", "openvino")}
+    print("backends: " + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in backends.items()))
+
+
 def cmd_synth(args: argparse.Namespace) -> None:
     from .data import make_synthetic_mvtec
 
@@ -272,7 +297,7 @@ def cmd_synth(args: argparse.Namespace) -> None:
 
 COMMANDS = {
     "train": cmd_train, "test": cmd_test, "calibrate": cmd_calibrate, "predict": cmd_predict, "export": cmd_export,
-    "benchmark": cmd_benchmark, "demo": cmd_demo, "synth": cmd_synth,
+    "benchmark": cmd_benchmark, "demo": cmd_demo, "synth": cmd_synth, "info": cmd_info,
 }  # fmt: skip
 
 

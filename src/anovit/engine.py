@@ -225,7 +225,7 @@ def fit(
     if state.best_weights is not None:
         model.load_state_dict(state.best_weights)
     if writes:
-        ckpt.save_weights(model, Path(run_dir) / ckpt.WEIGHTS_FILE, metadata={"epoch": str(state.best_epoch)})
+        ckpt.save_weights(model, Path(run_dir) / ckpt.WEIGHTS_FILE, metadata={"epoch": str(state.best_epoch), "loss": repr(float(state.best_loss))})
         (Path(run_dir) / ckpt.BEST_FILE).unlink(missing_ok=True)  # now model.safetensors
     dist.barrier()
     return state.history

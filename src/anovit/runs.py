@@ -53,6 +53,18 @@ def check_run_dir(run_dir: Path, force: bool) -> None:
         raise InputError(f"{run_dir}: already holds a trained model; pass --force to overwrite it or choose another --out")
 
 
+def check_resumable(run_dir: Path, epochs: int) -> None:
+    """``--resume`` needs a checkpoint; on a finished run, it needs more epochs than were trained (to train longer)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / ckpt.CHECKPOINT_FILE).is_file():
+        raise InputError(f"{run_dir / ckpt.CHECKPOINT_FILE}: no checkpoint to resume from (none written yet, or --checkpoint-every 0)")
+    log_file = run_dir / ckpt.LOG_FILE
+    done = len(log_file.read_text().splitlines()) - 1 if log_file.is_file() else 0
+    if (run_dir / ckpt.WEIGHTS_FILE).exists() and epochs <= done:
+        raise InputError(f"{run_dir}: this run finished its {done} epochs; pass --resume --epochs N with N > {done} to train "
+                         "longer, or --force to train it again")  # fmt: skip
+
+
 def train_on(
     cfg: RunConfig,
     normal: SplittableDataset,
@@ -153,7 +165,10 @@ def train_run(
     ``val_dir``: a labelled validation folder to set the thresholds on (default: the hold-out).
     ``cache``: decoded images in memory, or decoded from disk every epoch (see :mod:`anovit.data.datasets`).
     """
-    check_run_dir(run_dir, force)
+    if resume:
+        check_resumable(run_dir, cfg.train.epochs)
+    else:
+        check_run_dir(run_dir, force)
     samples = mvtec_samples(data_root, category, "train")  # fails before anything is written
     if val_dir is not None:
         labelled_folder_samples(val_dir)  # the same: check its layout before training
