@@ -48,6 +48,19 @@ _MEASURED = (
 )
 
 
+_IMPORTS_ONLY = (
+    "import resource, sys\n"
+    "import anovit.cli, anovit.predict, anovit.models, timm, matplotlib.pyplot\n"
+    "print('PEAK_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+)
+
+
+def imports_rss_mib() -> float:
+    """Peak RSS of a process that only imports what predict imports (torch, timm, matplotlib): the floor."""
+    proc = subprocess.run([sys.executable, "-c", _IMPORTS_ONLY], capture_output=True, text=True, check=True)
+    return next(int(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("PEAK_KIB")) / 1024
+
+
 def peak_rss_mib(argv: list[str]) -> tuple[float, float, int]:
     """(peak RSS in MiB, seconds, exit code) of ``anovit ARGV`` in a fresh process, read by that process itself."""
     start = time.perf_counter()
@@ -83,8 +96,11 @@ def main() -> None:
                                                 "--on-error", "skip"])  # fmt: skip
             rows.append((n + 1, peak, seconds, code))
             print(f"  peak RSS {peak:.0f} MiB, {seconds:.0f} s, exit {code}", flush=True)
-    lines = ["| images (320 x 240 JPEG, 1 unreadable) | peak RSS of `anovit predict` | wall time | images/s | exit |", "|---|---|---|---|---|"]
-    lines += [f"| {n:,} | {p:.0f} MiB | {s:.0f} s | {n / s:.0f} | {c} |" for n, p, s, c in rows]
+    floor = imports_rss_mib()
+    lines = ["| images (320 x 240 JPEG, 1 unreadable) | peak RSS of `anovit predict` | above the imports alone | wall time | images/s | exit |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    lines += [f"| {n:,} | {p:.0f} MiB | {p - floor:.0f} MiB | {s:.0f} s | {n / s:.0f} | {c} |" for n, p, s, c in rows]
+    lines += ["", f"The imports alone (torch, timm, matplotlib; no image read): {floor:.0f} MiB."]
     text = "`python benchmarks/predict_memory.py --sizes " + args.sizes + "` (small preset AnoViT, 64 px, CPU, each size in a fresh process)\n\n" + "\n".join(lines) + "\n"
     args.out.write_text(text)
     print(text)
