@@ -37,10 +37,11 @@ from torch.utils.data import DataLoader
 from anovit.config import PRESETS, ModelConfig, RunConfig
 from anovit.data import ImageDataset, make_synthetic_mvtec, mvtec_samples
 from anovit.data.transforms import build_augment
-from anovit.engine import evaluate, resolve_device, seed_everything, train_one_epoch
+from anovit.engine import evaluate, resolve_device, seed_everything
 from anovit.metrics import StreamingPixelMetrics
 from anovit.models import build_model
 from anovit.precision import autocast, cpu_probe, resolve_precision
+from anovit.training import train_one_epoch
 
 HERE = Path(__file__).resolve().parent
 MVTEC_TEST_IMAGES = 1725

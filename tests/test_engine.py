@@ -8,8 +8,9 @@ import torch
 
 from anovit.config import ScoreConfig, TrainConfig
 from anovit.data import ImageDataset, mvtec_samples
-from anovit.engine import evaluate, fit
+from anovit.engine import evaluate
 from anovit.models import build_model
+from anovit.training import fit
 from anovit.viz import figure3
 
 from .conftest import tiny_model_config

@@ -5,7 +5,7 @@ import timm
 import torch
 
 from anovit.errors import InputError
-from anovit.models import AnoViT, L2CAE, build_model
+from anovit.models import L2CAE, AnoViT, build_model
 
 from .conftest import TINY_VIT, tiny_model_config
 

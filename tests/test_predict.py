@@ -63,7 +63,8 @@ def test_predict_score_equals_the_test_score(trained_run: Path, mvtec_root: Path
     folder = mvtec_root / "weave" / "test" / "crack"
     assert main(["-q", "predict", "--run", str(trained_run), str(folder), "--out", str(tmp_path / "p"), "--precision", precision]) == 0
     for row in json.loads((tmp_path / "p" / "predictions.json").read_text())["predictions"]:
-        assert row["score"] == pytest.approx(tested[row["image"]], rel=1e-5)
+        # Batches of 8 here and 16 there: in bf16 the kernels may block them differently, within bf16's rounding.
+        assert row["score"] == pytest.approx(tested[row["image"]], rel=1e-5 if precision == "fp32" else 2e-2)
 
 
 def test_predict_bad_input_is_one_line(trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -18,9 +18,10 @@ from safetensors.torch import load_file, save_file
 from anovit.checkpoint import load_weights
 from anovit.config import ScoreConfig, TrainConfig
 from anovit.data import ImageDataset, mvtec_samples
-from anovit.engine import TrainingDiverged, evaluate, fit
+from anovit.engine import evaluate
 from anovit.errors import InputError
 from anovit.models import build_model
+from anovit.training import TrainingDiverged, fit
 
 from .conftest import tiny_model_config
 
@@ -255,7 +256,7 @@ def _ddp_nan_worker(rank: int, world: int, port: int, root: str, out: str) -> No
     """Rank 1 alone sees a NaN loss at its 4th step; every rank must stop there with the same message."""
     import torch.distributed as tdist
 
-    from anovit.engine import TrainingDiverged
+    from anovit.training import TrainingDiverged
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)

@@ -23,7 +23,7 @@ from .config import RunConfig
 from .errors import InputError
 
 if TYPE_CHECKING:
-    from .engine import TrainState
+    from .training import TrainState
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -175,7 +175,7 @@ def load_train_state(
     scaler: torch.amp.GradScaler | None,
 ) -> TrainState:
     """Restore model, optimiser and random state from :func:`save_train_state`; returns the rest."""
-    from .engine import EpochLog, TrainState
+    from .training import EpochLog, TrainState
 
     path = Path(path)
     if not path.is_file():

@@ -306,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("timm").setLevel(logging.WARNING)
     from . import distributed
-    from .engine import TrainingDiverged
+    from .training import TrainingDiverged
 
     if distributed.launched_by_torchrun() and os.environ.get("RANK", "0") != "0":
         logging.getLogger().setLevel(logging.WARNING)  # one process talks

@@ -62,17 +62,19 @@ def choose(fp32_gflops: float, bf16_gflops: float, margin: float = BF16_MARGIN) 
     return "bf16" if bf16_gflops >= margin * fp32_gflops else "fp32"
 
 
-def cpu_flags() -> list[str]:
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> tuple[str, ...]:
     """The bf16-related flags /proc/cpuinfo lists for this CPU (empty where there is no /proc)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return []
+        return ()
     line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
     flags = set(line.split(":", 1)[-1].split())
-    return [f for f in BF16_FLAGS if f in flags]
+    return tuple(f for f in BF16_FLAGS if f in flags)
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -21,11 +21,12 @@ from .config import Precision, RunConfig
 from .data import ImageDataset, Sample, labelled_folder_samples, mvtec_samples, split_train_val
 from .data.datasets import CacheMode
 from .data.transforms import build_augment
-from .engine import EpochLog, Evaluation, evaluate, fit, resolve_device, seed_everything
+from .engine import Evaluation, evaluate, resolve_device, seed_everything
 from .errors import InputError
 from .models import build_model
 from .precision import resolve_precision
 from .thresholds import DEFAULT_QUANTILE, THRESHOLDS_FILE, Thresholds, calibrate, decision_metrics, load_thresholds, save_thresholds
+from .training import EpochLog, fit
 
 log = logging.getLogger(__name__)
 

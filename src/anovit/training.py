@@ -1,0 +1,224 @@
+"""Training as plain functions: ``fit`` (epochs, validation, best weights, checkpoints), ``train_one_epoch``, ``validate``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm.auto import tqdm
+
+from . import checkpoint as ckpt
+from . import distributed as dist
+from .config import Precision, TrainConfig
+from .data.datasets import loader_workers
+from .engine import batches_on, seed_everything
+from .precision import autocast, resolve_precision
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def reconstruction_loss(images: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
+    """The L2 loss of eq. (1): mean squared error over pixels and channels, in fp32."""
+    return (recon.float() - images.float()).pow(2).mean()
+
+
+def check_finite(loss: torch.Tensor, step: int) -> None:
+    """Raise :class:`TrainingDiverged` when the loss is NaN or infinite on this rank *or any other*.
+
+    Under torch.distributed every rank shares its loss (one small all-reduce per step), so all of
+    them stop at the same step with the same message; a rank that stopped alone would leave the
+    others waiting forever in the next gradient all-reduce.
+    """
+    if not dist.is_distributed():
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"the loss became {loss.item()} at step {step}")
+        return
+    losses = torch.zeros(dist.world_size(), dtype=torch.float64, device=loss.device)  # (W,): rank r's loss in slot r
+    losses[dist.rank()] = loss.detach().double()
+    losses = dist.all_reduce_sum(losses).cpu()
+    bad = [(r, v) for r, v in enumerate(losses.tolist()) if not math.isfinite(v)]
+    if bad:
+        where = ", ".join(f"{v} on rank {r}" for r, v in bad)
+        raise TrainingDiverged(f"the loss became {where} at step {step}")
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    precision: Precision,
+    scaler: torch.amp.GradScaler | None = None,
+    step: int = 0,
+) -> tuple[float, int]:
+    """One pass over ``loader``. Returns (mean loss over all ranks, global step after the epoch)."""
+    model.train()
+    sums = torch.zeros(2, dtype=torch.float64)  # (loss * images, images)
+    for batch in batches_on(loader, device):
+        images = batch["image"]  # (B, 3, H, W)
+        with autocast(device, precision):
+            recon = model(images)  # (B, 3, H, W)
+        loss = reconstruction_loss(images, recon)
+        check_finite(loss, step)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        sums += torch.tensor([loss.item() * images.shape[0], images.shape[0]], dtype=torch.float64)
+        step += 1
+    sums = dist.all_reduce_sum(sums.to(device)).cpu()
+    return float(sums[0] / sums[1].clamp_min(1)), step
+
+
+@torch.no_grad()
+def validate(model: nn.Module, loader: DataLoader, device: torch.device, precision: Precision) -> float:
+    """Mean reconstruction loss over ``loader`` (no augmentation, eval mode), over all ranks."""
+    model.eval()
+    sums = torch.zeros(2, dtype=torch.float64)
+    for batch in batches_on(loader, device):
+        images = batch["image"]
+        with autocast(device, precision):
+            recon = model(images)
+        loss = reconstruction_loss(images, recon).item()
+        sums += torch.tensor([loss * images.shape[0], images.shape[0]], dtype=torch.float64)
+    sums = dist.all_reduce_sum(sums.to(device)).cpu()
+    return float(sums[0] / sums[1].clamp_min(1))
+
+
+@dataclass
+class EpochLog:
+    epoch: int
+    train_loss: float
+    val_loss: float | None
+
+
+def fit(
+    model: nn.Module,
+    train_set: Dataset,
+    val_set: Dataset | None,
+    cfg: TrainConfig,
+    device: torch.device,
+    run_dir: Path | None = None,
+    progress: bool = True,
+    resume: bool = False,
+) -> list[EpochLog]:
+    """Train with Adam on the L2 loss; keep the weights of the lowest validation loss.
+
+    With ``run_dir``, every epoch rewrites ``log.csv``; every ``cfg.checkpoint_every`` epochs (and
+    after the last) ``checkpoint.pt`` (model, optimiser, epoch, random state) and, when they changed,
+    the best weights so far in ``best.safetensors``, which becomes ``model.safetensors`` at the end.
+    ``resume`` continues from ``checkpoint.pt``. Under torch.distributed the model is wrapped in
+    DistributedDataParallel, each rank sees its shard, and rank 0 alone writes.
+    """
+    seed_everything(cfg.seed)
+    model.to(device)
+    net: nn.Module = model
+    if dist.is_distributed():
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    sampler = DistributedSampler(train_set, shuffle=True, seed=cfg.seed) if dist.is_distributed() else None
+    per_rank = len(sampler) if sampler is not None else len(train_set)
+    workers = cfg.num_workers or loader_workers(train_set)  # images decoded on access need worker processes
+    loader = DataLoader(
+        train_set,
+        batch_size=cfg.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        drop_last=per_rank > cfg.batch_size,
+        generator=generator,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+    )
+    val_loader = None
+    if val_set is not None and len(val_set):
+        val_workers = loader_workers(val_set)
+        val_loader = DataLoader(val_set, batch_size=cfg.batch_size, sampler=dist.ShardSampler(len(val_set)),
+                                num_workers=val_workers, persistent_workers=val_workers > 0)  # fmt: skip
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    precision = resolve_precision(cfg.precision, device)
+    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+    state = TrainState()
+    if resume:
+        if run_dir is None:
+            raise ValueError("resume needs a run_dir")
+        state = ckpt.load_train_state(Path(run_dir) / ckpt.CHECKPOINT_FILE, model, optimizer, generator, scaler)
+        log.info("resuming after epoch %d of %d", state.epoch, cfg.epochs)
+    writes = run_dir is not None and dist.is_main()
+    saved_epoch, best_saved = state.epoch, state.best_weights is not None
+    epochs = range(state.epoch + 1, cfg.epochs + 1)
+    bar = tqdm(epochs, desc="training", unit="epoch", disable=not progress or not dist.is_main())
+    for epoch in bar:
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        try:
+            train_loss, state.step = train_one_epoch(net, loader, optimizer, device, precision, scaler, state.step)
+        except TrainingDiverged as exc:
+            where = ""
+            if run_dir is not None and saved_epoch:
+                where = f"; the last good checkpoint (epoch {saved_epoch}) is in {run_dir}"
+            elif run_dir is not None:
+                where = "; no checkpoint was written yet"
+            raise TrainingDiverged(f"{exc} (epoch {epoch}); training stopped{where}") from None
+        val_loss = validate(net, val_loader, device, precision) if val_loader is not None else None
+        state.history.append(EpochLog(epoch, train_loss, val_loss))
+        bar.set_postfix(loss=f"{train_loss:.5f}", val=f"{val_loss:.5f}" if val_loss is not None else "-")
+        log.debug("epoch %d: train loss %.6f, val loss %s", epoch, train_loss, f"{val_loss:.6f}" if val_loss is not None else "-")
+        monitored = val_loss if val_loss is not None else train_loss
+        if monitored < state.best_loss:
+            state.best_loss, state.best_epoch = monitored, epoch
+            state.best_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            best_saved = False
+        state.epoch = epoch
+        if writes:
+            ckpt.write_text(Path(run_dir) / ckpt.LOG_FILE, _history_csv(state.history))
+        every = cfg.checkpoint_every
+        if run_dir is not None and every > 0 and (epoch % every == 0 or epoch == cfg.epochs):
+            if writes:
+                if not best_saved and state.best_weights is not None:  # before the checkpoint that refers to them
+                    ckpt.save_best(Path(run_dir) / ckpt.BEST_FILE, state.best_weights, state.best_epoch, state.best_loss)
+                ckpt.save_train_state(Path(run_dir) / ckpt.CHECKPOINT_FILE, state, model, optimizer, generator, scaler)
+            saved_epoch, best_saved = epoch, True  # on every rank, so that they all say the same on a NaN
+    if state.best_weights is not None:
+        model.load_state_dict(state.best_weights)
+    if writes:
+        ckpt.save_weights(model, Path(run_dir) / ckpt.WEIGHTS_FILE, metadata={"epoch": str(state.best_epoch), "loss": repr(float(state.best_loss))})
+        (Path(run_dir) / ckpt.BEST_FILE).unlink(missing_ok=True)  # now model.safetensors
+    dist.barrier()
+    return state.history
+
+
+@dataclass
+class TrainState:
+    """What a resumed run needs besides the model and optimiser."""
+
+    epoch: int = 0
+    step: int = 0
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    best_weights: dict[str, torch.Tensor] | None = None
+    history: list[EpochLog] = field(default_factory=list)
+
+
+def _history_csv(history: Sequence[EpochLog]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["epoch", "train_loss", "val_loss"])
+    for h in history:
+        writer.writerow([h.epoch, f"{h.train_loss:.8f}", "" if h.val_loss is None else f"{h.val_loss:.8f}"])
+    return buf.getvalue()
