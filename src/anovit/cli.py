@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .config import PRESETS, RunConfig, resolve_config
-from .errors import InputError
+from .errors import InputError, TrainingDiverged
 
 log = logging.getLogger("anovit")
 
@@ -23,6 +23,13 @@ def _add_cache(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", default="auto", choices=["auto", "memory", "none"],
                    help="decoded images in memory (memory), or decoded from disk in DataLoader workers every epoch (none); "
                         "auto: memory while they fit in a quarter of the free RAM (at most 4 GiB)")  # fmt: skip
+
+
+def _add_backend(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "openvino"],
+                   help="what runs the model: torch (the run's weights), or a file from 'anovit export' on ONNX Runtime / OpenVINO")
+    p.add_argument("--model", type=Path, dest="model_file", metavar="FILE",
+                   help="the exported file to run (default: RUN/model.onnx or RUN/model.xml); e.g. RUN/model-int8.xml")  # fmt: skip
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -66,6 +73,7 @@ def _add_test(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--report", action="store_true", help="also write report.html (metrics, ROC, score histograms, gallery)")
     _add_cache(p)
+    _add_backend(p)
 
 
 def _add_calibrate(sub: argparse._SubParsersAction) -> None:
@@ -88,16 +96,20 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--device", default="auto")
     p.add_argument("--force", action="store_true", help="overwrite earlier predictions in --out")
+    _add_backend(p)
     p.add_argument("--on-error", default="stop", choices=["stop", "skip"],
                    help="an unreadable image: stop (exit 2, checked before anything is written), or skip it with its error "
                         "in predictions.csv/json and exit 3 at the end")  # fmt: skip
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export model + scoring (score map and image score) to ONNX")
+    p = sub.add_parser("export", help="export model + scoring (score map and image score) for ONNX Runtime or OpenVINO, fp32 or int8")
     p.add_argument("--run", required=True, type=Path)
-    p.add_argument("--format", default="onnx", choices=["onnx"])
-    p.add_argument("--out", type=Path, help="file to write (default: RUN/model.onnx)")
+    p.add_argument("--format", default="onnx", choices=["onnx", "openvino"])
+    p.add_argument("--int8", action="store_true", help="quantise the model's layers to int8 (the scoring stays fp32)")
+    p.add_argument("--calib", type=Path, metavar="DIR",
+                   help="normal images to calibrate OpenVINO int8 on (default: the run's own training images)")
+    p.add_argument("--out", type=Path, help="file to write (default: RUN/model[-int8].onnx or RUN/model[-int8].xml)")
 
 
 def _add_info(sub: argparse._SubParsersAction) -> None:
@@ -197,7 +209,7 @@ def cmd_test(args: argparse.Namespace) -> None:
 
     result, _ = test_run(
         args.run, args.data, args.category, args.out, args.device, args.precision, args.batch_size,
-        progress=not args.quiet, report=args.report, cache=args.cache,
+        progress=not args.quiet, report=args.report, cache=args.cache, backend=args.backend, model_file=args.model_file,
     )  # fmt: skip
     print(format_table({args.run.name: result.metrics()}))
     print(f"metrics written to {(args.out or args.run) / 'metrics.json'}")
@@ -224,7 +236,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import predict
 
     results = predict(args.run, args.paths, args.out, args.device, args.precision, args.batch_size, args.force,
-                      progress=not args.quiet, on_error=args.on_error)  # fmt: skip
+                      progress=not args.quiet, on_error=args.on_error, backend=args.backend, model_file=args.model_file)  # fmt: skip
     n_bad = sum(r.verdict == "anomalous" for r in results)
     n_failed = sum(r.verdict == "error" for r in results)
     print(f"{len(results) - n_failed} images scored, {n_bad} anomalous; overlays and masks in {args.out}, table in "
@@ -237,13 +249,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from .export import export_onnx
+    from .export import export_model
 
-    result = export_onnx(args.run, args.out)
-    print(f"wrote {result.path}")
+    result = export_model(args.run, args.format, args.int8, args.out, args.calib)
+    print(f"wrote {result.path}" + (f" (+ {result.path.with_suffix('.bin').name})" if args.format == "openvino" else ""))
     if result.map_error is not None:
-        print(f"onnxruntime vs PyTorch on a random batch: max |difference| {result.map_error:.2g} (score map), "
+        print(f"{result.runtime} vs PyTorch fp32 on a random batch: max |difference| {result.map_error:.2g} (score map), "
               f"{result.score_error:.2g} (image score)")  # fmt: skip
+    backend = "onnxruntime" if args.format == "onnx" else "openvino"
+    print(f"use it: anovit predict --run {args.run} --backend {backend} --model {result.path} IMAGES... --out DIR")
 
 
 def cmd_benchmark(args: argparse.Namespace) -> None:
@@ -305,14 +319,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("timm").setLevel(logging.WARNING)
-    from . import distributed
-    from .training import TrainingDiverged
-
-    if distributed.launched_by_torchrun() and os.environ.get("RANK", "0") != "0":
+    torchrun = int(os.environ.get("WORLD_SIZE", "1")) > 1  # torch is imported only where a command needs it
+    if torchrun and os.environ.get("RANK", "0") != "0":
         logging.getLogger().setLevel(logging.WARNING)  # one process talks
         args.quiet = True
     try:
-        distributed.setup()
+        if torchrun:
+            from . import distributed
+
+            distributed.setup()
         code = COMMANDS[args.command](args)
     except InputError as exc:
         print(f"anovit {args.command}: error: {exc}", file=sys.stderr)
@@ -330,7 +345,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"anovit {args.command}: {message}", file=sys.stderr)
         return 1
     finally:
-        distributed.teardown()
+        if torchrun:
+            from . import distributed
+
+            distributed.teardown()
     return code or 0
 
 

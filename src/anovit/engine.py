@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,7 +99,7 @@ def score_images(model: nn.Module, images: torch.Tensor, score: ScoreConfig, dev
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module,
+    model: nn.Module | None,
     dataset: Dataset,
     score: ScoreConfig,
     device: torch.device,
@@ -107,9 +107,18 @@ def evaluate(
     batch_size: int = 16,
     keep_maps: Sequence[int] = (),
     progress: bool = True,
+    scorer: Callable[[torch.Tensor], Scores] | None = None,
 ) -> Evaluation:
-    """Score every image of ``dataset``; image AUROC always, pixel AUROC when it has masks."""
-    model.eval().to(device)
+    """Score every image of ``dataset``; image AUROC always, pixel AUROC when it has masks.
+
+    ``scorer`` (images (B, 3, S, S) in [0, 1] -> Scores) replaces ``model`` + ``score_images``:
+    another backend (ONNX Runtime, OpenVINO) scores the same images with the same metrics.
+    """
+    if scorer is None:
+        if model is None:
+            raise ValueError("evaluate needs a model or a scorer")
+        model.eval().to(device)
+        scorer = lambda images: score_images(model, images, score, device, precision)  # noqa: E731
     keep = set(keep_maps)
     pixel = StreamingPixelMetrics()
     has_masks = bool(getattr(dataset, "has_masks", False))
@@ -117,7 +126,7 @@ def evaluate(
     loader = DataLoader(dataset, batch_size=batch_size, sampler=dist.ShardSampler(len(dataset)), num_workers=loader_workers(dataset))
     bar = tqdm(batches_on(loader, device), total=len(loader), desc="scoring", disable=not progress or not dist.is_main(), leave=False)
     for batch in bar:
-        result = score_images(model, batch["image"], score, device, precision)  # maps (B, H, W), image (B,)
+        result = scorer(batch["image"])  # maps (B, H, W), image (B,)
         if has_masks:
             pixel.update(result.maps, batch["mask"])
         scores.append(result.image.cpu())

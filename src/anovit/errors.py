@@ -3,3 +3,7 @@
 
 class InputError(Exception):
     """Bad input from the user: a missing file, a wrong layout, an impossible option."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite (exit code 1)."""

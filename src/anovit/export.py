@@ -1,26 +1,40 @@
-"""``anovit export``: the trained model plus scoring as one ONNX graph.
+"""``anovit export``: the trained model plus scoring as one graph, for ONNX Runtime or OpenVINO, in fp32 or int8.
 
 The graph takes ``images`` (B, 3, S, S) float32 RGB in [0, 1] (S = the run's image size) and
 returns ``score_map`` (B, S, S), the Gaussian-smoothed per-pixel squared error averaged over
 channels, and ``image_score`` (B,), the max of each map: the same numbers ``anovit test`` and
 ``anovit predict`` compute. The batch size is dynamic. The run's thresholds go beside it in the
-model's metadata (``image_threshold``, ``pixel_threshold``) when the run has them.
+ONNX model's metadata (``image_threshold``, ``pixel_threshold``) when the run has them.
+
+int8 (``--int8``) quantises the model's layers, never the scoring (error, smoothing, max stay fp32):
+
+- ONNX Runtime: dynamic quantisation of every MatMul/Gemm (the ViT's linear layers; int8 weights
+  per output channel, activations quantised per batch at run time, so nothing to calibrate).
+  ONNX Runtime's static QDQ quantisation, with the decoder's transposed convolutions, ran slower
+  on the CPUs measured (ViT-B/16 at 384: 1.36 against 1.90 images/s) and is not offered.
+- OpenVINO: NNCF post-training quantisation of weights and activations of the encoder and the
+  decoder, calibrated on the run's own normal training images (or ``--calib DIR``).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
+import os
+import shutil
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
 
 from . import checkpoint as ckpt
-from .config import ScoreConfig
+from .config import RunConfig, ScoreConfig
 from .errors import InputError
 from .scoring import score_maps
 from .thresholds import THRESHOLDS_FILE, load_thresholds
@@ -28,6 +42,9 @@ from .thresholds import THRESHOLDS_FILE, load_thresholds
 log = logging.getLogger(__name__)
 
 OPSET = 18
+Format = Literal["onnx", "openvino"]
+MODEL_PREFIX = "/model/"  # ONNX node names of the model's layers (the scoring's have none)
+CALIBRATION_IMAGES = 64
 
 
 class ScoringModel(nn.Module):
@@ -45,59 +62,161 @@ class ScoringModel(nn.Module):
 
 @dataclass(frozen=True)
 class Export:
-    """The written file and, when onnxruntime is installed, its largest deviation from PyTorch."""
+    """The written file and its largest deviation from PyTorch on a random batch (None where unchecked)."""
 
     path: Path
-    map_error: float | None = None  # max |ONNX - PyTorch| over the score maps of a random batch
+    map_error: float | None = None  # max |exported - PyTorch| over the score maps
     score_error: float | None = None  # the same for the image scores
+    runtime: str = "onnxruntime"
 
 
-def check_parity(scorer: nn.Module, path: Path, images: torch.Tensor) -> tuple[float, float]:
-    """Run the ONNX file with onnxruntime and PyTorch on ``images`` (B, 3, S, S): max abs differences (maps, scores)."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    onnx_maps, onnx_scores = session.run(None, {"images": images.numpy()})
-    with torch.no_grad():
-        maps, scores = scorer(images)
-    return float(np.abs(onnx_maps - maps.numpy()).max()), float(np.abs(onnx_scores - scores.numpy()).max())
+def default_path(run_dir: Path, fmt: Format, int8: bool) -> Path:
+    return Path(run_dir) / f"model{'-int8' if int8 else ''}.{'onnx' if fmt == 'onnx' else 'xml'}"
 
 
-def export_onnx(run_dir: Path, out: Path | None = None, opset: int = OPSET, verify: bool = True) -> Export:
-    """Write ``model.onnx`` (default: in the run folder), check it, and compare it with PyTorch when onnxruntime is there."""
+def _require(module: str, extra: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise InputError(f"this export needs the {module} package: pip install 'anovit[{extra}]'")
+
+
+def _write_onnx(scorer: nn.Module, cfg: RunConfig, run_dir: Path, path: Path, opset: int) -> None:
+    """Trace ``scorer`` to an fp32 ONNX file at ``path`` (not atomic: the caller renames)."""
+    import onnx
+
+    size = cfg.data.image_size
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on timm's shape asserts
+        torch.onnx.export(
+            scorer, (torch.rand(2, 3, size, size),), str(path), input_names=["images"], output_names=["score_map", "image_score"],
+            dynamic_axes={"images": {0: "batch"}, "score_map": {0: "batch"}, "image_score": {0: "batch"}},
+            opset_version=opset, dynamo=False,
+        )  # fmt: skip
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto)
+    meta = {"anovit_model": cfg.model.name, "image_size": str(size), "sigma": str(cfg.score.sigma),
+            "input": "RGB float32 in [0, 1], (batch, 3, image_size, image_size)"}  # fmt: skip
+    if (run_dir / THRESHOLDS_FILE).is_file():
+        t = load_thresholds(run_dir)
+        meta |= {"image_threshold": repr(t.image), "pixel_threshold": repr(t.pixel)}
+    for key, value in meta.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.save(proto, str(path))
+
+
+def _quantize_onnx(src: Path, dst: Path) -> None:
+    """ONNX Runtime dynamic int8 on the model's MatMul/Gemm nodes (per channel); the scoring stays fp32."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    nodes = [n.name for n in onnx.load(str(src)).graph.node if n.name.startswith(MODEL_PREFIX) and n.op_type in ("MatMul", "Gemm")]
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # onnxruntime logs a generic "consider pre-processing" advice on the root logger
     try:
-        import onnx
-    except ImportError:
-        raise InputError("ONNX export needs the onnx package: pip install 'anovit[export]'") from None
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, nodes_to_quantize=nodes)
+    finally:
+        root.setLevel(level)
+
+
+def calibration_images(run_dir: Path, size: int, calib: Path | None, n: int = CALIBRATION_IMAGES) -> np.ndarray:
+    """Up to ``n`` normal images (n, 3, S, S) float32 in [0, 1]: from ``calib``, else the run's own training folder."""
+    from .data.images import load_image
+    from .predict import collect_inputs
+
+    if calib is None:
+        source = json.loads((run_dir / "data.json").read_text()) if (run_dir / "data.json").is_file() else {}
+        if "data" not in source or "category" not in source or source.get("dataset", "mvtec") != "mvtec":
+            raise InputError(f"{run_dir}: int8 calibration needs normal images; this run's training images are not an MVTec-layout "
+                             "folder it can find, so pass --calib DIR (a folder of normal images)")  # fmt: skip
+        calib = Path(source["data"]) / source["category"] / "train" / "good"
+    files = collect_inputs([calib])
+    step = max(1, len(files) // n)
+    chosen = [f for f, _ in files[::step][:n]]
+    return np.stack([load_image(f, size).numpy() for f in chosen]).astype(np.float32) / np.float32(255.0)
+
+
+def _write_openvino(onnx_path: Path, out: Path, int8: bool, calib: np.ndarray | None, anovit: bool) -> None:
+    """Convert to OpenVINO IR (``out`` = NAME.xml, weights in NAME.bin), int8 through NNCF when asked; both files renamed into place."""
+    import openvino as ov
+
+    model = ov.convert_model(str(onnx_path))
+    if int8:
+        import nncf
+
+        scoring = [op.get_friendly_name() for op in model.get_ops() if not op.get_friendly_name().startswith(MODEL_PREFIX)]
+        model = nncf.quantize(
+            model, nncf.Dataset(list(calib[:, None])), subset_size=len(calib),
+            model_type=nncf.ModelType.TRANSFORMER if anovit else None,
+            ignored_scope=nncf.IgnoredScope(names=scoring, validate=False),
+        )  # fmt: skip
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.stem}.", dir=out.parent))
+    try:
+        ov.save_model(model, str(tmp / "model.xml"), compress_to_fp16=False)
+        os.replace(tmp / "model.bin", out.with_suffix(".bin"))  # the weights first: an .xml never points at missing weights
+        os.replace(tmp / "model.xml", out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def export_model(
+    run_dir: Path,
+    fmt: Format = "onnx",
+    int8: bool = False,
+    out: Path | None = None,
+    calib: Path | None = None,
+    opset: int = OPSET,
+    verify: bool = True,
+) -> Export:
+    """Write the run's model + scoring for ONNX Runtime (``.onnx``) or OpenVINO (``.xml`` + ``.bin``), fp32 or int8.
+
+    Default file: ``RUN/model[-int8].onnx`` or ``RUN/model[-int8].xml``. With ``verify``, the file is
+    run on a random batch of another size than traced and compared with PyTorch fp32.
+    """
+    if fmt not in ("onnx", "openvino"):
+        raise InputError(f"--format {fmt}: expected onnx or openvino")
+    _require("onnx", "export")
+    if int8 and fmt == "onnx":
+        _require("onnxruntime", "export")
+    if fmt == "openvino":
+        _require("openvino", "openvino")
+        if int8:
+            _require("nncf", "openvino")
     run_dir = Path(run_dir)
-    out = Path(out) if out is not None else run_dir / "model.onnx"
+    out = Path(out) if out is not None else default_path(run_dir, fmt, int8)
     cfg, model = ckpt.load_trained_model(run_dir, "cpu")
     scorer = ScoringModel(model, cfg.score).eval()
     size = cfg.data.image_size
-    example = torch.rand(2, 3, size, size)
-
-    def write(tmp: Path) -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the tracer's notes on timm's shape asserts
-            torch.onnx.export(
-                scorer, (example,), str(tmp), input_names=["images"], output_names=["score_map", "image_score"],
-                dynamic_axes={"images": {0: "batch"}, "score_map": {0: "batch"}, "image_score": {0: "batch"}},
-                opset_version=opset, dynamo=False,
-            )  # fmt: skip
-        proto = onnx.load(str(tmp))
-        onnx.checker.check_model(proto)
-        meta = {"anovit_model": cfg.model.name, "image_size": str(size), "sigma": str(cfg.score.sigma),
-                "input": "RGB float32 in [0, 1], (batch, 3, image_size, image_size)"}  # fmt: skip
-        if (run_dir / THRESHOLDS_FILE).is_file():
-            t = load_thresholds(run_dir)
-            meta |= {"image_threshold": repr(t.image), "pixel_threshold": repr(t.pixel)}
-        for key, value in meta.items():
-            proto.metadata_props.add(key=key, value=value)
-        onnx.save(proto, str(tmp))
-
-    ckpt.atomic_write(out, write)
+    calib = calibration_images(run_dir, size, calib) if int8 and fmt == "openvino" else None
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / "model.onnx"
+        _write_onnx(scorer, cfg, run_dir, fp32, opset)
+        if fmt == "onnx" and not int8:
+            ckpt.atomic_write(out, lambda t: shutil.copyfile(fp32, t))
+        elif fmt == "onnx":
+            ckpt.atomic_write(out, lambda t: _quantize_onnx(fp32, t))
+        else:
+            _write_openvino(fp32, out, int8, calib, cfg.model.name == "anovit")
     log.info("exported %s to %s", cfg.model.name, out)
-    if not verify or importlib.util.find_spec("onnxruntime") is None:
-        return Export(out)
+    runtime = "onnxruntime" if fmt == "onnx" else "openvino"
+    if not verify or importlib.util.find_spec(runtime) is None:
+        return Export(out, runtime=runtime)
     images = torch.rand(3, 3, size, size, generator=torch.Generator().manual_seed(0))  # another batch size than traced
-    return Export(out, *check_parity(scorer, out, images))
+    return Export(out, *check_parity(scorer, out, images, runtime), runtime=runtime)
+
+
+def export_onnx(run_dir: Path, out: Path | None = None, opset: int = OPSET, verify: bool = True) -> Export:
+    """fp32 ONNX: :func:`export_model` with ``fmt="onnx"``."""
+    return export_model(run_dir, "onnx", False, out, opset=opset, verify=verify)
+
+
+def check_parity(scorer: nn.Module, path: Path, images: torch.Tensor, runtime: str = "onnxruntime") -> tuple[float, float]:
+    """Run the exported file and PyTorch fp32 on ``images`` (B, 3, S, S): max abs differences (maps, scores)."""
+    from .backends import OnnxRuntimeScorer, OpenVinoScorer
+
+    size = images.shape[-1]
+    run = OnnxRuntimeScorer(path, size) if runtime == "onnxruntime" else OpenVinoScorer(path, size, "fp32")
+    ex_maps, ex_scores = run(images.numpy())
+    with torch.no_grad():
+        maps, scores = scorer(images)
+    return float(np.abs(ex_maps - maps.numpy()).max()), float(np.abs(ex_scores - scores.numpy()).max())

@@ -143,7 +143,7 @@ def cpu_probe(refresh: bool = False) -> Probe:
     probe = measure()
     entries[key] = asdict(probe)
     try:
-        from .checkpoint import write_text
+        from .files import write_text
 
         write_text(path, json.dumps(entries, indent=2) + "\n")
     except OSError as exc:

@@ -8,6 +8,9 @@ and the binary mask PNG (map >= the run's pixel threshold). One ``predictions.cs
 
 Overlay colours: 'jet' over score / (2 x pixel threshold), clipped to [0, 1]: dark blue is a
 score of 0, the middle of the scale (green) is the pixel threshold, red is twice it and above.
+
+The model runs on any backend of :mod:`anovit.backends`; with ONNX Runtime or OpenVINO this
+module imports neither torch nor matplotlib.
 """
 
 from __future__ import annotations
@@ -23,16 +26,15 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import checkpoint as ckpt
+from .backends import Backend, load_scorer
+from .colours import heat_colours, heat_overlay  # noqa: F401 (heat_colours: also imported from here)
 from .config import Precision
 from .data.images import IMAGE_SUFFIXES, check_image, open_rgb
-from .engine import resolve_device, score_images
 from .errors import InputError
+from .files import atomic_write, write_text
 from .thresholds import Thresholds, load_thresholds
 
 log = logging.getLogger(__name__)
@@ -87,20 +89,6 @@ def collect_inputs(paths: Sequence[Path]) -> list[tuple[Path, str]]:
     return named
 
 
-def heat_colours(score_map: np.ndarray, threshold: float) -> np.ndarray:
-    """'jet' colours of score / (2 x threshold), clipped to [0, 1]: map (H, W) -> (H, W, 3) uint8."""
-    import matplotlib
-
-    level = np.clip(score_map / (2.0 * threshold), 0.0, 1.0) if threshold > 0 else np.zeros_like(score_map)
-    return (matplotlib.colormaps["jet"](level)[..., :3] * 255.0 + 0.5).astype(np.uint8)  # (H, W, 3)
-
-
-def heat_overlay(image: np.ndarray, score_map: np.ndarray, threshold: float, alpha: float = 0.5) -> np.ndarray:
-    """Blend the heat colours of a map over an image: image (H, W, 3) uint8, map (H, W) -> (H, W, 3) uint8."""
-    heat = heat_colours(score_map, threshold).astype(np.float64)
-    return np.clip((1 - alpha) * image + alpha * heat + 0.5, 0, 255).astype(np.uint8)
-
-
 @dataclass
 class _Decoded:
     """One input file, decoded (``original`` (H, W, 3) uint8, ``resized`` (3, S, S) uint8) or failed (``error``)."""
@@ -108,7 +96,7 @@ class _Decoded:
     file: Path
     name: str
     original: np.ndarray | None = None
-    resized: torch.Tensor | None = None
+    resized: np.ndarray | None = None
     error: str = ""
 
 
@@ -119,7 +107,7 @@ def _decode(files: list[tuple[Path, str]], size: int, on_error: OnError) -> list
             img = open_rgb(file)
             resized = img if img.size == (size, size) else img.resize((size, size), Image.Resampling.BILINEAR)
             out.append(_Decoded(file, name, np.asarray(img, dtype=np.uint8),
-                                torch.from_numpy(np.asarray(resized, dtype=np.uint8).copy()).permute(2, 0, 1)))  # fmt: skip
+                                np.ascontiguousarray(np.asarray(resized, dtype=np.uint8).transpose(2, 0, 1))))  # fmt: skip
         except Exception as exc:  # noqa: BLE001 (skip: any failure of one file is that file's row, not the run's end)
             if on_error == "stop":
                 raise
@@ -142,7 +130,7 @@ def _batches(files: list[tuple[Path, str]], size: int, batch_size: int, on_error
 
 
 def _save_png(path: Path, array: np.ndarray) -> None:
-    ckpt.atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
+    atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
 
 
 def predict(
@@ -155,12 +143,15 @@ def predict(
     force: bool = False,
     progress: bool = True,
     on_error: OnError = "stop",
+    backend: Backend = "torch",
+    model_file: Path | None = None,
 ) -> list[Prediction]:
     """Score every image under ``paths`` with the run in ``run_dir``; write PNGs and the prediction tables to ``out_dir``.
 
     ``on_error="stop"``: the first unreadable file ends the run with an :class:`InputError` (every
     header is checked before anything is written). ``"skip"``: it becomes a row with verdict
-    ``"error"`` and its reason, and the other images are scored.
+    ``"error"`` and its reason, and the other images are scored. ``backend`` / ``model_file``:
+    see :func:`anovit.backends.load_scorer`.
     """
     if on_error not in ("stop", "skip"):
         raise ValueError(f"on_error must be 'stop' or 'skip', got {on_error!r}")
@@ -172,16 +163,15 @@ def predict(
     if on_error == "stop":
         for file, _ in files:
             check_image(file)  # headers only: a stray non-image fails before anything is written
-    dev = resolve_device(device)
-    cfg, model = ckpt.load_trained_model(run_dir, dev)
-    precision = precision or cfg.train.precision
-    size = cfg.data.image_size
+    scorer = load_scorer(run_dir, backend, model_file, device, precision)
+    log.info("scoring with %s", scorer.description)
+    size = scorer.image_size
     results: list[Prediction] = []
     bar = tqdm(total=len(files), desc="predicting", disable=not progress, unit="image")
     for batch in _batches(files, size, batch_size, on_error):
         good = [d for d in batch if not d.error]
-        scores = score_images(model, torch.stack([d.resized for d in good]), cfg.score, dev, precision) if good else None  # maps (B, S, S)
-        scored = iter(zip(scores.maps, scores.image.tolist())) if scores is not None else iter(())
+        maps, scores = scorer(np.stack([d.resized for d in good])) if good else (None, None)  # (B, S, S), (B,)
+        scored = iter(zip(maps, scores.tolist())) if good else iter(())
         for d in batch:
             if d.error:
                 log.warning("skipped %s", d.error)
@@ -195,11 +185,25 @@ def predict(
     return results
 
 
-def _write_outputs(out_dir: Path, d: _Decoded, score_map: torch.Tensor, score: float, thresholds: Thresholds) -> Prediction:
+def resize_map(score_map: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resize of a map (S, S') to (H, W), half-pixel centres, as ``F.interpolate(..., align_corners=False)``."""
+
+    def axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        src = np.maximum((np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5, 0.0)
+        i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+        return i0, np.minimum(i0 + 1, n_in - 1), (src - i0)
+
+    m = np.asarray(score_map, dtype=np.float64)
+    r0, r1, wr = axis(m.shape[0], height)
+    c0, c1, wc = axis(m.shape[1], width)
+    rows = m[r0] * (1 - wr)[:, None] + m[r1] * wr[:, None]  # (H, S')
+    return (rows[:, c0] * (1 - wc) + rows[:, c1] * wc).astype(np.float32)  # (H, W)
+
+
+def _write_outputs(out_dir: Path, d: _Decoded, score_map: np.ndarray, score: float, thresholds: Thresholds) -> Prediction:
     """Overlay and mask PNGs at the image's own size for one scored image (map (S, S))."""
     h, w = d.original.shape[:2]
-    full = F.interpolate(score_map.float()[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-    full_np = full.cpu().numpy()  # (H, W) at the original size
+    full_np = resize_map(score_map, h, w)  # (H, W) at the original size
     mask = full_np >= thresholds.pixel
     overlay_rel, mask_rel = f"overlays/{d.name}.png", f"masks/{d.name}.png"
     _save_png(out_dir / overlay_rel, heat_overlay(d.original, full_np, thresholds.pixel))
@@ -220,7 +224,7 @@ def write_predictions(out_dir: Path, results: list[Prediction], thresholds: Thre
     for r in results:
         row = asdict(r)
         writer.writerow([f"{row[k]:.8g}" if isinstance(row[k], float) else "" if row[k] is None else row[k] for k in fields])
-    ckpt.write_text(out_dir / PREDICTIONS_CSV, buf.getvalue())
+    write_text(out_dir / PREDICTIONS_CSV, buf.getvalue())
     document = {
         "run": str(run_dir),
         "thresholds": thresholds.summary() | {"source": thresholds.source},
@@ -229,4 +233,4 @@ def write_predictions(out_dir: Path, results: list[Prediction], thresholds: Thre
         "n_errors": sum(r.verdict == "error" for r in results),
         "predictions": [asdict(r) for r in results],
     }
-    ckpt.write_text(out_dir / PREDICTIONS_JSON, json.dumps(document, indent=2) + "\n")
+    write_text(out_dir / PREDICTIONS_JSON, json.dumps(document, indent=2) + "\n")

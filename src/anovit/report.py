@@ -26,9 +26,9 @@ from sklearn.metrics import roc_curve  # noqa: E402
 from torch import nn  # noqa: E402
 
 from .checkpoint import write_text  # noqa: E402
+from .colours import heat_colours, heat_overlay  # noqa: E402
 from .config import Precision, RunConfig  # noqa: E402
 from .engine import score_images  # noqa: E402
-from .predict import heat_colours, heat_overlay  # noqa: E402
 from .thresholds import Thresholds  # noqa: E402
 
 if TYPE_CHECKING:

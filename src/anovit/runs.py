@@ -9,14 +9,18 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+import torch
 from torch.utils.data import Dataset
 
 from . import checkpoint as ckpt
 from . import distributed as dist
+from .backends import Backend, Scorer, load_scorer
 from .config import Precision, RunConfig
 from .data import ImageDataset, Sample, labelled_folder_samples, mvtec_samples, split_train_val
 from .data.datasets import CacheMode
@@ -25,6 +29,7 @@ from .engine import Evaluation, evaluate, resolve_device, seed_everything
 from .errors import InputError
 from .models import build_model
 from .precision import resolve_precision
+from .scoring import Scores
 from .thresholds import DEFAULT_QUANTILE, THRESHOLDS_FILE, Thresholds, calibrate, decision_metrics, load_thresholds, save_thresholds
 from .training import EpochLog, fit
 
@@ -193,6 +198,8 @@ def test_on(
     progress: bool = True,
     extra: dict[str, Any] | None = None,
     report: bool = False,
+    backend: Backend = "torch",
+    model_file: Path | None = None,
 ) -> Evaluation:
     """Evaluate a trained run on ``test_set``; write ``metrics.json`` and ``scores.csv`` to ``out_dir`` (default: the run).
 
@@ -204,12 +211,14 @@ def test_on(
     cfg, model = ckpt.load_trained_model(run_dir, dev)
     thresholds = load_thresholds(run_dir) if (Path(run_dir) / THRESHOLDS_FILE).is_file() else None
     keep = figure_indices(test_set.samples, keep_maps)
+    scorer = backend_scores(load_scorer(run_dir, backend, model_file, device, precision)) if backend != "torch" else None
     start = time.perf_counter()
-    result = evaluate(model, test_set, cfg.score, dev, precision or cfg.train.precision, batch_size, keep, progress)
+    result = evaluate(model, test_set, cfg.score, dev, precision or cfg.train.precision, batch_size, keep, progress, scorer)
     seconds = time.perf_counter() - start
     out = Path(out_dir) if out_dir is not None else Path(run_dir)
     metrics = result.metrics() | (decision_metrics(result, thresholds) if thresholds else {}) | (extra or {}) | {
         "model": cfg.model.name,
+        "backend": backend if model_file is None else f"{backend} ({Path(model_file).name})",
         "n_anomalous": int(result.labels.sum()),
         "seconds": round(seconds, 3),
     }
@@ -227,6 +236,16 @@ def test_on(
     return result
 
 
+def backend_scores(scorer: Scorer) -> Callable[[torch.Tensor], Scores]:
+    """A backend's scorer as :func:`anovit.engine.evaluate` calls it: images (B, 3, S, S) in [0, 1] -> Scores."""
+
+    def scores(images: torch.Tensor) -> Scores:
+        maps, image = scorer(images.cpu().numpy())
+        return Scores(torch.from_numpy(np.asarray(maps, dtype=np.float32)), torch.from_numpy(np.asarray(image, dtype=np.float32)))
+
+    return scores
+
+
 def test_run(
     run_dir: Path,
     data_root: Path,
@@ -239,13 +258,15 @@ def test_run(
     progress: bool = True,
     report: bool = False,
     cache: CacheMode = "auto",
+    backend: Backend = "torch",
+    model_file: Path | None = None,
 ) -> tuple[Evaluation, ImageDataset]:
-    """Evaluate a trained run on the MVTec test split of ``category``."""
+    """Evaluate a trained run on the MVTec test split of ``category`` (on ``backend``: see :mod:`anovit.backends`)."""
     cfg = ckpt.load_config(run_dir)
     samples = mvtec_samples(data_root, category, "test")
     test_set = ImageDataset(samples, cfg.data.image_size, desc=f"reading {category}/test", progress=progress, cache=cache)
     extra = {"category": category}
-    result = test_on(run_dir, test_set, out_dir, device, precision, batch_size, keep_maps, progress, extra, report)
+    result = test_on(run_dir, test_set, out_dir, device, precision, batch_size, keep_maps, progress, extra, report, backend, model_file)
     return result, test_set
 
 

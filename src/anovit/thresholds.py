@@ -23,9 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .checkpoint import write_json
 from .errors import InputError
-from .metrics import image_f1_at, image_f1_max
+from .files import write_json
 
 if TYPE_CHECKING:
     from .engine import Evaluation
@@ -68,6 +67,8 @@ def calibrate(evaluation: Evaluation, source: str, quantile: float = DEFAULT_QUA
     n_anomalous = int(labels.sum())
     n_normal = len(labels) - n_anomalous
     notes: list[str] = []
+    from .metrics import image_f1_max  # late: metrics imports torch; predict reads thresholds without it
+
     best = image_f1_max(scores, labels)
     if best is not None:
         image_f1, image, image_method, q = best[0], best[1], "f1-max", None
@@ -123,6 +124,8 @@ def load_thresholds(run_dir: Path) -> Thresholds:
 
 def decision_metrics(evaluation: Evaluation, thresholds: Thresholds) -> dict[str, Any]:
     """F1 of a test set at the run's thresholds (what a user of those thresholds gets)."""
+    from .metrics import image_f1_at
+
     hist = evaluation.pixel_hist
     return {
         "image_f1": image_f1_at(evaluation.image_scores, evaluation.labels, thresholds.image),

@@ -20,13 +20,10 @@ from . import distributed as dist
 from .config import Precision, TrainConfig
 from .data.datasets import loader_workers
 from .engine import batches_on, seed_everything
+from .errors import TrainingDiverged
 from .precision import autocast, resolve_precision
 
 log = logging.getLogger(__name__)
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
 
 
 def reconstruction_loss(images: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:

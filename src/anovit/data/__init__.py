@@ -1,8 +1,29 @@
-"""Data: the MVTec AD layout, in-memory datasets, augmentations and the built-in synthetic set."""
+"""Data: the MVTec AD layout, in-memory datasets, augmentations and the built-in synthetic set.
 
-from .datasets import ImageDataset, split_train_val
-from .images import load_image, load_mask
-from .mvtec import Sample, labelled_folder_samples, mvtec_samples
-from .synthetic import make_synthetic_mvtec
+Names are imported on first use (PEP 562), so that reading images and folders (``data.images``,
+``data.mvtec``) does not import torch: the deployment path of ``predict`` runs without it.
+"""
 
-__all__ = ["ImageDataset", "Sample", "load_image", "load_mask", "labelled_folder_samples", "make_synthetic_mvtec", "mvtec_samples", "split_train_val"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "ImageDataset": "datasets",
+    "split_train_val": "datasets",
+    "load_image": "images",
+    "load_mask": "images",
+    "Sample": "mvtec",
+    "labelled_folder_samples": "mvtec",
+    "mvtec_samples": "mvtec",
+    "make_synthetic_mvtec": "synthetic",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)

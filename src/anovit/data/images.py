@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -83,6 +86,8 @@ def open_rgb(path: Path) -> Image.Image:
 
 def load_image(path: Path, size: int) -> torch.Tensor:
     """Read an image, convert it to RGB and resize it to size x size. -> (3, S, S) uint8."""
+    import torch  # here, not at the top: predict on ONNX Runtime / OpenVINO reads images without torch
+
     img = open_rgb(path)
     if img.size != (size, size):
         img = img.resize((size, size), Image.Resampling.BILINEAR)
@@ -91,6 +96,8 @@ def load_image(path: Path, size: int) -> torch.Tensor:
 
 def load_mask(path: Path, size: int) -> torch.Tensor:
     """Read a ground-truth mask (non-zero = anomalous) resized with nearest neighbour. -> (S, S) bool."""
+    import torch
+
     img = _upright(_open(Path(path)))
     arr = np.asarray(img.convert("L") if img.mode not in ("L", "1", "I;16", "I", "F") else img)
     mask = Image.fromarray((arr > 0).astype(np.uint8) * 255)

@@ -1,0 +1,153 @@
+"""Inference backends: ONNX Runtime and OpenVINO give torch's maps and scores (fp32 within 1e-4), int8 close to them,
+and the deployment path runs with torch, timm, matplotlib, scipy and scikit-learn unimportable."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from anovit.backends import load_scorer
+from anovit.cli import main
+from anovit.colours import jet
+from anovit.data import ImageDataset, mvtec_samples
+from anovit.errors import InputError
+from anovit.export import export_model
+from anovit.predict import resize_map
+
+pytest.importorskip("onnxruntime")
+openvino = pytest.importorskip("openvino", reason="the openvino backend needs: pip install 'anovit[openvino]'")
+
+BLOCKER = """
+import sys
+BLOCKED = {"torch", "timm", "matplotlib", "scipy", "sklearn", "torchvision", "safetensors"}
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"{name} is blocked: the deployment path must not import it")
+sys.meta_path.insert(0, Block())
+from anovit.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.fixture(scope="module")
+def exported(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the tiny trained run with all four exports: model[-int8].onnx and model[-int8].xml."""
+    import shutil
+
+    run = tmp_path_factory.mktemp("exported") / "run"
+    shutil.copytree(trained_run, run)
+    for fmt in ("onnx", "openvino"):
+        for int8 in (False, True):
+            export_model(run, fmt, int8)
+    return run
+
+
+def _test_images(mvtec_root: Path) -> np.ndarray:
+    ds = ImageDataset(mvtec_samples(mvtec_root, "weave", "test"), 32, progress=False)
+    return np.stack([ds.image(i).numpy() for i in range(len(ds))])  # (N, 3, 32, 32) uint8
+
+
+def test_fp32_backends_give_torchs_maps(exported: Path, mvtec_root: Path) -> None:
+    images = _test_images(mvtec_root)
+    ref_maps, ref_scores = load_scorer(exported, "torch", precision="fp32")(images)
+    for backend in ("onnxruntime", "openvino"):
+        maps, scores = load_scorer(exported, backend, precision="fp32")(images)  # type: ignore[arg-type]
+        assert maps.shape == ref_maps.shape and scores.shape == ref_scores.shape
+        assert np.abs(maps - ref_maps).max() < 1e-4, backend
+        assert np.abs(scores - ref_scores).max() < 1e-4, backend
+
+
+def test_int8_stays_close_to_fp32(exported: Path, mvtec_root: Path) -> None:
+    images = _test_images(mvtec_root)
+    ref_maps, ref_scores = load_scorer(exported, "torch", precision="fp32")(images)
+    for backend, name in (("onnxruntime", "model-int8.onnx"), ("openvino", "model-int8.xml")):
+        maps, scores = load_scorer(exported, backend, exported / name, precision="fp32")(images)  # type: ignore[arg-type]
+        assert np.isfinite(maps).all() and not np.array_equal(maps, ref_maps)  # it is quantised
+        # int8 rounding, not another model: errors are a few percent of the score range at most.
+        assert np.abs(scores - ref_scores).max() < 0.1 * ref_scores.max(), backend
+        assert np.corrcoef(maps.ravel(), ref_maps.ravel())[0, 1] > 0.95, backend
+
+
+def test_test_and_predict_on_each_backend_agree_with_torch(exported: Path, mvtec_root: Path, tmp_path: Path) -> None:
+    results = {}
+    for backend in ("torch", "onnxruntime", "openvino"):
+        out = tmp_path / backend
+        assert main(["-q", "test", "--run", str(exported), "--data", str(mvtec_root), "--category", "weave", "--out", str(out),
+                     "--backend", backend, "--precision", "fp32"]) == 0  # fmt: skip
+        results[backend] = json.loads((out / "metrics.json").read_text())
+        assert results[backend]["backend"] == backend
+    for backend in ("onnxruntime", "openvino"):
+        for key in ("image_auroc", "pixel_auroc", "aupro"):
+            assert results[backend][key] == pytest.approx(results["torch"][key], abs=1e-3), (backend, key)
+    folder = mvtec_root / "weave" / "test" / "crack"
+    rows = {}
+    for backend in ("torch", "openvino"):
+        assert main(["-q", "predict", "--run", str(exported), str(folder), "--out", str(tmp_path / f"p-{backend}"),
+                     "--backend", backend, "--precision", "fp32"]) == 0  # fmt: skip
+        rows[backend] = {r["image"]: r for r in csv.DictReader((tmp_path / f"p-{backend}" / "predictions.csv").open())}
+    for image, r in rows["torch"].items():
+        assert float(rows["openvino"][image]["score"]) == pytest.approx(float(r["score"]), abs=1e-4)
+
+
+def test_predict_without_torch(exported: Path, mvtec_root: Path, tmp_path: Path) -> None:
+    """ONNX Runtime and OpenVINO scoring with torch, timm, matplotlib, scipy and scikit-learn unimportable."""
+    folder = mvtec_root / "weave" / "test" / "spot"
+    assert main(["-q", "predict", "--run", str(exported), str(folder), "--out", str(tmp_path / "torch"), "--precision", "fp32"]) == 0
+    reference = {r["image"]: float(r["score"]) for r in csv.DictReader((tmp_path / "torch" / "predictions.csv").open())}
+    for backend, model in (("onnxruntime", "model.onnx"), ("openvino", "model-int8.xml")):
+        out = tmp_path / backend
+        run = subprocess.run([sys.executable, "-c", BLOCKER, "-q", "predict", "--run", str(exported), str(folder), "--out", str(out),
+                              "--backend", backend, "--model", str(exported / model)], capture_output=True, text=True)  # fmt: skip
+        assert run.returncode == 0, run.stderr[-2000:]
+        rows = list(csv.DictReader((out / "predictions.csv").open()))
+        assert len(rows) == len(reference) and all((out / r["overlay"]).is_file() for r in rows)
+        tolerance = 1e-4 if backend == "onnxruntime" else 0.1 * max(reference.values())
+        for r in rows:
+            assert float(r["score"]) == pytest.approx(reference[r["image"]], abs=tolerance), backend
+    blocked = subprocess.run([sys.executable, "-c", BLOCKER, "-q", "predict", "--run", str(exported), str(folder), "--out",
+                              str(tmp_path / "t")], capture_output=True, text=True)  # fmt: skip
+    assert blocked.returncode != 0 and "torch" in blocked.stderr  # the blocker works: the torch backend does need torch
+
+
+def test_backend_errors_are_one_line(exported: Path, trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    folder = str(tmp_path / "a.png")
+    with pytest.raises(InputError, match="no exported model here; write it with: anovit export"):
+        load_scorer(trained_run, "onnxruntime")
+    with pytest.raises(InputError, match="--model is for an exported file"):
+        load_scorer(exported, "torch", exported / "model.onnx")
+    with pytest.raises(InputError, match="no bf16 kernels"):
+        load_scorer(exported, "onnxruntime", precision="bf16")
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    with pytest.raises(InputError, match="broken.onnx: not a readable ONNX model"):
+        load_scorer(exported, "onnxruntime", broken)
+    with pytest.raises(InputError, match="broken.xml: not a readable OpenVINO model"):
+        (tmp_path / "broken.xml").write_text("<net>")
+        load_scorer(exported, "openvino", tmp_path / "broken.xml")
+    assert main(["-q", "predict", "--run", str(trained_run), folder, "--out", str(tmp_path / "o"), "--backend", "openvino"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "model.xml: no exported model here" in err and len(err.splitlines()) == 1
+
+
+def test_jet_is_matplotlibs_and_resize_is_torchs() -> None:
+    import matplotlib
+
+    x = np.concatenate([np.linspace(-0.1, 1.1, 20001), [0.0, 1.0, 1 / 256, 255 / 256]])
+    np.testing.assert_allclose(jet(x), matplotlib.colormaps["jet"](np.clip(x, 0, 1))[..., :3], atol=1e-12)
+    rng = np.random.default_rng(0)
+    for s, h, w in ((32, 70, 50), (64, 20, 100), (16, 333, 7), (32, 32, 32)):
+        m = rng.random((s, s)).astype(np.float32)
+        expected = F.interpolate(torch.from_numpy(m)[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0].numpy()
+        np.testing.assert_allclose(resize_map(m, h, w), expected, atol=1e-5)
