@@ -24,9 +24,11 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
-# Speed and memory against the straightforward way; prints and writes benchmarks/results.json.
+# Speed and memory against the straightforward way (benchmarks/results.json), then every inference
+# backend x precision: speed and int8's AUROC cost (benchmarks/backends.md).
 bench: install
 	$(BIN)/python benchmarks/bench.py
+	$(BIN)/python benchmarks/backends.py
 
 clean:
 	rm -rf runs .pytest_cache

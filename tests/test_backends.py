@@ -81,10 +81,12 @@ def test_test_and_predict_on_each_backend_agree_with_torch(exported: Path, mvtec
     results = {}
     for backend in ("torch", "onnxruntime", "openvino"):
         out = tmp_path / backend
+        report = ["--report"] if backend == "openvino" else []  # its gallery is redrawn by the same backend
         assert main(["-q", "test", "--run", str(exported), "--data", str(mvtec_root), "--category", "weave", "--out", str(out),
-                     "--backend", backend, "--precision", "fp32"]) == 0  # fmt: skip
+                     "--backend", backend, "--precision", "fp32", *report]) == 0  # fmt: skip
         results[backend] = json.loads((out / "metrics.json").read_text())
         assert results[backend]["backend"] == backend
+    assert 'class="card' in (tmp_path / "openvino" / "report.html").read_text()
     for backend in ("onnxruntime", "openvino"):
         for key in ("image_auroc", "pixel_auroc", "aupro"):
             assert results[backend][key] == pytest.approx(results["torch"][key], abs=1e-3), (backend, key)

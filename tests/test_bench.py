@@ -36,3 +36,24 @@ def test_quick_benchmark_writes_its_figures(tmp_path: Path) -> None:
     assert r["metrics"]["check"]["abs_error"] < 1e-3
     assert len(r["train"]["fp32"]["losses"]) == len(r["train"]["bf16"]["losses"]) == r["train"]["epochs"]
     assert "eval_speedup" in run.stdout
+
+
+def test_quick_backends_benchmark_writes_its_tables(tmp_path: Path) -> None:
+    """``benchmarks/backends.py --quick``: every backend x precision timed and tested; fp32 backends agree with torch."""
+    import pytest
+
+    pytest.importorskip("openvino", reason="the backends benchmark needs: pip install 'anovit[openvino]'")
+    out = tmp_path / "backends.md"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "backends.py"
+    run = subprocess.run([sys.executable, str(script), "--quick", "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    r = json.loads(out.with_suffix(".json").read_text())
+    labels = ["torch fp32", "torch bf16", "onnxruntime fp32", "onnxruntime int8", "openvino fp32", "openvino bf16", "openvino int8"]
+    for model in r["speed"].values():
+        assert all(model["rates"][label] > 0 for label in labels)
+    for cat in r["accuracy"].values():
+        ref = cat["torch fp32"]
+        for label in ("onnxruntime fp32", "openvino fp32"):
+            assert cat[label]["image_auroc"] == pytest.approx(ref["image_auroc"], abs=1e-3)
+            assert cat[label]["pixel_auroc"] == pytest.approx(ref["pixel_auroc"], abs=1e-3)
+    assert "| openvino int8 |" in out.read_text()

@@ -135,7 +135,7 @@ def calibration_images(run_dir: Path, size: int, calib: Path | None, n: int = CA
     return np.stack([load_image(f, size).numpy() for f in chosen]).astype(np.float32) / np.float32(255.0)
 
 
-def _write_openvino(onnx_path: Path, out: Path, int8: bool, calib: np.ndarray | None, anovit: bool) -> None:
+def _write_openvino(onnx_path: Path, out: Path, int8: bool, calib: np.ndarray | None) -> None:
     """Convert to OpenVINO IR (``out`` = NAME.xml, weights in NAME.bin), int8 through NNCF when asked; both files renamed into place."""
     import openvino as ov
 
@@ -143,10 +143,13 @@ def _write_openvino(onnx_path: Path, out: Path, int8: bool, calib: np.ndarray | 
     if int8:
         import nncf
 
-        scoring = [op.get_friendly_name() for op in model.get_ops() if not op.get_friendly_name().startswith(MODEL_PREFIX)]
+        # The scoring's own ops (named /Sub, /Conv, /ReduceMax ... in the ONNX graph) stay fp32; ops the
+        # conversion named (Constant_12, Multiply_34: pieces of the model's layers) must not be ignored.
+        scoring = [name for op in model.get_ops() if (name := op.get_friendly_name()).startswith("/") and not name.startswith(MODEL_PREFIX)]
+        # NNCF's default (not ModelType.TRANSFORMER): on AnoViT it was both faster (ViT-B/16 at 384: 4.15 against
+        # 3.53 images/s) and closer to fp32 (image AUROC -0.002 against +0.015 on a built-in category); see the README.
         model = nncf.quantize(
             model, nncf.Dataset(list(calib[:, None])), subset_size=len(calib),
-            model_type=nncf.ModelType.TRANSFORMER if anovit else None,
             ignored_scope=nncf.IgnoredScope(names=scoring, validate=False),
         )  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -167,6 +170,7 @@ def export_model(
     calib: Path | None = None,
     opset: int = OPSET,
     verify: bool = True,
+    calib_images: int = CALIBRATION_IMAGES,
 ) -> Export:
     """Write the run's model + scoring for ONNX Runtime (``.onnx``) or OpenVINO (``.xml`` + ``.bin``), fp32 or int8.
 
@@ -187,7 +191,7 @@ def export_model(
     cfg, model = ckpt.load_trained_model(run_dir, "cpu")
     scorer = ScoringModel(model, cfg.score).eval()
     size = cfg.data.image_size
-    calib = calibration_images(run_dir, size, calib) if int8 and fmt == "openvino" else None
+    calib = calibration_images(run_dir, size, calib, calib_images) if int8 and fmt == "openvino" else None
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "model.onnx"
         _write_onnx(scorer, cfg, run_dir, fp32, opset)
@@ -196,7 +200,7 @@ def export_model(
         elif fmt == "onnx":
             ckpt.atomic_write(out, lambda t: _quantize_onnx(fp32, t))
         else:
-            _write_openvino(fp32, out, int8, calib, cfg.model.name == "anovit")
+            _write_openvino(fp32, out, int8, calib)
     log.info("exported %s to %s", cfg.model.name, out)
     runtime = "onnxruntime" if fmt == "onnx" else "openvino"
     if not verify or importlib.util.find_spec(runtime) is None:

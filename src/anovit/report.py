@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ from .checkpoint import write_text  # noqa: E402
 from .colours import heat_colours, heat_overlay  # noqa: E402
 from .config import Precision, RunConfig  # noqa: E402
 from .engine import score_images  # noqa: E402
+from .scoring import Scores  # noqa: E402
 from .thresholds import Thresholds  # noqa: E402
 
 if TYPE_CHECKING:
@@ -136,8 +138,12 @@ def write_report(
     precision: Precision | None = None,
     title: str | None = None,
     gallery_max: int = GALLERY_MAX,
+    scorer: Callable[[torch.Tensor], Scores] | None = None,
 ) -> Path:
-    """Write the report of one evaluated test set to ``path`` (atomically) and return the path."""
+    """Write the report of one evaluated test set to ``path`` (atomically) and return the path.
+
+    ``scorer``: the backend that scored the test set (default: ``model`` in torch), to redraw the gallery's maps.
+    """
     scores, labels = evaluation.image_scores, evaluation.labels
     if thresholds is not None:
         image_thr, pixel_thr = thresholds.image, thresholds.pixel
@@ -147,7 +153,8 @@ def write_report(
         pixel_thr = metrics.get("pixel_f1_max_threshold") or image_thr
         thr_label = f"threshold {image_thr:.4g} (F1-max on this set; the run has no thresholds.json)"
     order = gallery_order(scores, labels, image_thr)[:gallery_max]
-    cards = _cards(model, cfg, test_set, evaluation, order, image_thr, pixel_thr, device, precision or cfg.train.precision)
+    score_fn = scorer or (lambda images: score_images(model, images, cfg.score, device, precision or cfg.train.precision))
+    cards = _cards(score_fn, test_set, evaluation, order, image_thr, pixel_thr)
     roc = roc_figure(evaluation)
     dist = score_figure(scores, labels, image_thr, thr_label)
     page = _page(title or f"anovit report: {cfg.model.name}", cfg, metrics, thresholds, roc, dist, cards, len(scores), thr_label)
@@ -156,9 +163,8 @@ def write_report(
 
 
 def _cards(
-    model: nn.Module, cfg: RunConfig, test_set: Any, evaluation: Evaluation, order: list[int],
-    image_thr: float, pixel_thr: float, device: torch.device, precision: Precision,
-) -> list[str]:  # fmt: skip
+    score_fn: Callable[[torch.Tensor], Scores], test_set: Any, evaluation: Evaluation, order: list[int], image_thr: float, pixel_thr: float,
+) -> list[str]:
     """One HTML card per gallery image; its score map is recomputed (only these images are kept)."""
     has_masks = bool(getattr(test_set, "has_masks", False))
     out: list[str] = []
@@ -166,7 +172,7 @@ def _cards(
         idx = order[start : start + 16]
         items = [test_set[i] for i in idx]
         images = torch.stack([item["image"] for item in items])  # (b, 3, S, S) float in [0, 1]
-        maps = score_images(model, images, cfg.score, device, precision).maps.float().cpu().numpy()  # (b, S, S)
+        maps = score_fn(images).maps.float().cpu().numpy()  # (b, S, S)
         for j, i in enumerate(idx):
             label, score = int(evaluation.labels[i]), float(evaluation.image_scores[i])
             called = score >= image_thr

@@ -231,7 +231,7 @@ def test_on(
         if report:
             from .report import write_report
 
-            path = write_report(out / REPORT_FILE, model, cfg, test_set, result, metrics, thresholds, dev, precision)
+            path = write_report(out / REPORT_FILE, model, cfg, test_set, result, metrics, thresholds, dev, precision, scorer=scorer)
             log.info("report: %s", path)
     return result
 
