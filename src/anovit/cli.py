@@ -112,6 +112,21 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="file to write (default: RUN/model[-int8].onnx or RUN/model[-int8].xml)")
 
 
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="an HTTP inspection service and web page over trained runs (dynamic batching, Prometheus metrics)")
+    p.add_argument("--run", required=True, type=Path, action="append", dest="runs", help="run folder; repeat for several runs")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "openvino"],
+                   help="torch, or each run's exported RUN/model.onnx / RUN/model.xml")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--max-batch", type=int, default=16, help="images scored together at most")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long the first queued image waits for others (0: no batching wait)")
+    p.add_argument("--queue-size", type=int, default=256, help="images waiting at most; beyond, requests get 503 + Retry-After")
+    p.add_argument("--max-bytes", type=int, default=50 * 2**20, help="largest request body (413 beyond)")
+
+
 def _add_info(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="this machine: CPU and bf16 flags, the precision probe and what --precision auto picks, backends")
     p.add_argument("--refresh", action="store_true", help="measure the precision probe again instead of reading its cache")
@@ -161,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_train, _add_test, _add_calibrate, _add_predict, _add_export, _add_benchmark, _add_demo, _add_synth, _add_info):
+    for add in (_add_train, _add_test, _add_calibrate, _add_predict, _add_export, _add_benchmark, _add_demo, _add_synth, _add_info,
+                _add_serve):
         add(sub)
     return parser
 
@@ -301,6 +317,13 @@ def cmd_info(args: argparse.Namespace) -> None:
     print("backends: " + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in backends.items()))
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    from .serve import serve
+
+    serve([str(r) for r in args.runs], args.host, args.port, args.backend, args.device, args.precision, args.max_batch,
+          args.max_wait_ms, args.queue_size, args.max_bytes)  # fmt: skip
+
+
 def cmd_synth(args: argparse.Namespace) -> None:
     from .data import make_synthetic_mvtec
 
@@ -311,7 +334,7 @@ def cmd_synth(args: argparse.Namespace) -> None:
 
 COMMANDS = {
     "train": cmd_train, "test": cmd_test, "calibrate": cmd_calibrate, "predict": cmd_predict, "export": cmd_export,
-    "benchmark": cmd_benchmark, "demo": cmd_demo, "synth": cmd_synth, "info": cmd_info,
+    "benchmark": cmd_benchmark, "demo": cmd_demo, "synth": cmd_synth, "info": cmd_info, "serve": cmd_serve,
 }  # fmt: skip
 
 

@@ -29,7 +29,8 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .backends import Backend, load_scorer
+from .api import ImageResult, load_run
+from .backends import Backend
 from .colours import heat_colours, heat_overlay  # noqa: F401 (heat_colours: also imported from here)
 from .config import Precision
 from .data.images import IMAGE_SUFFIXES, check_image, open_rgb
@@ -91,23 +92,19 @@ def collect_inputs(paths: Sequence[Path]) -> list[tuple[Path, str]]:
 
 @dataclass
 class _Decoded:
-    """One input file, decoded (``original`` (H, W, 3) uint8, ``resized`` (3, S, S) uint8) or failed (``error``)."""
+    """One input file, decoded (``original`` (H, W, 3) uint8) or failed (``error``)."""
 
     file: Path
     name: str
     original: np.ndarray | None = None
-    resized: np.ndarray | None = None
     error: str = ""
 
 
-def _decode(files: list[tuple[Path, str]], size: int, on_error: OnError) -> list[_Decoded]:
+def _decode(files: list[tuple[Path, str]], on_error: OnError) -> list[_Decoded]:
     out = []
     for file, name in files:
         try:
-            img = open_rgb(file)
-            resized = img if img.size == (size, size) else img.resize((size, size), Image.Resampling.BILINEAR)
-            out.append(_Decoded(file, name, np.asarray(img, dtype=np.uint8),
-                                np.ascontiguousarray(np.asarray(resized, dtype=np.uint8).transpose(2, 0, 1))))  # fmt: skip
+            out.append(_Decoded(file, name, np.asarray(open_rgb(file), dtype=np.uint8)))
         except Exception as exc:  # noqa: BLE001 (skip: any failure of one file is that file's row, not the run's end)
             if on_error == "stop":
                 raise
@@ -115,17 +112,17 @@ def _decode(files: list[tuple[Path, str]], size: int, on_error: OnError) -> list
     return out
 
 
-def _batches(files: list[tuple[Path, str]], size: int, batch_size: int, on_error: OnError) -> Iterator[list[_Decoded]]:
+def _batches(files: list[tuple[Path, str]], batch_size: int, on_error: OnError) -> Iterator[list[_Decoded]]:
     """Decoded batches; the next batch is decoded in a thread while the current one is scored.
 
     At most two batches are decoded at any time, so memory does not grow with the number of files.
     """
     chunks = [files[i : i + batch_size] for i in range(0, len(files), batch_size)]
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(_decode, chunks[0], size, on_error) if chunks else None
+        pending = pool.submit(_decode, chunks[0], on_error) if chunks else None
         for k in range(len(chunks)):
             batch = pending.result()
-            pending = pool.submit(_decode, chunks[k + 1], size, on_error) if k + 1 < len(chunks) else None
+            pending = pool.submit(_decode, chunks[k + 1], on_error) if k + 1 < len(chunks) else None
             yield batch
 
 
@@ -158,60 +155,38 @@ def predict(
     out_dir = Path(out_dir)
     if (out_dir / PREDICTIONS_JSON).exists() and not force:
         raise InputError(f"{out_dir}: already holds predictions; pass --force to overwrite them or choose another --out")
-    thresholds = load_thresholds(run_dir)
+    load_thresholds(run_dir)  # a run without thresholds fails before anything is read
     files = collect_inputs(paths)
     if on_error == "stop":
         for file, _ in files:
             check_image(file)  # headers only: a stray non-image fails before anything is written
-    scorer = load_scorer(run_dir, backend, model_file, device, precision)
-    log.info("scoring with %s", scorer.description)
-    size = scorer.image_size
+    run = load_run(run_dir, backend, model_file, device, precision)
+    log.info("scoring with %s", run.scorer.description)
+    thresholds = run.thresholds
     results: list[Prediction] = []
     bar = tqdm(total=len(files), desc="predicting", disable=not progress, unit="image")
-    for batch in _batches(files, size, batch_size, on_error):
-        good = [d for d in batch if not d.error]
-        maps, scores = scorer(np.stack([d.resized for d in good])) if good else (None, None)  # (B, S, S), (B,)
-        scored = iter(zip(maps, scores.tolist())) if good else iter(())
+    for batch in _batches(files, batch_size, on_error):
+        scored = iter(run.score_rgb([d.original for d in batch if not d.error]))
         for d in batch:
             if d.error:
                 log.warning("skipped %s", d.error)
                 results.append(Prediction(str(d.file), None, None, None, "error", None, "", "", d.error))
                 continue
-            score_map, score = next(scored)
-            results.append(_write_outputs(out_dir, d, score_map, score, thresholds))
+            results.append(_write_outputs(out_dir, d, next(scored), thresholds))
         bar.update(len(batch))
     bar.close()
     write_predictions(out_dir, results, thresholds, run_dir)
     return results
 
 
-def resize_map(score_map: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bilinear resize of a map (S, S') to (H, W), half-pixel centres, as ``F.interpolate(..., align_corners=False)``."""
-
-    def axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        src = np.maximum((np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5, 0.0)
-        i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
-        return i0, np.minimum(i0 + 1, n_in - 1), (src - i0)
-
-    m = np.asarray(score_map, dtype=np.float64)
-    r0, r1, wr = axis(m.shape[0], height)
-    c0, c1, wc = axis(m.shape[1], width)
-    rows = m[r0] * (1 - wr)[:, None] + m[r1] * wr[:, None]  # (H, S')
-    return (rows[:, c0] * (1 - wc) + rows[:, c1] * wc).astype(np.float32)  # (H, W)
-
-
-def _write_outputs(out_dir: Path, d: _Decoded, score_map: np.ndarray, score: float, thresholds: Thresholds) -> Prediction:
-    """Overlay and mask PNGs at the image's own size for one scored image (map (S, S))."""
-    h, w = d.original.shape[:2]
-    full_np = resize_map(score_map, h, w)  # (H, W) at the original size
-    mask = full_np >= thresholds.pixel
+def _write_outputs(out_dir: Path, d: _Decoded, r: ImageResult, thresholds: Thresholds) -> Prediction:
+    """Overlay and mask PNGs at the image's own size for one scored image."""
     overlay_rel, mask_rel = f"overlays/{d.name}.png", f"masks/{d.name}.png"
-    _save_png(out_dir / overlay_rel, heat_overlay(d.original, full_np, thresholds.pixel))
-    _save_png(out_dir / mask_rel, mask.astype(np.uint8) * 255)
+    _save_png(out_dir / overlay_rel, heat_overlay(d.original, r.anomaly_map, thresholds.pixel))
+    _save_png(out_dir / mask_rel, r.mask.astype(np.uint8) * 255)
     return Prediction(
-        image=str(d.file), width=w, height=h, score=float(score),
-        verdict="anomalous" if score >= thresholds.image else "normal",
-        anomalous_fraction=float(mask.mean()), overlay=overlay_rel, mask=mask_rel,
+        image=str(d.file), width=r.width, height=r.height, score=r.score, verdict=r.verdict,
+        anomalous_fraction=r.anomalous_fraction, overlay=overlay_rel, mask=mask_rel,
     )  # fmt: skip
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..errors import InputError
+from ..errors import ImageTooLarge, InputError
 
 if TYPE_CHECKING:
     import torch
@@ -17,26 +17,28 @@ if TYPE_CHECKING:
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def _open(path: Path, decode: bool = True) -> Image.Image:
+def _open(path: Path | Any, decode: bool = True, label: str | None = None) -> Image.Image:
     """Open an image (decoded, or only its header read); a one-line error for anything unreadable.
 
     Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``, about 179 M pixels) is kept: a
     file claiming more pixels is refused from its header, before anything is decoded.
     """
+    label = label or str(path)
     try:
         img = Image.open(path)
         if decode:
             img.load()
         return img
     except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
+        raise InputError(f"{label}: file not found") from None
     except Image.DecompressionBombError as exc:
         numbers = re.findall(r"\d+", str(exc))
         claim = f"its header claims {int(numbers[0]):,} pixels, " if len(numbers) >= 2 else ""
-        raise InputError(f"{path}: refused as a possible decompression bomb: {claim}more than twice Pillow's limit "
+        raise ImageTooLarge(f"{label}: refused as a possible decompression bomb: {claim}more than twice Pillow's limit "
                          f"Image.MAX_IMAGE_PIXELS ({Image.MAX_IMAGE_PIXELS:,})") from None  # fmt: skip
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise InputError(f"{path}: cannot be read as an image ({exc})") from None
+        reason = str(exc).replace(repr(path), repr(label))  # Pillow names a file object by its repr
+        raise InputError(f"{label}: cannot be read as an image ({reason})") from None
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -68,6 +70,17 @@ def _upright(img: Image.Image) -> Image.Image:
         return ImageOps.exif_transpose(img)
     except (ValueError, OSError, SyntaxError, KeyError):  # a broken EXIF block: keep the pixels as stored
         return img
+
+
+def decode_bytes(data: bytes, name: str) -> np.ndarray:
+    """An image file's bytes (e.g. an HTTP upload) -> RGB (H, W, 3) uint8, upright; one-line errors naming ``name``."""
+    import io
+
+    img = _open(io.BytesIO(data), label=name)
+    try:
+        return np.asarray(_to_rgb(_upright(img)), dtype=np.uint8)
+    except (ValueError, OSError) as exc:
+        raise InputError(f"{name}: cannot convert this {img.mode} image to RGB ({exc})") from None
 
 
 def check_image(path: Path) -> None:

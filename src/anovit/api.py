@@ -1,0 +1,185 @@
+"""The public Python API: load a trained run once, then score images from anywhere.
+
+    import anovit
+
+    run = anovit.load_run("runs/bottle-anovit")               # backend="onnxruntime" / "openvino" too
+    for r in run.predict(["a.png", pil_image, numpy_array]):
+        print(r.score, r.verdict, r.anomalous_fraction)      # r.anomaly_map (H, W), r.mask (H, W)
+
+    run = anovit.train("~/data/mvtec", "bottle", "runs/bottle-anovit", preset="small")
+
+``anovit predict``, ``anovit serve`` and a notebook all go through :meth:`Run.predict` /
+:meth:`Run.score_rgb`, so they give the same numbers for the same image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .backends import Backend, Scorer, load_scorer
+from .config import Precision, RunConfig
+from .data.images import _to_rgb, _upright, open_rgb
+from .errors import InputError
+from .thresholds import Thresholds, load_thresholds
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """One scored image. ``anomaly_map`` is the smoothed score map resized to the image's own size."""
+
+    score: float
+    anomalous: bool
+    anomaly_map: np.ndarray  # (H, W) float32
+    mask: np.ndarray  # (H, W) bool: anomaly_map >= the pixel threshold
+    width: int
+    height: int
+
+    @property
+    def verdict(self) -> str:
+        return "anomalous" if self.anomalous else "normal"
+
+    @property
+    def anomalous_fraction(self) -> float:
+        return float(self.mask.mean())
+
+
+def resize_map(score_map: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resize of a map (S, S') to (H, W), half-pixel centres, as ``F.interpolate(..., align_corners=False)``."""
+
+    def axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        src = np.maximum((np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5, 0.0)
+        i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+        return i0, np.minimum(i0 + 1, n_in - 1), (src - i0)
+
+    m = np.asarray(score_map, dtype=np.float64)
+    r0, r1, wr = axis(m.shape[0], height)
+    c0, c1, wc = axis(m.shape[1], width)
+    rows = m[r0] * (1 - wr)[:, None] + m[r1] * wr[:, None]  # (H, S')
+    return (rows[:, c0] * (1 - wc) + rows[:, c1] * wc).astype(np.float32)  # (H, W)
+
+
+def resize_for_model(rgb: np.ndarray, size: int) -> np.ndarray:
+    """An RGB image (H, W, 3) uint8 -> the model's input (3, S, S) uint8 (bilinear, as training reads images)."""
+    img = Image.fromarray(rgb)
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.Resampling.BILINEAR)
+    return np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1))
+
+
+def to_rgb(image: Any) -> np.ndarray:
+    """A path, PIL image, numpy array ((H, W), (H, W, 1|3|4); uint8, uint16 or float in [0, 1]) or torch
+    tensor ((C, H, W) or (H, W)) -> RGB (H, W, 3) uint8, upright (EXIF) for files and PIL images."""
+    if isinstance(image, (str, Path)):
+        return np.asarray(open_rgb(Path(image)), dtype=np.uint8)
+    if isinstance(image, Image.Image):
+        return np.asarray(_to_rgb(_upright(image)), dtype=np.uint8)
+    if type(image).__module__.startswith("torch"):
+        image = image.detach().cpu().numpy()
+        if image.ndim == 3 and image.shape[0] in (1, 3, 4):
+            image = image.transpose(1, 2, 0)  # (C, H, W) -> (H, W, C)
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"cannot score an object of type {type(image).__name__}: expected a path, PIL image, numpy array or tensor")
+    arr = image
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+        raise InputError(f"cannot score an array of shape {arr.shape}: expected (H, W), (H, W, 3) or (H, W, 4)")
+    if arr.dtype == np.uint8:
+        pass
+    elif arr.dtype == np.uint16:
+        arr = (arr.astype(np.float64) / 65535.0 * 255.0 + 0.5).astype(np.uint8)
+    elif np.issubdtype(arr.dtype, np.floating):
+        arr = (np.clip(np.nan_to_num(arr.astype(np.float64)), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    else:
+        raise InputError(f"cannot score an array of dtype {arr.dtype}: expected uint8, uint16 or float in [0, 1]")
+    return np.asarray(_to_rgb(Image.fromarray(arr)), dtype=np.uint8)
+
+
+class Run:
+    """A trained run loaded once: its configuration, thresholds and a scorer on one backend."""
+
+    def __init__(self, run_dir: Path, scorer: Scorer, thresholds: Thresholds, config: RunConfig) -> None:
+        self.run_dir, self.scorer, self.thresholds, self.config = Path(run_dir), scorer, thresholds, config
+
+    @property
+    def image_size(self) -> int:
+        return self.scorer.image_size
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
+
+    def score_rgb(self, images: Sequence[np.ndarray]) -> list[ImageResult]:
+        """Score RGB images (H, W, 3) uint8 of any sizes in one batch."""
+        if not images:
+            return []
+        maps, scores = self.scorer(np.stack([resize_for_model(rgb, self.image_size) for rgb in images]))  # (B, S, S), (B,)
+        out = []
+        for rgb, score_map, score in zip(images, maps, scores.tolist()):
+            h, w = rgb.shape[:2]
+            full = resize_map(score_map, h, w)  # (H, W)
+            out.append(ImageResult(float(score), score >= self.thresholds.image, full, full >= self.thresholds.pixel, w, h))
+        return out
+
+    def predict(self, images: Any | Sequence[Any], batch_size: int = 8) -> list[ImageResult]:
+        """Score images given as paths, PIL images, numpy arrays or tensors (one or a list); one result each, in order."""
+        items = list(images) if isinstance(images, (list, tuple)) else [images]
+        results: list[ImageResult] = []
+        for start in range(0, len(items), batch_size):
+            results += self.score_rgb([to_rgb(x) for x in items[start : start + batch_size]])
+        return results
+
+    def info(self) -> dict[str, Any]:
+        """What a client needs to know about the run (GET /v1/runs)."""
+        return {
+            "name": self.name,
+            "model": self.config.model.name,
+            "image_size": self.image_size,
+            "backend": self.scorer.description,
+            "thresholds": self.thresholds.summary(),
+            "config": self.config.to_dict(),
+        }
+
+
+def load_run(
+    run_dir: str | Path,
+    backend: Backend = "torch",
+    model_file: str | Path | None = None,
+    device: str = "auto",
+    precision: Precision | None = None,
+) -> Run:
+    """Load a run folder written by ``anovit train`` (and ``anovit export`` for the other backends)."""
+    run_dir = Path(run_dir)
+    thresholds = load_thresholds(run_dir)
+    scorer = load_scorer(run_dir, backend, Path(model_file) if model_file is not None else None, device, precision)
+    return Run(run_dir, scorer, thresholds, RunConfig.load(run_dir / "config.json"))
+
+
+def train(
+    data: str | Path,
+    category: str,
+    out: str | Path,
+    model: str = "anovit",
+    preset: str = "small",
+    device: str = "auto",
+    force: bool = False,
+    progress: bool = True,
+    **options: Any,
+) -> Run:
+    """Train on ``data``/``category``/train/good into ``out`` and return the loaded run.
+
+    ``options`` are those of :func:`anovit.config.resolve_config` (``epochs``, ``image_size``,
+    ``encoder_weights``, ...).
+    """
+    from .config import resolve_config
+    from .runs import train_run
+
+    cfg = resolve_config(preset, model=model, **options)  # type: ignore[arg-type]
+    train_run(cfg, Path(data).expanduser(), category, Path(out), device, force, progress)
+    return load_run(out, device=device)
