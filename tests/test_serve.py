@@ -158,17 +158,33 @@ def test_runs_endpoint_describes_each_run(server: str, trained_run: Path) -> Non
 
 
 def test_a_full_queue_answers_503_with_retry_after(trained_run: Path, mvtec_root: Path) -> None:
+    import asyncio
+
     from starlette.testclient import TestClient
 
     from anovit.api import load_run
-    from anovit.serve import create_app
+    from anovit.serve import Batcher, HTTPError, Metrics, _Job, create_app
 
-    app = create_app([load_run(trained_run, device="cpu")], queue_size=2)
+    run = load_run(trained_run, device="cpu")
+    rgb = np.zeros((32, 32, 3), dtype=np.uint8)
+
+    async def full_queue() -> HTTPError:
+        batcher = Batcher(run, Metrics(), queue_size=2)
+        batcher.queue = asyncio.Queue(maxsize=2)  # no worker: what is queued stays queued
+        for _ in range(2):
+            batcher.queue.put_nowait(_Job(rgb, asyncio.get_running_loop().create_future()))
+        with pytest.raises(HTTPError) as busy:
+            await batcher.score([rgb])
+        return busy.value
+
+    busy = asyncio.run(full_queue())
+    assert busy.status == 503 and busy.headers == {"Retry-After": "1"} and "2 images queued (limit 2)" in busy.message
+    # Through the app: a request larger than the whole queue can never fit (413); one that fits is scored.
     image = sorted((mvtec_root / "weave" / "test" / "crack").iterdir())[0].read_bytes()
-    with TestClient(app) as client:
-        files = [("images", (f"{i}.png", image, "image/png")) for i in range(3)]  # 3 images, room for 2
+    with TestClient(create_app([run], queue_size=2)) as client:
+        files = [("images", (f"{i}.png", image, "image/png")) for i in range(3)]
         response = client.post(f"/v1/runs/{trained_run.name}/predict", files=files)
-        assert response.status_code == 503 and response.headers["retry-after"] == "1" and "busy" in response.json()["error"]
+        assert response.status_code == 413 and "more than the queue holds" in response.json()["error"]
         assert client.post(f"/v1/runs/{trained_run.name}/predict", files=files[:2]).status_code == 200
 
 

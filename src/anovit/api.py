@@ -24,7 +24,7 @@ from PIL import Image
 
 from .backends import Backend, Scorer, load_scorer
 from .config import Precision, RunConfig
-from .data.images import _to_rgb, _upright, open_rgb
+from .data.images import as_rgb, open_rgb, upright
 from .errors import InputError
 from .thresholds import Thresholds, load_thresholds
 
@@ -78,7 +78,7 @@ def to_rgb(image: Any) -> np.ndarray:
     if isinstance(image, (str, Path)):
         return np.asarray(open_rgb(Path(image)), dtype=np.uint8)
     if isinstance(image, Image.Image):
-        return np.asarray(_to_rgb(_upright(image)), dtype=np.uint8)
+        return np.asarray(as_rgb(upright(image)), dtype=np.uint8)
     if type(image).__module__.startswith("torch"):
         image = image.detach().cpu().numpy()
         if image.ndim == 3 and image.shape[0] in (1, 3, 4):
@@ -98,7 +98,7 @@ def to_rgb(image: Any) -> np.ndarray:
         arr = (np.clip(np.nan_to_num(arr.astype(np.float64)), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     else:
         raise InputError(f"cannot score an array of dtype {arr.dtype}: expected uint8, uint16 or float in [0, 1]")
-    return np.asarray(_to_rgb(Image.fromarray(arr)), dtype=np.uint8)
+    return np.asarray(as_rgb(Image.fromarray(arr)), dtype=np.uint8)
 
 
 class Run:

@@ -113,6 +113,8 @@ class Batcher:
     async def score(self, images: Sequence[np.ndarray]) -> list[ImageResult]:
         """Queue the images of one request (all or none) and wait for their results."""
         assert self.queue is not None, "Batcher.start() first"
+        if len(images) > self.queue_size:  # would never fit: retrying cannot help
+            raise HTTPError(413, f"{len(images)} images in one request, more than the queue holds ({self.queue_size}, --queue-size)")
         if self.queue.qsize() + len(images) > self.queue_size:
             raise HTTPError(503, f"busy: {self.queue.qsize()} images queued (limit {self.queue_size}); retry shortly", {"Retry-After": "1"})
         loop = asyncio.get_running_loop()

@@ -41,7 +41,7 @@ def _open(path: Path | Any, decode: bool = True, label: str | None = None) -> Im
         raise InputError(f"{label}: cannot be read as an image ({reason})") from None
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
+def as_rgb(img: Image.Image) -> Image.Image:
     """Any mode (grey, 16-bit grey, float, palette, RGBA, CMYK) -> 8-bit RGB.
 
     16-bit integers are scaled from [0, 65535]; float images (32-bit TIFF) from [0, 1] when their
@@ -64,7 +64,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def _upright(img: Image.Image) -> Image.Image:
+def upright(img: Image.Image) -> Image.Image:
     """Apply the EXIF orientation (a phone photo taken sideways lands upright); a no-op without EXIF."""
     try:
         return ImageOps.exif_transpose(img)
@@ -78,7 +78,7 @@ def decode_bytes(data: bytes, name: str) -> np.ndarray:
 
     img = _open(io.BytesIO(data), label=name)
     try:
-        return np.asarray(_to_rgb(_upright(img)), dtype=np.uint8)
+        return np.asarray(as_rgb(upright(img)), dtype=np.uint8)
     except (ValueError, OSError) as exc:
         raise InputError(f"{name}: cannot convert this {img.mode} image to RGB ({exc})") from None
 
@@ -92,7 +92,7 @@ def open_rgb(path: Path) -> Image.Image:
     """Read an image of any mode as 8-bit RGB, upright, at its own size; a one-line error for unreadable files."""
     img = _open(Path(path))
     try:
-        return _to_rgb(_upright(img))
+        return as_rgb(upright(img))
     except (ValueError, OSError) as exc:  # a mode Pillow cannot convert (e.g. LAB, multi-channel float)
         raise InputError(f"{path}: cannot convert this {img.mode} image to RGB ({exc})") from None
 
@@ -111,7 +111,7 @@ def load_mask(path: Path, size: int) -> torch.Tensor:
     """Read a ground-truth mask (non-zero = anomalous) resized with nearest neighbour. -> (S, S) bool."""
     import torch
 
-    img = _upright(_open(Path(path)))
+    img = upright(_open(Path(path)))
     arr = np.asarray(img.convert("L") if img.mode not in ("L", "1", "I;16", "I", "F") else img)
     mask = Image.fromarray((arr > 0).astype(np.uint8) * 255)
     if mask.size != (size, size):
