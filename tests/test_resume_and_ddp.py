@@ -157,12 +157,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ddp_worker(rank: int, world: int, port: int, root: str, out: str) -> None:
+def _join_gloo(rank: int, world: int, port: int) -> None:
+    """Join a two-process CPU group on 127.0.0.1 (one thread each: the two share this machine's cores)."""
     import torch.distributed as tdist
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     tdist.init_process_group("gloo", rank=rank, world_size=world)
+
+
+def _ddp_worker(rank: int, world: int, port: int, root: str, out: str) -> None:
+    import torch.distributed as tdist
+
+    _join_gloo(rank, world, port)
     try:
         train, test = _data(Path(root))
         torch.manual_seed(0)
@@ -258,9 +265,7 @@ def _ddp_nan_worker(rank: int, world: int, port: int, root: str, out: str) -> No
 
     from anovit.training import TrainingDiverged
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    tdist.init_process_group("gloo", rank=rank, world_size=world)
+    _join_gloo(rank, world, port)
     try:
         train, _ = _data(Path(root))
         torch.manual_seed(0)
