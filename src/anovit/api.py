@@ -24,7 +24,7 @@ from PIL import Image
 
 from .backends import Backend, Scorer, load_scorer
 from .config import Precision, RunConfig
-from .data.images import as_rgb, open_rgb, upright
+from .data.images import as_rgb, model_input, open_rgb, upright
 from .errors import InputError
 from .thresholds import Thresholds, load_thresholds
 
@@ -62,14 +62,6 @@ def resize_map(score_map: np.ndarray, height: int, width: int) -> np.ndarray:
     c0, c1, wc = axis(m.shape[1], width)
     rows = m[r0] * (1 - wr)[:, None] + m[r1] * wr[:, None]  # (H, S')
     return (rows[:, c0] * (1 - wc) + rows[:, c1] * wc).astype(np.float32)  # (H, W)
-
-
-def resize_for_model(rgb: np.ndarray, size: int) -> np.ndarray:
-    """An RGB image (H, W, 3) uint8 -> the model's input (3, S, S) uint8 (bilinear, as training reads images)."""
-    img = Image.fromarray(rgb)
-    if img.size != (size, size):
-        img = img.resize((size, size), Image.Resampling.BILINEAR)
-    return np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1))
 
 
 def to_rgb(image: Any) -> np.ndarray:
@@ -119,7 +111,7 @@ class Run:
         """Score RGB images (H, W, 3) uint8 of any sizes in one batch."""
         if not images:
             return []
-        maps, scores = self.scorer(np.stack([resize_for_model(rgb, self.image_size) for rgb in images]))  # (B, S, S), (B,)
+        maps, scores = self.scorer(np.stack([model_input(Image.fromarray(rgb), self.image_size) for rgb in images]))  # (B, S, S), (B,)
         out = []
         for rgb, score_map, score in zip(images, maps, scores.tolist()):
             h, w = rgb.shape[:2]

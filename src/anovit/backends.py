@@ -122,8 +122,8 @@ class OpenVinoScorer:
 
 
 def installed(backend: str) -> bool:
-    module = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}[backend]
-    return importlib.util.find_spec(module) is not None
+    """Each backend is the Python package of the same name."""
+    return importlib.util.find_spec(backend) is not None
 
 
 def load_scorer(
@@ -138,8 +138,7 @@ def load_scorer(
     if backend not in BACKENDS:
         raise InputError(f"--backend {backend}: expected one of {', '.join(BACKENDS)}")
     if not installed(backend):
-        extra = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}[backend]
-        raise InputError(f"--backend {backend} needs the {extra} package: pip install {extra}")
+        raise InputError(f"--backend {backend} needs the {backend} package: pip install {backend}")
     run_dir = Path(run_dir)
     if backend == "torch":
         if model_file is not None:

@@ -110,8 +110,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     if result.map_error is not None:
         print(f"{result.runtime} vs PyTorch fp32 on a random batch: max |difference| {result.map_error:.2g} (score map), "
               f"{result.score_error:.2g} (image score)")  # fmt: skip
-    backend = "onnxruntime" if args.format == "onnx" else "openvino"
-    print(f"use it: anovit predict --run {args.run} --backend {backend} --model {result.path} IMAGES... --out DIR")
+    print(f"use it: anovit predict --run {args.run} --backend {result.runtime} --model {result.path} IMAGES... --out DIR")
 
 
 def cmd_benchmark(args: argparse.Namespace) -> None:

@@ -120,7 +120,8 @@ def _quantize_onnx(src: Path, dst: Path) -> None:
 
 def calibration_images(run_dir: Path, size: int, calib: Path | None, n: int = CALIBRATION_IMAGES) -> np.ndarray:
     """Up to ``n`` normal images (n, 3, S, S) float32 in [0, 1]: from ``calib``, else the run's own training folder."""
-    from .data.images import load_image
+    from .backends import as_float_images
+    from .data.images import model_input, open_rgb
     from .predict import collect_inputs
 
     if calib is None:
@@ -132,7 +133,7 @@ def calibration_images(run_dir: Path, size: int, calib: Path | None, n: int = CA
     files = collect_inputs([calib])
     step = max(1, len(files) // n)
     chosen = [f for f, _ in files[::step][:n]]
-    return np.stack([load_image(f, size).numpy() for f in chosen]).astype(np.float32) / np.float32(255.0)
+    return as_float_images(np.stack([model_input(open_rgb(f), size) for f in chosen]))
 
 
 def _write_openvino(onnx_path: Path, out: Path, int8: bool, calib: np.ndarray | None) -> None:

@@ -128,7 +128,7 @@ METRIC_ROWS = (
 
 def write_report(
     path: Path,
-    model: nn.Module,
+    model: nn.Module | None,
     cfg: RunConfig,
     test_set: Any,
     evaluation: Evaluation,
@@ -142,7 +142,7 @@ def write_report(
 ) -> Path:
     """Write the report of one evaluated test set to ``path`` (atomically) and return the path.
 
-    ``scorer``: the backend that scored the test set (default: ``model`` in torch), to redraw the gallery's maps.
+    ``scorer``: the backend that scored the test set, to redraw the gallery's maps (``model`` in torch when None).
     """
     scores, labels = evaluation.image_scores, evaluation.labels
     if thresholds is not None:

@@ -208,10 +208,14 @@ def test_on(
     reached at those thresholds.
     """
     dev = resolve_device(device)
-    cfg, model = ckpt.load_trained_model(run_dir, dev)
+    if backend == "torch":
+        cfg, model = ckpt.load_trained_model(run_dir, dev)
+        scorer = None
+    else:  # the exported file scores; the torch weights are not loaded
+        cfg, model = ckpt.load_config(run_dir), None
+        scorer = backend_scores(load_scorer(run_dir, backend, model_file, device, precision))
     thresholds = load_thresholds(run_dir) if (Path(run_dir) / THRESHOLDS_FILE).is_file() else None
     keep = figure_indices(test_set.samples, keep_maps)
-    scorer = backend_scores(load_scorer(run_dir, backend, model_file, device, precision)) if backend != "torch" else None
     start = time.perf_counter()
     result = evaluate(model, test_set, cfg.score, dev, precision or cfg.train.precision, batch_size, keep, progress, scorer)
     seconds = time.perf_counter() - start

@@ -72,15 +72,19 @@ def upright(img: Image.Image) -> Image.Image:
         return img
 
 
+def _upright_rgb(img: Image.Image, label: str) -> Image.Image:
+    """``as_rgb(upright(img))`` with a one-line error naming ``label`` for a mode Pillow cannot convert (e.g. LAB)."""
+    try:
+        return as_rgb(upright(img))
+    except (ValueError, OSError) as exc:
+        raise InputError(f"{label}: cannot convert this {img.mode} image to RGB ({exc})") from None
+
+
 def decode_bytes(data: bytes, name: str) -> np.ndarray:
     """An image file's bytes (e.g. an HTTP upload) -> RGB (H, W, 3) uint8, upright; one-line errors naming ``name``."""
     import io
 
-    img = _open(io.BytesIO(data), label=name)
-    try:
-        return np.asarray(as_rgb(upright(img)), dtype=np.uint8)
-    except (ValueError, OSError) as exc:
-        raise InputError(f"{name}: cannot convert this {img.mode} image to RGB ({exc})") from None
+    return np.asarray(_upright_rgb(_open(io.BytesIO(data), label=name), name), dtype=np.uint8)
 
 
 def check_image(path: Path) -> None:
@@ -90,21 +94,24 @@ def check_image(path: Path) -> None:
 
 def open_rgb(path: Path) -> Image.Image:
     """Read an image of any mode as 8-bit RGB, upright, at its own size; a one-line error for unreadable files."""
-    img = _open(Path(path))
-    try:
-        return as_rgb(upright(img))
-    except (ValueError, OSError) as exc:  # a mode Pillow cannot convert (e.g. LAB, multi-channel float)
-        raise InputError(f"{path}: cannot convert this {img.mode} image to RGB ({exc})") from None
+    return _upright_rgb(_open(Path(path)), str(path))
+
+
+def model_input(img: Image.Image, size: int) -> np.ndarray:
+    """An RGB image at any size -> the model's input (3, S, S) uint8: bilinear resize, channels first.
+
+    The one resize of training, testing, ``predict`` and ``serve``, so they all see the same pixels.
+    """
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.Resampling.BILINEAR)
+    return np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1))
 
 
 def load_image(path: Path, size: int) -> torch.Tensor:
     """Read an image, convert it to RGB and resize it to size x size. -> (3, S, S) uint8."""
     import torch  # here, not at the top: predict on ONNX Runtime / OpenVINO reads images without torch
 
-    img = open_rgb(path)
-    if img.size != (size, size):
-        img = img.resize((size, size), Image.Resampling.BILINEAR)
-    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(model_input(open_rgb(path), size))
 
 
 def load_mask(path: Path, size: int) -> torch.Tensor:
