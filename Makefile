@@ -6,6 +6,12 @@ BIN := $(VENV)/bin
 # The PyTorch wheels to install first; override for another platform, e.g.
 #   make demo TORCH="torch torchvision --index-url https://download.pytorch.org/whl/cpu"
 TORCH ?= torch==2.14.1 torchvision==0.29.1
+# Offline machines: a local copy of the default preset's pretrained ViT-Ti/16 (the project's machines
+# have one in ../shared/weights). Without it, anovit fetches it through timm when online, and
+# otherwise trains from a random initialisation, saying so.
+SHARED_WEIGHTS := $(abspath ../shared/weights/vit_tiny_patch16_224.safetensors)
+ANOVIT_ENCODER_WEIGHTS ?= $(if $(wildcard $(SHARED_WEIGHTS)),$(SHARED_WEIGHTS),)
+export ANOVIT_ENCODER_WEIGHTS
 
 .PHONY: install demo test bench clean
 

@@ -55,7 +55,7 @@ def test_bad_input_exits_2_with_one_line(mvtec_root: Path, tmp_path: Path, capsy
     assert code == 2 and "category folder not found" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()  # nothing half-written
     code = main(["-q", "train", "--data", str(mvtec_root), "--category", "weave", "--model", "anovit",
-                 "--image-size", "36", "--out", str(tmp_path / "r2")])  # fmt: skip
+                 "--preset", "small", "--image-size", "36", "--out", str(tmp_path / "r2")])  # fmt: skip
     assert code == 2 and "not divisible by the patch size 8" in capsys.readouterr().err
 
 

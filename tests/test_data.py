@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from anovit.data import ImageDataset, load_image, load_mask, mvtec_samples, split_train_val
-from anovit.data.synthetic import DEFECTS
+from anovit.data.synthetic import DEFECTS, TEXTURES
 from anovit.errors import InputError
 
 
@@ -17,7 +17,7 @@ def test_layout_pairs_images_with_masks(mvtec_root: Path) -> None:
     train = mvtec_samples(mvtec_root, "weave", "train")
     test = mvtec_samples(mvtec_root, "weave", "test")
     assert len(train) == 12 and all(s.label == 0 and s.mask is None for s in train)
-    assert len(test) == 4 + 2 * len(DEFECTS)
+    assert len(test) == 4 + 2 * 4  # the fixture plants 4 of the defect kinds
     for s in test:
         if s.defect == "good":
             assert s.label == 0 and s.mask is None
@@ -92,3 +92,25 @@ def test_split_is_deterministic_and_disjoint() -> None:
     assert (train, val) == split_train_val(100, 0.2, seed=3)
     assert val != split_train_val(100, 0.2, seed=4)[1]
     assert split_train_val(10, 0.0, 0) == (list(range(10)), [])
+
+
+@pytest.mark.parametrize("category", TEXTURES)
+def test_every_builtin_category_and_defect_is_visible_where_its_mask_says(category: str) -> None:
+    from scipy.ndimage import binary_dilation
+
+    from anovit.data.synthetic import add_defect, normal_image
+
+    rng = np.random.default_rng(0)
+    a, b = normal_image(category, 96, rng), normal_image(category, 96, rng)
+    assert a.shape == (96, 96, 3) and 0 <= a.min() and a.max() <= 1 and a.std() > 0.02
+    assert not np.allclose(a, b)  # every image is drawn anew
+    for kind in DEFECTS:
+        for seed in range(3):
+            img, mask = add_defect(a, kind, np.random.default_rng(seed), region=0.3)
+            if not mask.any():  # a smudge over a flat part changes nothing and has no mask
+                assert kind == "smudge" and np.abs(img - a).max() < 0.1
+                continue
+            change = np.abs(img - a).mean(axis=2)
+            assert change[mask].mean() > 0.03, (category, kind)
+            far = ~binary_dilation(mask, iterations=8)  # the change stays within the mask and a soft edge
+            assert change[mask].mean() > 2 * change[far].mean(), (category, kind)

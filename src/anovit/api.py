@@ -6,7 +6,7 @@
     for r in run.predict(["a.png", pil_image, numpy_array]):
         print(r.score, r.verdict, r.anomalous_fraction)      # r.anomaly_map (H, W), r.mask (H, W)
 
-    run = anovit.train("~/data/mvtec", "bottle", "runs/bottle-anovit", preset="small")
+    run = anovit.train("~/data/mvtec", "bottle", "runs/bottle-anovit", preset="tiny")
 
 ``anovit predict``, ``anovit serve`` and a notebook all go through :meth:`Run.predict` /
 :meth:`Run.score_rgb`, so they give the same numbers for the same image.
@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from .backends import Backend, Scorer, load_scorer
-from .config import Precision, RunConfig
+from .config import DEFAULT_PRESET, Precision, RunConfig
 from .data.images import as_rgb, model_input, open_rgb, upright
 from .errors import InputError
 from .thresholds import Thresholds, load_thresholds
@@ -158,7 +158,7 @@ def train(
     category: str,
     out: str | Path,
     model: str = "anovit",
-    preset: str = "small",
+    preset: str = DEFAULT_PRESET,
     device: str = "auto",
     force: bool = False,
     progress: bool = True,

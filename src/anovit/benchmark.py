@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
-from .config import RunConfig, resolve_config
+from .config import DEFAULT_PRESET, RunConfig, resolve_config
 from .data import ImageDataset, mvtec_samples
 from .data.mvtec import CATEGORIES, OBJECTS, TEXTURES
 from .data.oneclass import DATASETS as ONE_CLASS_DATASETS
@@ -72,7 +72,7 @@ def run_benchmark(
     models: Sequence[str],
     out: Path,
     categories: Sequence[str] | None = None,
-    preset: str = "small",
+    preset: str = DEFAULT_PRESET,
     epochs: int | None = None,
     image_size: int | None = None,
     device: str = "auto",

@@ -31,7 +31,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         preset=args.preset, model=args.model, image_size=args.image_size, epochs=args.epochs,
         batch_size=args.batch_size, seed=args.seed, lr=args.lr, precision=args.precision,
         encoder=args.encoder, pretrained=args.pretrained, encoder_weights=args.encoder_weights, sigma=args.sigma,
-        checkpoint_every=args.checkpoint_every,
+        checkpoint_every=args.checkpoint_every, **method_options(args),
     )  # fmt: skip
     log.info("config: %s", cfg.to_json().replace("\n", " "))
     result = train_run(cfg, args.data, args.category, args.out, args.device, args.force, progress=not args.quiet, val_dir=args.val,
@@ -40,6 +40,12 @@ def cmd_train(args: argparse.Namespace) -> None:
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one process reports
         print(f"trained {cfg.model.name} for {len(result.history)} epochs in {result.seconds:.0f} s "
               f"(final train loss {last.train_loss:.5f}); run folder: {result.run_dir}")  # fmt: skip
+
+
+def method_options(args: argparse.Namespace) -> dict:
+    """The objective and scoring options shared by train and benchmark, for :func:`resolve_config`."""
+    return dict(objective=args.objective, score=args.score, test_masks=args.test_masks, border=args.border,
+                feature_layers=args.feature_layers, feature_loss=args.feature_loss)  # fmt: skip
 
 
 def _resume_config(args: argparse.Namespace) -> RunConfig:
@@ -122,7 +128,7 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
         categories=[c for c in picked.split(",") if c] if picked else None, preset=args.preset, epochs=args.epochs,
         image_size=args.image_size, device=args.device, progress=not args.quiet, encoder=args.encoder,
         pretrained=args.pretrained, encoder_weights=args.encoder_weights, precision=args.precision, seed=args.seed,
-        report=args.report,
+        report=args.report, **method_options(args),
     )  # fmt: skip
     print((args.out / "results.md").read_text())
     print(f"results: {args.out / 'results.json'}, {args.out / 'results.csv'}, {args.out / 'results.md'}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .config import PRESETS
+from .config import DEFAULT_PRESET, OBJECTIVES, PRESETS, SCORE_KINDS
 
 DESCRIPTION = """anovit: AnoViT anomaly detection and localisation (train, test, predict, export, serve, ...).
 
@@ -26,19 +26,46 @@ def _add_backend(p: argparse.ArgumentParser) -> None:
                    help="the exported file to run (default: RUN/model.onnx or RUN/model.xml); e.g. RUN/model-int8.xml")  # fmt: skip
 
 
+def _score_kinds(text: str) -> tuple[str, ...]:
+    return tuple(k.strip() for k in text.split("+") if k.strip())
+
+
+def _layers(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected block indices separated by commas, e.g. 2,5,8; got {text!r}") from None
+
+
+def _add_method(p: argparse.ArgumentParser) -> None:
+    """Objective and score: shared by train and benchmark."""
+    p.add_argument("--objective", choices=list(OBJECTIVES),
+                   help="reconstruct: the paper; inpaint: hidden patches filled in from context; restore: synthetic anomalies removed")
+    p.add_argument("--score", type=_score_kinds, metavar="KIND[+KIND...]",
+                   help=f"score map(s) averaged after scaling, from {', '.join(SCORE_KINDS)}; e.g. l2+gms+feature (default: the preset's)")
+    p.add_argument("--test-masks", type=int, metavar="K", help="inpaint: K complementary patch masks at test time (default 4)")
+    p.add_argument("--border", type=float, help="share of the image size at each edge that the image score ignores, e.g. 0.05")
+    p.add_argument("--feature-layers", type=_layers, metavar="I,J,...", help="blocks of the reference encoder for --score feature")
+    p.add_argument("--feature-loss", type=float, metavar="W",
+                   help="add W x the reference encoder's feature distance (output vs target) to the L2 loss; 0: L2 alone")
+    p.add_argument("--sigma", type=float, help="Gaussian smoothing sigma of the score map, in pixels")
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train AnoViT or the l2-CAE on the normal images of one category")
     p.add_argument("--data", required=True, type=Path, help="dataset root in the MVTec AD layout")
     p.add_argument("--category", required=True, help="category folder under --data, e.g. bottle")
     p.add_argument("--model", required=True, choices=["anovit", "cae"])
-    p.add_argument("--preset", default="small", choices=sorted(PRESETS), help="paper: ViT-B/16 at 384 px; small: CPU-sized (default)")
+    p.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
+                   help=f"{DEFAULT_PRESET} (default): the CPU default, a pretrained ViT-Ti/16 at 128 px; paper: ViT-B/16 at 384 px; "
+                        "small: a from-scratch ViT at 64 px")  # fmt: skip
     p.add_argument("--image-size", type=int)
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
-    p.add_argument("--sigma", type=float, help="Gaussian smoothing sigma of the score map, in pixels")
+    _add_method(p)
     p.add_argument("--encoder", help="timm ViT name for the AnoViT encoder")
     w = p.add_mutually_exclusive_group()
     w.add_argument("--pretrained", action="store_true", default=None, help="load timm's pretrained encoder weights (hub)")
@@ -150,9 +177,10 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--categories", help="comma-separated MVTec categories (default: all found)")
     which.add_argument("--classes", help="comma-separated normal classes, names or indices (default: all ten)")
-    p.add_argument("--preset", default="small", choices=sorted(PRESETS))
+    p.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
     p.add_argument("--epochs", type=int)
     p.add_argument("--image-size", type=int)
+    _add_method(p)
     p.add_argument("--encoder", help="timm ViT name for the AnoViT encoder")
     w = p.add_mutually_exclusive_group()
     w.add_argument("--pretrained", action="store_true", default=None)

@@ -16,6 +16,9 @@ from .errors import InputError
 
 ModelName = Literal["anovit", "cae"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Objective = Literal["reconstruct", "inpaint", "restore"]
+OBJECTIVES: tuple[str, ...] = ("reconstruct", "inpaint", "restore")
+SCORE_KINDS: tuple[str, ...] = ("l2", "ssim", "gms", "feature")
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,10 @@ class ModelConfig:
     # l2-CAE (Bergmann et al. 2019b): width multiplier and latent dimension.
     cae_base_channels: int = 32
     cae_latent_dim: int = 100
+    # A learned mask token for hidden patches (the inpaint objective).
+    mask_token: bool = False
+    # Blocks of a frozen copy of the pretrained encoder that the feature score compares (empty: none kept).
+    reference_layers: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,14 +70,34 @@ class TrainConfig:
     # checkpoint.pt (model + optimiser + random state, for --resume) every this many epochs and after
     # the last; 0: never (the run cannot be resumed).
     checkpoint_every: int = 1
+    # reconstruct: the paper (L2 between an image and its reconstruction). inpaint: a random share
+    # (mask_ratio) of the patches is hidden behind a mask token and must be filled in. restore: a
+    # synthetic anomaly is planted in anomaly_fraction of the images and the clean image is the target.
+    objective: Objective = "reconstruct"
+    mask_ratio: tuple[float, float] = (0.25, 0.75)
+    anomaly_fraction: float = 0.5
+    # > 0: add this times the reference encoder's feature distance between output and target to the
+    # L2 loss (needs ModelConfig.reference_layers; see anovit.objectives.feature_loss).
+    feature_loss: float = 0.0
 
 
 @dataclass(frozen=True)
 class ScoreConfig:
-    """Scoring (paper, section 3.2): Gaussian sigma in pixels of the model's input size."""
+    """Scoring (paper, section 3.2): Gaussian sigma in pixels of the model's input size.
+
+    ``kinds``: the dissimilarity maps averaged into the score map (l2 = the paper's); with several,
+    each is divided by its ``scales`` entry (its mean on the validation images, measured after
+    training) first. ``border``: the share of the image size at each edge that the image score
+    (max of the map) ignores. ``test_masks``: K complementary patch masks at test time (inpaint),
+    so every patch is predicted while hidden; 1 = the whole image at once.
+    """
 
     sigma: float = 4.0
     truncate: float = 4.0
+    kinds: tuple[str, ...] = ("l2",)
+    scales: tuple[float, ...] = ()
+    border: float = 0.0
+    test_masks: int = 1
 
 
 @dataclass(frozen=True)
@@ -118,13 +145,20 @@ def _build(cls: type, raw: dict[str, Any]) -> Any:
     return cls(**values)
 
 
+DEFAULT_PRESET = "tiny"  # the CPU default (issue 10's ablation, benchmarks/ablation.md)
+DEFAULT_TEST_MASKS = 4
+DEFAULT_FEATURE_LAYERS = (2, 5, 8)
+
 # ---------------------------------------------------------------------------------------------
 # Presets
 # ---------------------------------------------------------------------------------------------
 # paper: the paper's settings for MVTec AD (ViT-B/16, ImageNet-21k pretrained and fine-tuned on
 #        ImageNet-1k, at 384 px). Needs the pretrained weights (hub or --encoder-weights) and a GPU.
 # small: a ViT with 8-px patches and 4 blocks at 64 px, trained from scratch; it trains on a
-#        2-core CPU in minutes and is what the demo and quick experiments use.
+#        2-core CPU in a minute (tests, quick experiments).
+# tiny:  the CPU default (make demo), chosen by benchmarks/ablation.py: the ImageNet-pretrained
+#        ViT-Ti/16 at 128 px fine-tuned to restore synthetic anomalies, with the feature loss and
+#        the feature score; a frozen copy of the pretrained encoder serves both.
 PRESETS: dict[str, RunConfig] = {
     "paper": RunConfig(
         model=ModelConfig(
@@ -157,11 +191,27 @@ PRESETS: dict[str, RunConfig] = {
         score=ScoreConfig(sigma=2.0),
         preset="small",
     ),
+    "tiny": RunConfig(
+        model=ModelConfig(
+            image_size=128,
+            encoder="vit_tiny_patch16_224.augreg_in21k_ft_in1k",
+            patch_size=16,
+            pretrained=True,
+            decoder_channels=(256, 128, 64, 32, 16),
+            cae_base_channels=32,
+            cae_latent_dim=100,
+            reference_layers=DEFAULT_FEATURE_LAYERS,
+        ),
+        data=DataConfig(image_size=128),
+        train=TrainConfig(epochs=40, batch_size=16, lr=2e-4, objective="restore", feature_loss=0.5),
+        score=ScoreConfig(sigma=2.0, kinds=("feature",), border=0.05),
+        preset="tiny",
+    ),
 }
 
 
 def resolve_config(
-    preset: str = "small",
+    preset: str = DEFAULT_PRESET,
     model: ModelName | None = None,
     image_size: int | None = None,
     epochs: int | None = None,
@@ -174,8 +224,18 @@ def resolve_config(
     encoder_weights: str | None = None,
     sigma: float | None = None,
     checkpoint_every: int | None = None,
+    objective: Objective | None = None,
+    score: tuple[str, ...] | None = None,
+    test_masks: int | None = None,
+    border: float | None = None,
+    feature_layers: tuple[int, ...] | None = None,
+    feature_loss: float | None = None,
 ) -> RunConfig:
-    """Start from a preset and apply the options a user gave (``None`` keeps the preset value)."""
+    """Start from a preset and apply the options a user gave (``None`` keeps the preset value).
+
+    The model follows the objective and the score: ``inpaint`` adds the mask token (and 4 test
+    masks unless ``test_masks`` is given), ``feature`` keeps a frozen reference encoder.
+    """
     if preset not in PRESETS:
         raise InputError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
     cfg = PRESETS[preset]
@@ -206,4 +266,45 @@ def resolve_config(
         if checkpoint_every < 0:
             raise InputError(f"--checkpoint-every {checkpoint_every}: expected 0 (never) or a positive number of epochs")
         t = replace(t, checkpoint_every=checkpoint_every)
+    if feature_loss is not None:
+        if feature_loss < 0:
+            raise InputError(f"--feature-loss {feature_loss}: expected a weight >= 0")
+        t = replace(t, feature_loss=feature_loss)
+    if m.name == "cae":  # the paper's baseline: reconstruction and the L2 score unless asked otherwise
+        objective = objective or "reconstruct"
+        score = score or ("l2",)
+        t = replace(t, feature_loss=feature_loss or 0.0)
+    if objective is not None:
+        if objective not in OBJECTIVES:
+            raise InputError(f"unknown objective {objective!r}; expected one of {', '.join(OBJECTIVES)}")
+        t = replace(t, objective=objective)
+        if objective == "inpaint" and s.test_masks <= 1 and test_masks is None:
+            s = replace(s, test_masks=DEFAULT_TEST_MASKS)
+        if objective != "inpaint" and test_masks is None:
+            s = replace(s, test_masks=1)
+    if score is not None:
+        unknown = [k for k in score if k not in SCORE_KINDS]
+        if unknown or not score or len(set(score)) != len(score):
+            raise InputError(f"--score {'+'.join(score)}: expected distinct names from {', '.join(SCORE_KINDS)}, joined by '+'")
+        s = replace(s, kinds=tuple(score), scales=())
+    if test_masks is not None:
+        if test_masks < 1:
+            raise InputError(f"--test-masks {test_masks}: expected 1 (no masks) or more")
+        s = replace(s, test_masks=test_masks)
+    if border is not None:
+        if not 0 <= border < 0.5:
+            raise InputError(f"--border {border}: expected a share of the image size in [0, 0.5)")
+        s = replace(s, border=border)
+    m = replace(m, mask_token=t.objective == "inpaint")
+    if "feature" in s.kinds or t.feature_loss > 0:
+        layers = feature_layers if feature_layers is not None else (m.reference_layers or DEFAULT_FEATURE_LAYERS)
+        m = replace(m, reference_layers=tuple(layers))
+    else:
+        m = replace(m, reference_layers=())
+    if m.name == "cae" and (t.objective == "inpaint" or "feature" in s.kinds):
+        raise InputError("the l2-CAE has no patch tokens: --objective inpaint and --score feature need --model anovit")
+    if s.test_masks > 1 and t.objective != "inpaint":
+        raise InputError(f"--test-masks {s.test_masks} hides patches, which only a model trained with --objective inpaint can fill")
+    if m.reference_layers and m.name == "anovit" and not (m.pretrained or m.encoder_weights):
+        raise InputError("--score feature and the feature loss compare pretrained features; give --encoder-weights FILE or --pretrained")
     return RunConfig(model=m, data=d, train=t, score=s, preset=preset)

@@ -24,7 +24,7 @@ from .data.datasets import loader_workers
 from .errors import InputError
 from .metrics import StreamingAUROC, StreamingPixelMetrics, image_auroc, image_f1_max
 from .precision import autocast
-from .scoring import Scores, score_maps
+from .scoring import Scores, component_maps, score_batch
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +92,23 @@ def score_images(model: nn.Module, images: torch.Tensor, score: ScoreConfig, dev
     """Score a batch of images (B, 3, S, S), uint8 or float in [0, 1] -> Scores(maps (B, S, S), image (B,))."""
     x = images.to(device)
     x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()  # (B, 3, S, S)
-    with autocast(device, precision):
-        recon = model(x)  # (B, 3, S, S)
-    return score_maps(x, recon, score.sigma, score.truncate)
+    return score_batch(model, x, score, amp=lambda: autocast(device, precision))
+
+
+@torch.no_grad()
+def measure_scales(model: nn.Module, dataset: Dataset, score: ScoreConfig, device: torch.device, precision: Precision = "fp32",
+                   batch_size: int = 16) -> tuple[float, ...]:  # fmt: skip
+    """The mean of each of ``score.kinds``' maps over ``dataset`` (normal images), over all ranks: what
+    :func:`anovit.scoring.combine` divides each map by, so that each weighs the same."""
+    model.eval().to(device)
+    sums = torch.zeros(len(score.kinds) + 1, dtype=torch.float64)  # (sum of each map's means, images)
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=dist.ShardSampler(len(dataset)), num_workers=loader_workers(dataset))
+    for batch in batches_on(loader, device):
+        maps = component_maps(model, batch["image"].float(), score, amp=lambda: autocast(device, precision))
+        sums[:-1] += torch.tensor([maps[k].mean(dim=(1, 2)).sum().item() for k in score.kinds], dtype=torch.float64)
+        sums[-1] += batch["image"].shape[0]
+    sums = dist.all_reduce_sum(sums.to(device)).cpu()
+    return tuple(max(float(v / sums[-1].clamp_min(1)), 1e-12) for v in sums[:-1])
 
 
 @torch.no_grad()

@@ -36,7 +36,7 @@ from torch import nn
 from . import checkpoint as ckpt
 from .config import RunConfig, ScoreConfig
 from .errors import InputError
-from .scoring import score_maps
+from .scoring import score_batch
 from .thresholds import THRESHOLDS_FILE, load_thresholds
 
 log = logging.getLogger(__name__)
@@ -53,10 +53,10 @@ class ScoringModel(nn.Module):
     def __init__(self, model: nn.Module, score: ScoreConfig) -> None:
         super().__init__()
         self.model = model
-        self.sigma, self.truncate = score.sigma, score.truncate
+        self.score = score
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        scores = score_maps(images, self.model(images), self.sigma, self.truncate)
+        scores = score_batch(self.model, images, self.score)
         return scores.maps, scores.image
 
 
@@ -93,7 +93,7 @@ def _write_onnx(scorer: nn.Module, cfg: RunConfig, run_dir: Path, path: Path, op
         )  # fmt: skip
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto)
-    meta = {"anovit_model": cfg.model.name, "image_size": str(size), "sigma": str(cfg.score.sigma),
+    meta = {"anovit_model": cfg.model.name, "image_size": str(size), "sigma": str(cfg.score.sigma), "score": "+".join(cfg.score.kinds),
             "input": "RGB float32 in [0, 1], (batch, 3, image_size, image_size)"}  # fmt: skip
     if (run_dir / THRESHOLDS_FILE).is_file():
         t = load_thresholds(run_dir)

@@ -10,7 +10,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,9 +25,10 @@ from .config import Precision, RunConfig
 from .data import ImageDataset, Sample, labelled_folder_samples, mvtec_samples, split_train_val
 from .data.datasets import CacheMode
 from .data.transforms import build_augment
-from .engine import Evaluation, evaluate, resolve_device, seed_everything
+from .engine import Evaluation, evaluate, measure_scales, resolve_device, seed_everything
 from .errors import InputError
 from .models import build_model
+from .models.weights import resolve_encoder_source
 from .precision import resolve_precision
 from .scoring import Scores
 from .thresholds import DEFAULT_QUANTILE, THRESHOLDS_FILE, Thresholds, calibrate, decision_metrics, load_thresholds, save_thresholds
@@ -88,6 +89,9 @@ def train_on(
     """
     run_dir = Path(run_dir)
     dev = resolve_device(device)
+    if not resume:
+        cfg, where = resolve_encoder_source(cfg)
+        log.info("%s", where)
     seed_everything(cfg.train.seed)  # the initial weights depend on the seed alone
     model = build_model(cfg.model)
     train_idx, val_idx = split_train_val(len(normal), cfg.data.val_fraction, cfg.train.seed)
@@ -105,6 +109,13 @@ def train_on(
     start = time.perf_counter()
     history = fit(model, train_set, val_set, cfg.train, dev, run_dir=run_dir, progress=progress, resume=resume)
     seconds = time.perf_counter() - start
+    if len(cfg.score.kinds) > 1:
+        scale_set = val_set if val_set is not None else normal.subset(train_idx)
+        cfg = replace(cfg, score=replace(cfg.score, scales=measure_scales(model, scale_set, cfg.score, dev, cfg.train.precision)))
+        log.info("score scales (mean of each map on %d normal images): %s", len(scale_set),
+                 ", ".join(f"{k} {v:.4g}" for k, v in zip(cfg.score.kinds, cfg.score.scales)))  # fmt: skip
+        if dist.is_main():
+            ckpt.save_config(run_dir, cfg)
     if calibrate:
         calib_set, about = (
             (val_set, f"the validation hold-out of the training images ({len(val_idx)} normal)")

@@ -1,16 +1,23 @@
-"""Reconstruction error -> smoothed anomaly map -> image score (paper, section 3.2).
+"""Reconstruction -> dissimilarity maps -> smoothed anomaly map -> image score (paper, section 3.2).
 
 Everything here works on whole batches on the model's device: the Gaussian smoothing is a
 separable convolution equal to ``scipy.ndimage.gaussian_filter(map, sigma, mode="reflect",
-truncate=truncate)`` applied to each map.
+truncate=truncate)`` applied to each map. :func:`score_batch` is the one path from images to
+scores: evaluation, ``predict``, ``serve`` and the exported ONNX/OpenVINO graphs all run it.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import contextlib
+from collections.abc import Callable
+from typing import ContextManager, NamedTuple
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from .config import ScoreConfig
+from .similarity import gms_map, ssim_map
 
 
 class Scores(NamedTuple):
@@ -58,6 +65,97 @@ def gaussian_blur(maps: torch.Tensor, sigma: float, truncate: float = 4.0) -> to
 
 
 def score_maps(images: torch.Tensor, recon: torch.Tensor, sigma: float, truncate: float = 4.0) -> Scores:
-    """Score a batch: images and reconstructions (B, C, H, W) -> :class:`Scores`."""
+    """The paper's score of a batch: images and reconstructions (B, C, H, W) -> :class:`Scores`."""
     maps = gaussian_blur(reconstruction_error(images, recon), sigma, truncate)  # (B, H, W)
     return Scores(maps=maps, image=maps.flatten(1).amax(dim=1))
+
+
+def mask_groups(grid: tuple[int, int], k: int, device: torch.device | None = None) -> torch.Tensor:
+    """K complementary patch masks over a (gh, gw) grid: (K, gh * gw) bool, each patch in exactly one.
+
+    Patch (i, j) goes to group (i * q + j) mod K with q = 1 for K < 4, else K // 2, so that a patch's
+    four neighbours are never hidden with it (a checkerboard for K = 2).
+    """
+    gh, gw = grid
+    q = 1 if k < 4 else k // 2
+    i, j = torch.meshgrid(torch.arange(gh, device=device), torch.arange(gw, device=device), indexing="ij")
+    group = ((i * q + j) % k).flatten()  # (N,)
+    return group.unsqueeze(0) == torch.arange(k, device=device).unsqueeze(1)  # (K, N)
+
+
+def reconstruct(model: nn.Module, images: torch.Tensor, test_masks: int = 1) -> torch.Tensor:
+    """The model's reconstruction (B, 3, H, W); with ``test_masks`` K > 1 every patch is predicted
+    while hidden: K masked passes in one batch, each pixel taken from the pass that hid its patch."""
+    if test_masks <= 1:
+        return model(images)
+    h, w = int(images.shape[-2]), int(images.shape[-1])
+    gh, gw = model.grid
+    groups = mask_groups((gh, gw), test_masks, images.device)  # (K, N)
+    hidden = groups[:, None, :].expand(-1, images.shape[0], -1).reshape(-1, gh * gw)  # (K * B, N), pass k for every image
+    recon = model(images.repeat(test_masks, 1, 1, 1), hidden)  # (K * B, 3, H, W)
+    pixel = groups.view(test_masks, 1, gh, gw).to(recon.dtype)  # (K, 1, gh, gw)
+    pixel = F.interpolate(pixel, size=(h, w), mode="nearest").unsqueeze(1)  # (K, 1, 1, H, W)
+    return (recon.view(test_masks, -1, *recon.shape[1:]) * pixel).sum(dim=0)  # (B, 3, H, W)
+
+
+def feature_map(reference: nn.Module, images: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
+    """1 - cosine similarity of the reference encoder's patch tokens, mean over its layers, upsampled: (B, H, W)."""
+    h, w = int(images.shape[-2]), int(images.shape[-1])
+    both = [f.chunk(2) for f in reference(torch.cat([images, recon.to(images.dtype)]))]  # [((B, D, gh, gw), (B, D, gh, gw))]
+    dist = torch.stack([1 - F.cosine_similarity(a.float(), b.float(), dim=1) for a, b in both]).mean(dim=0)  # (B, gh, gw)
+    return F.interpolate(dist.unsqueeze(1), size=(h, w), mode="bilinear", align_corners=False).squeeze(1)
+
+
+def component_maps(
+    model: nn.Module, images: torch.Tensor, cfg: ScoreConfig, amp: Callable[[], ContextManager] = contextlib.nullcontext
+) -> dict[str, torch.Tensor]:
+    """Each dissimilarity map of ``cfg.kinds``, unsmoothed and unscaled: {kind: (B, H, W) fp32}.
+
+    ``amp`` is entered around the networks (reconstruction, reference encoder); the maps themselves
+    are computed in fp32.
+    """
+    with amp():
+        recon = reconstruct(model, images, cfg.test_masks)  # (B, 3, H, W)
+    recon = recon.float()
+    maps: dict[str, torch.Tensor] = {}
+    for kind in cfg.kinds:
+        if kind == "l2":
+            maps[kind] = reconstruction_error(images, recon)
+        elif kind == "ssim":
+            maps[kind] = ssim_map(images, recon)
+        elif kind == "gms":
+            maps[kind] = gms_map(images, recon)
+        elif kind == "feature":
+            reference = getattr(model, "reference", None)
+            if reference is None:
+                raise ValueError("the feature score needs a model built with reference_layers")
+            with amp():
+                maps[kind] = feature_map(reference, images, recon).float()
+        else:
+            raise ValueError(f"unknown score kind {kind!r}")
+    return maps
+
+
+def combine(maps: dict[str, torch.Tensor], cfg: ScoreConfig) -> torch.Tensor:
+    """Mean of the component maps, each divided by its scale (one map alone is left as it is): (B, H, W)."""
+    if len(maps) == 1:
+        return next(iter(maps.values()))
+    scales = cfg.scales or (1.0,) * len(cfg.kinds)
+    return torch.stack([maps[k] / s for k, s in zip(cfg.kinds, scales)]).mean(dim=0)
+
+
+def image_scores(maps: torch.Tensor, border: float) -> torch.Tensor:
+    """Max of each smoothed map (B, H, W) -> (B,), over the interior: ``border`` x size ignored at each edge."""
+    h, w = int(maps.shape[-2]), int(maps.shape[-1])  # ints also while tracing for ONNX
+    bh, bw = int(round(border * h)), int(round(border * w))
+    if bh or bw:
+        maps = maps[:, bh : h - bh, bw : w - bw]
+    return maps.flatten(1).amax(dim=1)
+
+
+def score_batch(
+    model: nn.Module, images: torch.Tensor, cfg: ScoreConfig, amp: Callable[[], ContextManager] = contextlib.nullcontext
+) -> Scores:
+    """images (B, 3, S, S) float in [0, 1] -> :class:`Scores`: combined, smoothed maps and their interior max."""
+    maps = gaussian_blur(combine(component_maps(model, images, cfg, amp), cfg), cfg.sigma, cfg.truncate)  # (B, H, W)
+    return Scores(maps=maps, image=image_scores(maps, cfg.border))

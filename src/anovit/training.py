@@ -21,6 +21,7 @@ from .config import Precision, TrainConfig
 from .data.datasets import loader_workers
 from .engine import batches_on, seed_everything
 from .errors import TrainingDiverged
+from .objectives import Objective, build_objective, feature_loss, reconstruct
 from .precision import autocast, resolve_precision
 
 log = logging.getLogger(__name__)
@@ -59,15 +60,26 @@ def train_one_epoch(
     precision: Precision,
     scaler: torch.amp.GradScaler | None = None,
     step: int = 0,
+    objective: Objective = reconstruct,
+    generator: torch.Generator | None = None,
+    feature_weight: float = 0.0,
 ) -> tuple[float, int]:
-    """One pass over ``loader``. Returns (mean loss over all ranks, global step after the epoch)."""
+    """One pass over ``loader``. Returns (mean loss over all ranks, global step after the epoch).
+
+    ``objective`` turns a batch into (output, target) (:mod:`anovit.objectives`); its random
+    choices come from ``generator``. ``feature_weight`` > 0 adds that times :func:`anovit.objectives.feature_loss`.
+    """
     model.train()
+    generator = generator if generator is not None else torch.Generator().manual_seed(0)
     sums = torch.zeros(2, dtype=torch.float64)  # (loss * images, images)
     for batch in batches_on(loader, device):
         images = batch["image"]  # (B, 3, H, W)
         with autocast(device, precision):
-            recon = model(images)  # (B, 3, H, W)
-        loss = reconstruction_loss(images, recon)
+            recon, target = objective(model, images, generator)  # (B, 3, H, W) x2
+            extra = feature_weight * feature_loss(model, recon, target) if feature_weight > 0 else None
+        loss = reconstruction_loss(target, recon)
+        if extra is not None:
+            loss = loss + extra.float()
         check_finite(loss, step)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
@@ -83,16 +95,22 @@ def train_one_epoch(
     return float(sums[0] / sums[1].clamp_min(1)), step
 
 
+VAL_SEED = 12345  # the validation's objective draws the same masks / anomalies every epoch
+
+
 @torch.no_grad()
-def validate(model: nn.Module, loader: DataLoader, device: torch.device, precision: Precision) -> float:
-    """Mean reconstruction loss over ``loader`` (no augmentation, eval mode), over all ranks."""
+def validate(model: nn.Module, loader: DataLoader, device: torch.device, precision: Precision, objective: Objective = reconstruct,
+             feature_weight: float = 0.0) -> float:  # fmt: skip
+    """Mean loss of ``objective`` (as in training) over ``loader`` (no augmentation, eval mode, fixed draws), over all ranks."""
     model.eval()
+    generator = torch.Generator().manual_seed(VAL_SEED + dist.rank())
     sums = torch.zeros(2, dtype=torch.float64)
     for batch in batches_on(loader, device):
         images = batch["image"]
         with autocast(device, precision):
-            recon = model(images)
-        loss = reconstruction_loss(images, recon).item()
+            recon, target = objective(model, images, generator)
+            extra = feature_weight * feature_loss(model, recon, target).item() if feature_weight > 0 else 0.0
+        loss = reconstruction_loss(target, recon).item() + extra
         sums += torch.tensor([loss * images.shape[0], images.shape[0]], dtype=torch.float64)
     sums = dist.all_reduce_sum(sums.to(device)).cpu()
     return float(sums[0] / sums[1].clamp_min(1))
@@ -115,7 +133,7 @@ def fit(
     progress: bool = True,
     resume: bool = False,
 ) -> list[EpochLog]:
-    """Train with Adam on the L2 loss; keep the weights of the lowest validation loss.
+    """Train with Adam on the L2 loss of ``cfg.objective``; keep the weights of the lowest validation loss.
 
     With ``run_dir``, every epoch rewrites ``log.csv``; every ``cfg.checkpoint_every`` epochs (and
     after the last) ``checkpoint.pt`` (model, optimiser, epoch, random state) and, when they changed,
@@ -147,7 +165,8 @@ def fit(
         val_workers = loader_workers(val_set)
         val_loader = DataLoader(val_set, batch_size=cfg.batch_size, sampler=dist.ShardSampler(len(val_set)),
                                 num_workers=val_workers, persistent_workers=val_workers > 0)  # fmt: skip
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    objective = build_objective(cfg)
     precision = resolve_precision(cfg.precision, device)
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
     state = TrainState()
@@ -164,7 +183,8 @@ def fit(
         if sampler is not None:
             sampler.set_epoch(epoch)
         try:
-            train_loss, state.step = train_one_epoch(net, loader, optimizer, device, precision, scaler, state.step)
+            train_loss, state.step = train_one_epoch(net, loader, optimizer, device, precision, scaler, state.step, objective, generator,
+                                                        cfg.feature_loss)
         except TrainingDiverged as exc:
             where = ""
             if run_dir is not None and saved_epoch:
@@ -172,7 +192,7 @@ def fit(
             elif run_dir is not None:
                 where = "; no checkpoint was written yet"
             raise TrainingDiverged(f"{exc} (epoch {epoch}); training stopped{where}") from None
-        val_loss = validate(net, val_loader, device, precision) if val_loader is not None else None
+        val_loss = validate(net, val_loader, device, precision, objective, cfg.feature_loss) if val_loader is not None else None
         state.history.append(EpochLog(epoch, train_loss, val_loss))
         bar.set_postfix(loss=f"{train_loss:.5f}", val=f"{val_loss:.5f}" if val_loss is not None else "-")
         log.debug("epoch %d: train loss %.6f, val loss %s", epoch, train_loss, f"{val_loss:.6f}" if val_loss is not None else "-")

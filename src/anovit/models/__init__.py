@@ -7,6 +7,7 @@ import logging
 from torch import nn
 
 from ..config import ModelConfig
+from ..errors import InputError
 from .anovit import AnoViT
 from .cae import L2CAE
 
@@ -32,7 +33,11 @@ def build_model(cfg: ModelConfig, load_encoder_weights: bool = True) -> nn.Modul
             encoder_overrides=dict(cfg.encoder_overrides),
             pretrained=cfg.pretrained and load_encoder_weights,
             encoder_weights=cfg.encoder_weights if load_encoder_weights else None,
+            mask_token=cfg.mask_token,
+            reference_layers=tuple(cfg.reference_layers),
         )
     if cfg.name == "cae":
+        if cfg.mask_token or cfg.reference_layers:
+            raise InputError("the l2-CAE has no patch tokens: the inpaint objective and the feature score need AnoViT")
         return L2CAE(image_size=cfg.image_size, latent_dim=cfg.cae_latent_dim, base_channels=cfg.cae_base_channels)
     raise ValueError(f"unknown model {cfg.name!r}")

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .decoder import ConvTransposeDecoder
-from .encoder import ViTEncoder
+from .encoder import FeatureReference, ViTEncoder
 
 
 class AnoViT(nn.Module):
@@ -17,6 +17,10 @@ class AnoViT(nn.Module):
 
     ``forward_encoder`` gives the feature map F (B, D, H/p, W/p); ``forward_decoder`` the
     reconstruction; ``forward`` both. Scoring lives in :mod:`anovit.scoring`.
+
+    ``mask_token`` lets ``forward`` hide patches (the ``inpaint`` objective); ``reference_layers``
+    keeps a frozen copy of the (pretrained) encoder as it was before training, whose block outputs
+    the ``feature`` score compares between an image and its reconstruction.
     """
 
     def __init__(
@@ -28,17 +32,24 @@ class AnoViT(nn.Module):
         encoder_overrides: dict[str, Any] | None = None,
         pretrained: bool = False,
         encoder_weights: str | Path | None = None,
+        mask_token: bool = False,
+        reference_layers: tuple[int, ...] = (),
     ) -> None:
         super().__init__()
-        self.encoder = ViTEncoder(encoder, image_size, patch_size, encoder_overrides, pretrained, encoder_weights)
+        self.encoder = ViTEncoder(encoder, image_size, patch_size, encoder_overrides, pretrained, encoder_weights, mask_token)
         self.decoder = ConvTransposeDecoder(self.encoder.embed_dim, decoder_channels, patch_size, image_size)
+        self.reference = FeatureReference(self.encoder, tuple(reference_layers)) if reference_layers else None
 
-    def forward_encoder(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x)  # (B, D, H/p, W/p)
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.encoder.grid
+
+    def forward_encoder(self, x: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor:
+        return self.encoder(x, hidden)  # (B, D, H/p, W/p)
 
     def forward_decoder(self, feature_map: torch.Tensor) -> torch.Tensor:
         return self.decoder(feature_map)  # (B, 3, H, W)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) in [0, 1] -> reconstruction (B, 3, H, W)."""
-        return self.forward_decoder(self.forward_encoder(x))
+    def forward(self, x: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] -> reconstruction (B, 3, H, W); ``hidden`` (B, N) bool patches to hide."""
+        return self.forward_decoder(self.forward_encoder(x, hidden))

@@ -32,6 +32,7 @@ class ViTEncoder(nn.Module):
         overrides: extra timm constructor arguments (``embed_dim``, ``depth``, ``num_heads``...).
         pretrained: load timm's pretrained weights for ``name`` (from the hub).
         weights: a local weights file (.safetensors/.pth/.npz) instead of the hub.
+        mask_token: add a learned mask token that replaces hidden patches (``inpaint`` objective).
     """
 
     def __init__(
@@ -42,6 +43,7 @@ class ViTEncoder(nn.Module):
         overrides: dict[str, Any] | None = None,
         pretrained: bool = False,
         weights: str | Path | None = None,
+        mask_token: bool = False,
     ) -> None:
         super().__init__()
         if image_size % patch_size:
@@ -61,15 +63,30 @@ class ViTEncoder(nn.Module):
         # Buffers, not parameters: the normalisation the (pretrained) ViT expects, saved with the run.
         self.register_buffer("mean", mean.view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", std.view(1, 3, 1, 1), persistent=False)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, self.embed_dim)) if mask_token else None
+        if self.mask_token is not None:
+            nn.init.normal_(self.mask_token, std=0.02)
 
-    def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) in [0, 1] -> all output tokens (B, prefix + N, D)."""
+    def forward_tokens(self, x: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] -> all output tokens (B, prefix + N, D).
+
+        ``hidden`` (B, N) bool: patches whose embedding is replaced by the mask token before the
+        position embedding (the ``inpaint`` objective), so the ViT sees only where they are.
+        """
         x = (x - self.mean) / self.std
-        return self.vit.forward_features(x)
+        if hidden is None:
+            return self.vit.forward_features(x)
+        if self.mask_token is None:
+            raise ValueError("this encoder has no mask token; build it with mask_token=True to hide patches")
+        vit = self.vit
+        t = vit.patch_embed(x)  # (B, N, D)
+        t = torch.where(hidden.unsqueeze(-1), self.mask_token.to(t.dtype), t)
+        t = vit.norm_pre(vit.patch_drop(vit._pos_embed(t)))  # (B, prefix + N, D)
+        return vit.norm(vit.blocks(t))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) in [0, 1] -> feature map (B, D, H/p, W/p)."""
-        tokens = self.forward_tokens(x)  # (B, prefix + N, D)
+    def forward(self, x: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] -> feature map (B, D, H/p, W/p); ``hidden`` as in :meth:`forward_tokens`."""
+        tokens = self.forward_tokens(x, hidden)  # (B, prefix + N, D)
         patches = tokens[:, self.num_prefix_tokens :]  # (B, N, D)
         b, n, d = patches.shape
         gh, gw = self.grid
@@ -79,7 +96,7 @@ class ViTEncoder(nn.Module):
 
 
 def _create_vit(name: str, pretrained: bool, weights: str | Path | None, kwargs: dict[str, Any]) -> nn.Module:
-    if name not in timm.list_models():
+    if name.split(".")[0] not in timm.list_models():  # a pretrained tag (vit_tiny_patch16_224.augreg_in21k_ft_in1k) is allowed
         raise InputError(f"unknown timm model {name!r}; see timm.list_models('vit_*') for ViT names")
     if weights is not None:
         path = Path(weights)
@@ -105,3 +122,43 @@ def _create_vit(name: str, pretrained: bool, weights: str | Path | None, kwargs:
                 f"(.safetensors/.pth/.npz), or drop --pretrained to train from a random initialisation"
             ) from None
     return timm.create_model(name, pretrained=False, **kwargs)
+
+
+class FeatureReference(nn.Module):
+    """A frozen copy of a pretrained ViT whose intermediate patch tokens serve the ``feature`` score.
+
+    ``forward`` gives the token grids of blocks ``layers``, each (B, D, H/p, W/p). Its weights are
+    saved with the run, so scoring needs no download; they never train.
+    """
+
+    def __init__(self, encoder: ViTEncoder, layers: tuple[int, ...]) -> None:
+        super().__init__()
+        import copy
+
+        depth = len(encoder.vit.blocks)
+        if not layers or any(not 0 <= i < depth for i in layers):
+            raise InputError(f"feature layers {list(layers)} do not exist in a ViT with {depth} blocks (0 to {depth - 1})")
+        self.vit = copy.deepcopy(encoder.vit)
+        self.vit.blocks = self.vit.blocks[: max(layers) + 1]  # the blocks after the last used one never run
+        self.layers = tuple(layers)
+        self.num_prefix_tokens = encoder.num_prefix_tokens
+        self.grid = encoder.grid
+        self.register_buffer("mean", encoder.mean.clone(), persistent=False)
+        self.register_buffer("std", encoder.std.clone(), persistent=False)
+        self.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> FeatureReference:
+        return super().train(False)  # always in eval mode
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """(B, 3, H, W) in [0, 1] -> [(B, D, H/p, W/p) per layer]."""
+        vit = self.vit
+        t = vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed((x - self.mean) / self.std))))
+        out = []
+        gh, gw = self.grid
+        for i, block in enumerate(vit.blocks):
+            t = block(t)
+            if i in self.layers:
+                p = t[:, self.num_prefix_tokens :]  # (B, N, D)
+                out.append(p.transpose(1, 2).reshape(p.shape[0], p.shape[2], gh, gw))
+        return out

@@ -1,0 +1,96 @@
+"""Where a pretrained encoder's weights come from, decided once before training.
+
+For a config that asks for pretrained weights (``ModelConfig.pretrained``) without a file, in order:
+
+1. ``$ANOVIT_ENCODER_WEIGHTS``: a local file for this encoder (its name must contain the encoder's
+   base name, e.g. ``vit_tiny_patch16_224.safetensors``), for machines without the internet;
+2. the Hugging Face hub through timm (when online; cached by huggingface_hub);
+3. otherwise the same setting from a random initialisation, without the ``feature`` score (it
+   needs pretrained features), and a warning saying so.
+
+The resolved file goes into the run's config (``encoder_weights``), so the run says what it used.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import replace
+from pathlib import Path
+
+from ..config import RunConfig
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_ENV = "ANOVIT_ENCODER_WEIGHTS"
+HUB_HOST = "huggingface.co"
+
+
+def _online(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0") or os.environ.get("ANOVIT_OFFLINE"):
+        return False
+    try:
+        socket.create_connection((HUB_HOST, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def env_weights(encoder: str) -> Path | None:
+    """``$ANOVIT_ENCODER_WEIGHTS`` when it names an existing file for ``encoder``."""
+    value = os.environ.get(WEIGHTS_ENV)
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    base = encoder.split(".")[0]
+    if not path.is_file():
+        log.warning("$%s=%s: no such file; ignored", WEIGHTS_ENV, value)
+        return None
+    if base not in path.name:
+        log.info("$%s=%s is not for %s; ignored", WEIGHTS_ENV, value, base)
+        return None
+    return path
+
+
+def hub_weights(encoder: str) -> Path | None:
+    """Download (or find in the cache) timm's pretrained file for ``encoder``; None when offline or unknown."""
+    import timm
+    from huggingface_hub import hf_hub_download
+
+    try:
+        cfg = timm.models.get_pretrained_cfg(encoder)
+    except Exception:  # an unknown tag
+        cfg = None
+    hub_id = getattr(cfg, "hf_hub_id", None)
+    if not hub_id:
+        return None
+    try:
+        return Path(hf_hub_download(hub_id, "model.safetensors", local_files_only=not _online()))
+    except Exception as exc:  # offline, no cache, hub errors of many kinds
+        log.debug("hub weights for %s: %s", encoder, exc)
+        return None
+
+
+def resolve_encoder_source(cfg: RunConfig) -> tuple[RunConfig, str]:
+    """The config with its encoder weights made concrete, and a sentence saying where they came from."""
+    m = cfg.model
+    if m.name != "anovit":
+        return cfg, "no encoder (l2-CAE)"
+    if m.encoder_weights:
+        return cfg, f"encoder weights from {m.encoder_weights}"
+    if not m.pretrained:
+        return cfg, "encoder randomly initialised"
+    path = env_weights(m.encoder)
+    where = f"${WEIGHTS_ENV}"
+    if path is None:
+        path, where = hub_weights(m.encoder), "the Hugging Face hub"
+    if path is not None:
+        return replace(cfg, model=replace(m, pretrained=False, encoder_weights=str(path))), f"encoder weights from {where} ({path})"
+    kinds = tuple(k for k in cfg.score.kinds if k != "feature") or ("l2",)
+    fallback = replace(cfg, model=replace(m, pretrained=False, reference_layers=()), score=replace(cfg.score, kinds=kinds, scales=()),
+                       train=replace(cfg.train, feature_loss=0.0))  # fmt: skip
+    message = (f"no pretrained weights for {m.encoder} (offline, no --encoder-weights, no ${WEIGHTS_ENV}): training it from a "
+               f"random initialisation, score {'+'.join(kinds)} instead of {'+'.join(cfg.score.kinds)}")  # fmt: skip
+    log.warning(message)
+    return fallback, message

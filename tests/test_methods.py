@@ -1,0 +1,269 @@
+"""Issue 10's methods: synthetic anomalies, objectives, test-time masks, the extra scores, border, weights source."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from anovit.checkpoint import load_config, load_trained_model
+from anovit.config import PRESETS, resolve_config
+from anovit.data.anomalies import perlin_noise, synthesize
+from anovit.errors import InputError
+from anovit.models import build_model
+from anovit.models import weights as weights_mod
+from anovit.objectives import build_objective
+from anovit.scoring import combine, component_maps, gaussian_blur, image_scores, mask_groups, reconstruct, score_batch, score_maps
+from anovit.similarity import gms_map, ssim_map
+from tests.conftest import tiny_run_config
+
+SHARED_WEIGHTS = Path(__file__).resolve().parents[2] / "shared/weights/vit_tiny_patch16_224.safetensors"
+
+
+def test_perlin_noise_is_smooth_and_seeded() -> None:
+    g = lambda: torch.Generator().manual_seed(7)  # noqa: E731
+    a = perlin_noise(2, 64, 4, g(), torch.device("cpu"))
+    b = perlin_noise(2, 64, 4, g(), torch.device("cpu"))
+    assert a.shape == (2, 64, 64) and torch.equal(a, b)
+    assert a.abs().max() <= 1.01 and a.std() > 0.1
+    # smooth: neighbouring pixels differ far less than the noise's range
+    assert (a[:, 1:] - a[:, :-1]).abs().max() < 0.25 * (a.max() - a.min())
+
+
+def test_synthesize_changes_only_the_masked_pixels() -> None:
+    images = torch.rand(32, 3, 48, 48, generator=torch.Generator().manual_seed(0))
+    corrupted, masks = synthesize(images, torch.Generator().manual_seed(1), fraction=0.5)
+    assert corrupted.shape == images.shape and masks.shape == (32, 48, 48)
+    assert corrupted.min() >= 0 and corrupted.max() <= 1
+    outside = (masks == 0).unsqueeze(1).expand_as(images)
+    assert torch.equal(corrupted[outside], images[outside])
+    touched = masks.flatten(1).amax(1) > 0
+    assert 6 <= int(touched.sum()) <= 26  # about half of the images
+    changed = (corrupted - images).abs().flatten(1).amax(1) > 1e-3
+    assert torch.equal(changed, touched)
+
+
+def test_mask_groups_hide_every_patch_once_and_never_with_a_neighbour() -> None:
+    for k in (2, 3, 4, 6):
+        groups = mask_groups((6, 6), k)  # (K, N)
+        assert groups.shape == (k, 36) and torch.equal(groups.sum(0), torch.ones(36, dtype=torch.long))
+        grid = groups.float().argmax(0).view(6, 6)
+        assert (grid[1:] != grid[:-1]).all() and (grid[:, 1:] != grid[:, :-1]).all()
+
+
+class HiddenMarker(nn.Module):
+    """Outputs 1 on the pixels of hidden patches and 0 elsewhere: shows which pass each pixel came from."""
+
+    grid = (4, 4)
+
+    def forward(self, x: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor:
+        if hidden is None:
+            return torch.zeros_like(x)
+        marks = hidden.float().view(-1, 1, 4, 4)
+        return torch.nn.functional.interpolate(marks, size=x.shape[-2:], mode="nearest").expand_as(x)
+
+
+def test_test_masks_take_each_pixel_from_the_pass_that_hid_it() -> None:
+    x = torch.rand(3, 3, 32, 32)
+    assert torch.equal(reconstruct(HiddenMarker(), x, 1), torch.zeros_like(x))
+    for k in (2, 4):
+        assert torch.equal(reconstruct(HiddenMarker(), x, k), torch.ones_like(x))
+
+
+def test_ssim_and_gms_are_zero_for_identical_images_and_high_where_they_differ() -> None:
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    for fn in (ssim_map, gms_map):
+        assert fn(x, x).abs().max() < 1e-4
+        y = x.clone()
+        y[:, :, 20:40, 20:40] = 0.5  # texture replaced by a flat patch
+        m = fn(x, y)
+        assert m.shape == (2, 64, 64)
+        assert m[:, 24:36, 24:36].mean() > 5 * m[:, :10, :10].mean() + 0.05
+
+
+def test_ssim_matches_scikit_image() -> None:
+    metrics = pytest.importorskip("skimage.metrics")
+    x = torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(1))
+    y = (x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(2))).clamp(0, 1)
+    _, full = metrics.structural_similarity(x[0].numpy(), y[0].numpy(), channel_axis=0, gaussian_weights=True, sigma=1.5,
+                                            use_sample_covariance=False, data_range=1.0, full=True)  # fmt: skip
+    ours = 1 - ssim_map(x, y)[0].numpy()
+    inner = (slice(6, -6), slice(6, -6))  # skimage crops differently at the border
+    np.testing.assert_allclose(ours[inner], full.mean(axis=0)[inner], atol=2e-3)
+
+
+def test_image_score_ignores_the_border() -> None:
+    maps = torch.zeros(2, 40, 40)
+    maps[0, 0, 0] = 9.0  # a bright corner
+    maps[1, 20, 20] = 3.0  # a defect inside
+    assert image_scores(maps, 0.0).tolist() == [9.0, 3.0]
+    assert image_scores(maps, 0.05).tolist() == [0.0, 3.0]
+
+
+def test_one_l2_score_is_the_papers() -> None:
+    model = build_model(tiny_run_config().model)
+    x = torch.rand(2, 3, 32, 32)
+    cfg = PRESETS["small"].score
+    with torch.no_grad():
+        new, old = score_batch(model, x, cfg), score_maps(x, model(x), cfg.sigma, cfg.truncate)
+    assert torch.equal(new.maps, old.maps) and torch.equal(new.image, old.image)
+
+
+def test_combined_maps_are_scaled_means() -> None:
+    cfg = replace(PRESETS["small"].score, kinds=("l2", "gms"), scales=(2.0, 4.0))
+    maps = {"l2": torch.full((1, 4, 4), 2.0), "gms": torch.full((1, 4, 4), 8.0)}
+    assert torch.allclose(combine(maps, cfg), torch.full((1, 4, 4), 1.5))
+
+
+def test_config_rules() -> None:
+    with pytest.raises(InputError, match="l2-CAE"):
+        resolve_config("small", model="cae", objective="inpaint")
+    with pytest.raises(InputError, match="inpaint"):
+        resolve_config("small", objective="restore", test_masks=4)
+    with pytest.raises(InputError, match="pretrained"):
+        resolve_config("small", score=("l2", "feature"))
+    with pytest.raises(InputError, match="expected distinct names"):
+        resolve_config("small", score=("l2", "edges"))
+    cfg = resolve_config("small", objective="inpaint")
+    assert cfg.model.mask_token and cfg.score.test_masks == 4
+    cfg = resolve_config("small", objective="restore")
+    assert not cfg.model.mask_token and cfg.score.test_masks == 1
+    paper = resolve_config("paper")
+    assert paper.train.objective == "reconstruct" and paper.score.kinds == ("l2",) and paper.score.border == 0
+
+
+def test_hidden_patches_change_the_reconstruction_only_through_the_mask_token() -> None:
+    cfg = replace(tiny_run_config().model, mask_token=True)
+    model = build_model(cfg).eval()
+    x = torch.rand(2, 3, 32, 32)
+    hidden = torch.zeros(2, 16, dtype=torch.bool)
+    with torch.no_grad():
+        assert torch.allclose(model(x, hidden), model(x), atol=1e-6)  # nothing hidden: the plain forward
+        hidden[:, 5] = True
+        y = x.clone()
+        y[:, :, 8:16, 8:16] = 0  # patch 5 of a 4 x 4 grid changes ...
+        assert torch.allclose(model(x, hidden), model(y, hidden), atol=1e-6)  # ... but the model never sees it
+        assert not torch.allclose(model(x), model(y), atol=1e-4)
+
+
+@pytest.mark.parametrize("objective", ["reconstruct", "inpaint", "restore"])
+def test_every_objective_trains(objective: str, mvtec_root: Path, tmp_path: Path) -> None:
+    from anovit.runs import test_run, train_run
+
+    base = tiny_run_config(epochs=3)
+    cfg = replace(base, model=replace(base.model, mask_token=objective == "inpaint"), train=replace(base.train, objective=objective, lr=3e-3),
+                  score=replace(base.score, test_masks=4 if objective == "inpaint" else 1))  # fmt: skip
+    result = train_run(cfg, mvtec_root, "weave", tmp_path / "run", device="cpu", progress=False)
+    losses = [h.train_loss for h in result.history]
+    assert losses[-1] < losses[0]
+    evaluation, _ = test_run(tmp_path / "run", mvtec_root, "weave", device="cpu", progress=False)
+    assert evaluation.image_auroc is not None and np.isfinite(evaluation.image_scores).all()
+
+
+def test_objectives_are_seeded() -> None:
+    model = build_model(replace(tiny_run_config().model, mask_token=True)).eval()
+    x = torch.rand(4, 3, 32, 32)
+    for name in ("inpaint", "restore"):
+        objective = build_objective(replace(tiny_run_config().train, objective=name))
+        with torch.no_grad():
+            a, _ = objective(model, x, torch.Generator().manual_seed(3))
+            b, _ = objective(model, x, torch.Generator().manual_seed(3))
+            c, _ = objective(model, x, torch.Generator().manual_seed(4))
+        assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+@pytest.fixture(scope="module")
+def method_run(mvtec_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """inpaint + test masks + every score (the reference encoder is random here: only the plumbing is tested)."""
+    from anovit.runs import train_run
+
+    base = tiny_run_config(epochs=2)
+    cfg = replace(base, model=replace(base.model, mask_token=True, reference_layers=(0,)), train=replace(base.train, objective="inpaint"),
+                  score=replace(base.score, kinds=("l2", "ssim", "gms", "feature"), test_masks=4, border=0.1))  # fmt: skip
+    run = tmp_path_factory.mktemp("method") / "run"
+    train_run(cfg, mvtec_root, "weave", run, device="cpu", progress=False)
+    return run
+
+
+def test_scales_are_measured_after_training(method_run: Path) -> None:
+    cfg, model = load_trained_model(method_run)
+    assert len(cfg.score.scales) == 4 and all(s > 0 for s in cfg.score.scales)
+    # the reference encoder never trained: it still equals the encoder it was copied from at the start
+    ref = dict(model.reference.vit.named_parameters())
+    assert all(not p.requires_grad for p in ref.values())
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        maps = component_maps(model, x, cfg.score)
+        combined = gaussian_blur(combine(maps, cfg.score), cfg.score.sigma)
+        scores = score_batch(model, x, cfg.score)
+    assert torch.allclose(scores.maps, combined, atol=1e-6)
+    assert torch.allclose(maps["feature"], maps["feature"].clamp(0, 2))
+
+
+def test_every_score_exports_to_onnx(method_run: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from anovit.export import export_model
+
+    result = export_model(method_run, "onnx", out=tmp_path / "model.onnx")
+    assert result.map_error is not None and result.map_error < 1e-4 and result.score_error < 1e-4
+
+
+def test_weights_come_from_the_variable_else_the_run_falls_back(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    cfg = resolve_config("tiny")
+    assert cfg.model.pretrained and "feature" in cfg.score.kinds
+    file = tmp_path / "vit_tiny_patch16_224.safetensors"
+    file.write_bytes(b"x")
+    monkeypatch.setenv(weights_mod.WEIGHTS_ENV, str(file))
+    resolved, where = weights_mod.resolve_encoder_source(cfg)
+    assert resolved.model.encoder_weights == str(file) and not resolved.model.pretrained and "$ANOVIT_ENCODER_WEIGHTS" in where
+    other = tmp_path / "vit_base_patch16_384.safetensors"
+    other.write_bytes(b"x")
+    monkeypatch.setenv(weights_mod.WEIGHTS_ENV, str(other))  # a file for another encoder is not used
+    monkeypatch.setattr(weights_mod, "hub_weights", lambda encoder: None)  # offline
+    resolved, where = weights_mod.resolve_encoder_source(cfg)
+    assert resolved.model.encoder_weights is None and not resolved.model.pretrained
+    assert "feature" not in resolved.score.kinds and not resolved.model.reference_layers and "random initialisation" in where
+    build_model(resolved.model)  # the fallback builds
+
+
+@pytest.mark.skipif(not SHARED_WEIGHTS.is_file(), reason=f"{SHARED_WEIGHTS} is absent (only the project's machines have it)")
+def test_tiny_preset_keeps_the_pretrained_encoder_as_its_reference() -> None:
+    from safetensors.torch import load_file
+
+    cfg = resolve_config("tiny", encoder_weights=str(SHARED_WEIGHTS))
+    model = build_model(cfg.model)
+    file = load_file(str(SHARED_WEIGHTS))
+    ref = model.reference.vit.state_dict()
+    assert torch.equal(ref["blocks.2.attn.qkv.weight"], file["blocks.2.attn.qkv.weight"])
+    assert torch.equal(ref["patch_embed.proj.weight"], model.encoder.vit.patch_embed.proj.weight.detach())
+    # pretrained features tell a photograph-like structure from its blurred copy; same image -> 0
+    x = torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        from anovit.scoring import feature_map
+
+        assert feature_map(model.reference, x, x).abs().max() < 1e-5
+        assert feature_map(model.reference, x, torch.full_like(x, 0.5)).mean() > 0.1
+
+
+def test_config_json_round_trips_the_new_fields(method_run: Path) -> None:
+    cfg = load_config(method_run)
+    assert cfg.train.objective == "inpaint" and cfg.score.kinds == ("l2", "ssim", "gms", "feature")
+    assert cfg.model.reference_layers == (0,) and cfg.score.test_masks == 4 and cfg.score.border == 0.1
+
+
+def test_affine_augmentation_keeps_real_content_in_the_corners() -> None:
+    from anovit.config import DataConfig
+    from anovit.data.transforms import build_augment
+
+    torch.manual_seed(0)
+    for size in (32, 64):
+        aug = build_augment(DataConfig(image_size=size, affine_degrees=10, affine_translate=0.05))
+        x = torch.randint(100, 200, (3, size, size), dtype=torch.uint8)
+        outs = [aug(x) for _ in range(100)]
+        assert all(o.shape == x.shape for o in outs)
+        assert min(int(o.min()) for o in outs) >= 99  # torchvision's fill (0) never shows
+        assert any(not torch.equal(o, x) for o in outs)
