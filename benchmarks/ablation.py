@@ -6,7 +6,7 @@ hold-out, as ``anovit train`` does). The l2-CAE (the paper's baseline) is traine
 epochs and size. Rows already in the results file are skipped, so the script resumes.
 
     python benchmarks/ablation.py --sets mvtec:../shared/data/mvtec:bottle,synthetic \
-        --settings tiny-restore,tiny-reconstruct,... --out benchmarks/ablation
+        --settings cae,tiny-reconstruct,tiny,... --out benchmarks/ablation
 
 Writes OUT/results.json (one row per dataset x setting x score) and OUT/ablation.md.
 """
@@ -35,45 +35,42 @@ from anovit.runs import train_on  # noqa: E402
 WEIGHTS = os.environ.get("ANOVIT_ENCODER_WEIGHTS", str(Path(__file__).resolve().parents[2] / "shared/weights/vit_tiny_patch16_224.safetensors"))
 SYNTHETIC = ("weave", "sand", "fibres", "tiles", "capsule", "nut")
 
-# name -> (preset, overrides for resolve_config, pretrained?)
-SETTINGS: dict[str, tuple[str, dict, bool]] = {
-    "small-reconstruct": ("small", dict(objective="reconstruct"), False),
-    "small-restore": ("small", dict(objective="restore"), False),
-    "small-inpaint": ("small", dict(objective="inpaint"), False),
-    "tiny-reconstruct": ("tiny", dict(objective="reconstruct"), True),
-    "tiny-restore": ("tiny", dict(objective="restore"), True),
-    "tiny-inpaint": ("tiny", dict(objective="inpaint"), True),
-    "tiny-restore-random": ("tiny", dict(objective="restore"), False),
-    "tiny-restore-224": ("tiny", dict(objective="restore", image_size=224), True),
-    "tiny-restore-floss": ("tiny", dict(objective="restore", feature_loss=0.5), True),
-    "tiny-restore-floss1": ("tiny", dict(objective="restore", feature_loss=1.0), True),
-    "cae": ("tiny", dict(model="cae", objective="reconstruct"), False),
+# name -> (preset, options for resolve_config). Pretrained settings get the shared ViT-Ti (WEIGHTS).
+PRETRAINED = dict(encoder_weights=WEIGHTS)
+RANDOM = dict(pretrained=False, feature_loss=0.0, score=("l2",))
+SETTINGS: dict[str, tuple[str, dict]] = {
+    "cae": ("tiny", dict(model="cae")),  # the paper's baseline, same size and epochs
+    "small": ("small", dict(score=("l2",))),  # the former CPU default: from scratch, 64 px, reconstruct
+    "tiny-reconstruct": ("tiny", dict(PRETRAINED, objective="reconstruct", feature_loss=0.0)),  # the paper's objective
+    "tiny-reconstruct-floss": ("tiny", dict(PRETRAINED, objective="reconstruct")),
+    "tiny-inpaint-floss": ("tiny", dict(PRETRAINED, objective="inpaint")),
+    "tiny-restore-l2loss": ("tiny", dict(PRETRAINED, feature_loss=0.0)),
+    "tiny": ("tiny", dict(PRETRAINED)),  # the default: restore + feature loss
+    "tiny-224": ("tiny", dict(PRETRAINED, image_size=224)),
+    "tiny-random": ("tiny", dict(RANDOM)),  # the default without pretrained weights (restore, from scratch)
+    "tiny-random-reconstruct": ("tiny", dict(RANDOM, objective="reconstruct")),
 }
-SCORES = ("l2", "ssim", "gms", "feature", "l2+feature", "gms+feature", "l2+gms+feature")
+SCORES = ("l2", "ssim", "gms", "feature", "l2+gms", "gms+feature", "l2+feature")
 
 
 def config_for(setting: str, epochs: int | None) -> RunConfig:
-    preset, overrides, pretrained = SETTINGS[setting]
-    kw = dict(overrides)
-    if pretrained:
-        kw["encoder_weights"] = WEIGHTS
-        kw["score"] = ("l2", "gms", "feature")  # keeps the reference encoder; every score is evaluated below
-    else:
-        kw["score"] = ("l2",)
-        if "model" not in kw:
-            kw["pretrained"] = False
+    preset, options = SETTINGS[setting]
+    kw = dict(options)
+    if kw.get("encoder_weights") and "score" not in kw:
+        kw["score"] = ("feature",)  # keeps the reference encoder; every score is evaluated below
     return resolve_config(preset, epochs=epochs, **kw)
 
 
 def datasets(spec: str, root: Path) -> list[tuple[str, Path, str]]:
-    """'mvtec:ROOT:cat1+cat2' or 'synthetic' -> [(label, root, category)]."""
+    """'mvtec:ROOT:cat1+cat2', 'synthetic' or 'synthetic:cat1+cat2' -> [(label, root, category)]."""
     out = []
     for item in spec.split(","):
-        if item == "synthetic":
+        if item.startswith("synthetic"):  # synthetic or synthetic:cat1+cat2
+            cats = item.split(":")[1].split("+") if ":" in item else list(SYNTHETIC)
             data = root / "synthetic"
             if not all((data / c).is_dir() for c in SYNTHETIC):
                 make_synthetic_mvtec(data, categories=SYNTHETIC, progress=True)
-            out += [(f"synthetic/{c}", data, c) for c in SYNTHETIC]
+            out += [(f"synthetic/{c}", data, c) for c in cats]
         else:
             _, path, cats = item.split(":")
             out += [(f"mvtec/{c}", Path(path), c) for c in cats.split("+")]
@@ -83,10 +80,11 @@ def datasets(spec: str, root: Path) -> list[tuple[str, Path, str]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sets", default="mvtec:../shared/data/mvtec:bottle,synthetic")
-    ap.add_argument("--settings", default="cae,tiny-reconstruct,tiny-restore,tiny-inpaint")
+    ap.add_argument("--settings", default=",".join(SETTINGS))
     ap.add_argument("--scores", default=",".join(SCORES))
     ap.add_argument("--epochs", type=int, help="override every setting's epochs")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/ablation"))
+    ap.add_argument("--figure", help="only draw OUT/figures/<data>.png (Figure 3 layout) from these trained settings, e.g. cae,tiny")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(os.cpu_count() or 2)
@@ -96,10 +94,15 @@ def main() -> None:
     rows = json.loads(results_file.read_text()) if results_file.is_file() else []
     done = {(r["data"], r["setting"], r["score"]) for r in rows}
     dev = resolve_device("auto")
+    if args.figure:
+        for label, root, category in datasets(args.sets, out):
+            draw_figure(label, root, category, args.figure.split(","), out, dev)
+        return
     for label, root, category in datasets(args.sets, out):
         for setting in args.settings.split(","):
             cfg = config_for(setting, args.epochs)
-            scores = ["l2"] if cfg.model.name == "cae" else [s for s in args.scores.split(",") if "feature" not in s or cfg.model.reference_layers]
+            scores = ["l2"] if cfg.model.name == "cae" or setting == "small" else [
+                s for s in args.scores.split(",") if "feature" not in s or cfg.model.reference_layers]  # fmt: skip
             todo = [s for s in scores if (label, setting, s) not in done]
             if not todo:
                 continue
@@ -129,6 +132,57 @@ def main() -> None:
                       f"train {seconds:.0f} s", flush=True)  # fmt: skip
                 results_file.write_text(json.dumps(rows, indent=1))
             write_table(rows, out / "ablation.md")
+            write_summary(rows, out / "summary.md")
+
+
+def draw_figure(label: str, root: Path, category: str, settings: list[str], out: Path, dev: torch.device, n: int = 4) -> None:
+    """Image, ground truth and each setting's score map for ``n`` anomalous test images (one per defect kind first)."""
+    from anovit.engine import score_images
+    from anovit.runs import figure_indices
+    from anovit.viz import figure3
+
+    runs = out / "runs" / label.replace("/", "_")
+    cfgs = {s: ckpt.load_trained_model(runs / s, dev) for s in settings if (runs / s / ckpt.WEIGHTS_FILE).is_file()}
+    if not cfgs:
+        return
+    size = max(cfg.data.image_size for cfg, _ in cfgs.values())
+    test = ImageDataset(mvtec_samples(root, category, "test"), size, progress=False)
+    shown = figure_indices(test.samples, n)
+    images = torch.stack([test[i]["image"] for i in shown])  # (n, 3, S, S) in [0, 1]
+    maps = {}
+    for setting, (cfg, model) in cfgs.items():
+        x = torch.nn.functional.interpolate(images, size=cfg.data.image_size, mode="bilinear", antialias=True)
+        m = score_images(model, x, cfg.score, dev, cfg.train.precision).maps.unsqueeze(1)
+        maps[setting] = list(torch.nn.functional.interpolate(m, size=size, mode="bilinear").squeeze(1).numpy())
+    path = out / "figures" / f"{label.replace('/', '_')}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure3(list(images.permute(0, 2, 3, 1).numpy()), [test[i]["mask"].numpy() for i in shown], maps, path,
+            titles=[test.samples[i].defect for i in shown])  # fmt: skip
+    print(f"figure: {path}")
+
+
+SUMMARY = (  # (column, setting, score)
+    ("l2-CAE", "cae", "l2"),
+    ("paper recipe: ViT-Ti, reconstruct, L2 score", "tiny-reconstruct", "l2"),
+    ("reconstruct, feature score", "tiny-reconstruct", "feature"),
+    ("**tiny (default)**: restore + feature loss, feature score", "tiny", "feature"),
+    ("tiny with gms+feature", "tiny", "gms+feature"),
+    ("tiny, no pretrained weights (fallback)", "tiny-random", "l2"),
+)
+
+
+def write_summary(rows: list[dict], path: Path) -> None:
+    """One line per dataset: image / pixel AUROC of the settings that answer issue 10's questions."""
+    found = {(r["data"], r["setting"], r["score"]): r for r in rows}
+    data = list(dict.fromkeys(r["data"] for r in rows))
+    lines = ["| data | " + " | ".join(c for c, _, _ in SUMMARY) + " |", "|---" * (len(SUMMARY) + 1) + "|"]
+    for d in data:
+        cells = []
+        for _, setting, score in SUMMARY:
+            r = found.get((d, setting, score))
+            cells.append(f"{r['image_auroc']:.3f} / {r['pixel_auroc']:.3f}" if r else "–")
+        lines.append(f"| {d} | " + " | ".join(cells) + " |")
+    path.write_text("\n".join(lines) + "\n")
 
 
 def write_table(rows: list[dict], path: Path) -> None:

@@ -1,7 +1,7 @@
 """Inference backends x precisions on this CPU: speed, and what int8 costs in AUROC.
 
 1. Speed: images/s of model + scoring (the whole exported graph) for the ``paper`` model
-   (ViT-B/16 at 384 px) and the CPU default (``small`` preset), on torch fp32 / bf16, ONNX Runtime
+   (ViT-B/16 at 384 px) and the ``small`` preset, on torch fp32 / bf16, ONNX Runtime
    fp32 / int8 and OpenVINO fp32 / bf16 / int8, in one process, same batch, best of a few runs.
    The weights are random (speed does not depend on them); int8 is calibrated on synthetic images.
 2. Accuracy: the ``small`` AnoViT trained on each built-in category (``anovit synth``), tested on

@@ -267,3 +267,31 @@ def test_affine_augmentation_keeps_real_content_in_the_corners() -> None:
         assert all(o.shape == x.shape for o in outs)
         assert min(int(o.min()) for o in outs) >= 99  # torchvision's fill (0) never shows
         assert any(not torch.equal(o, x) for o in outs)
+
+
+def test_cli_method_options_reach_the_run(mvtec_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import json
+
+    from anovit.cli import main
+
+    common = ["-q", "train", "--data", str(mvtec_root), "--category", "weave", "--model", "anovit", "--preset", "small",
+              "--image-size", "32", "--epochs", "1", "--batch-size", "4"]  # fmt: skip
+    assert main([*common, "--objective", "restore", "--score", "l2+gms", "--border", "0.05", "--out", str(tmp_path / "r")]) == 0
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert cfg["train"]["objective"] == "restore" and cfg["score"]["kinds"] == ["l2", "gms"] and cfg["score"]["border"] == 0.05
+    assert len(cfg["score"]["scales"]) == 2
+    assert main([*common, "--score", "l2+edges", "--out", str(tmp_path / "r2")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--score l2+edges" in err[0] and not (tmp_path / "r2").exists()
+
+
+def test_min_steps_adds_epochs_on_small_training_sets() -> None:
+    from anovit.training import epochs_for
+
+    cfg = replace(PRESETS["tiny"].train, epochs=40, batch_size=16, min_steps=400)
+    assert epochs_for(cfg, 167) == 40  # 10 steps an epoch: 400 steps in 40 epochs
+    assert epochs_for(cfg, 64) == 100  # 4 steps an epoch
+    assert epochs_for(cfg, 10) == 400  # one (partial) batch an epoch
+    assert epochs_for(cfg, 64, world_size=2) == 200  # 32 images per rank: 2 steps an epoch
+    assert epochs_for(replace(cfg, min_steps=0), 64) == 40
+    assert resolve_config("tiny", epochs=3).train.min_steps == 0  # --epochs is exact

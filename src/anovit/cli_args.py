@@ -164,7 +164,9 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 def _add_synth(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth", help="write the built-in synthetic dataset in the MVTec AD layout")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--categories", default="weave", help="comma-separated names; each gets its own texture")
+    p.add_argument("--categories", default="weave",
+                   help="comma-separated names: weave (regular), sand (stochastic), fibres (high-frequency), tiles, capsule and "
+                        "nut (objects); any other name gets a woven texture of its own")  # fmt: skip
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
 

@@ -79,6 +79,9 @@ class TrainConfig:
     # > 0: add this times the reference encoder's feature distance between output and target to the
     # L2 loss (needs ModelConfig.reference_layers; see anovit.objectives.feature_loss).
     feature_loss: float = 0.0
+    # > 0: train at least this many optimiser steps, adding epochs on small training sets
+    # (anovit.training.epochs_for); the run's config.json records the epochs it got. --epochs sets 0.
+    min_steps: int = 0
 
 
 @dataclass(frozen=True)
@@ -203,7 +206,7 @@ PRESETS: dict[str, RunConfig] = {
             reference_layers=DEFAULT_FEATURE_LAYERS,
         ),
         data=DataConfig(image_size=128),
-        train=TrainConfig(epochs=40, batch_size=16, lr=2e-4, objective="restore", feature_loss=0.5),
+        train=TrainConfig(epochs=40, batch_size=16, lr=2e-4, objective="restore", feature_loss=0.5, min_steps=400),
         score=ScoreConfig(sigma=2.0, kinds=("feature",), border=0.05),
         preset="tiny",
     ),
@@ -251,7 +254,7 @@ def resolve_config(
     if pretrained is not None:
         m = replace(m, pretrained=pretrained)
     if epochs is not None:
-        t = replace(t, epochs=epochs)
+        t = replace(t, epochs=epochs, min_steps=0)  # what the user asked for, exactly
     if batch_size is not None:
         t = replace(t, batch_size=batch_size)
     if seed is not None:

@@ -242,12 +242,14 @@ def _page(
         thr = "<p class=note>The run has no thresholds.json; the gallery uses the F1-max threshold of this test set.</p>"
     n_missed = sum('data-missed="1"' in c for c in cards)
     model = f"{cfg.model.name}" + (f" ({cfg.model.encoder})" if cfg.model.name == "anovit" else "")
+    border = f", image score ignores {cfg.score.border:.0%} at each edge" if cfg.score.border else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)}</title><style>{CSS}</style></head>
 <body>
 <h1>{html.escape(title)}</h1>
-<p>Model: {html.escape(model)}, {cfg.data.image_size} px, score-map smoothing σ = {cfg.score.sigma:g}.</p>
+<p>Model: {html.escape(model)}, {cfg.data.image_size} px, objective {html.escape(cfg.train.objective)}, score
+{html.escape("+".join(cfg.score.kinds))}, score-map smoothing σ = {cfg.score.sigma:g}{border}.</p>
 <h2>Metrics</h2>
 <table><tbody>{rows}</tbody></table>
 {thr}

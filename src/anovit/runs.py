@@ -32,7 +32,7 @@ from .models.weights import resolve_encoder_source
 from .precision import resolve_precision
 from .scoring import Scores
 from .thresholds import DEFAULT_QUANTILE, THRESHOLDS_FILE, Thresholds, calibrate, decision_metrics, load_thresholds, save_thresholds
-from .training import EpochLog, fit
+from .training import EpochLog, epochs_for, fit
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,11 @@ def train_on(
     seed_everything(cfg.train.seed)  # the initial weights depend on the seed alone
     model = build_model(cfg.model)
     train_idx, val_idx = split_train_val(len(normal), cfg.data.val_fraction, cfg.train.seed)
+    if not resume and cfg.train.min_steps > 0:  # the epochs that make the preset's number of steps, recorded in config.json
+        epochs = epochs_for(cfg.train, len(train_idx), dist.world_size())
+        if epochs != cfg.train.epochs:
+            log.info("%d training images: %d epochs for at least %d steps", len(train_idx), epochs, cfg.train.min_steps)
+        cfg = replace(cfg, train=replace(cfg.train, epochs=epochs, min_steps=0))
     train_set = normal.subset(train_idx, augment=build_augment(cfg.data))
     val_set = normal.subset(val_idx) if val_idx else None
     n_params = sum(p.numel() for p in model.parameters())

@@ -116,6 +116,16 @@ def validate(model: nn.Module, loader: DataLoader, device: torch.device, precisi
     return float(sums[0] / sums[1].clamp_min(1))
 
 
+def epochs_for(cfg: TrainConfig, n_train: int, world_size: int = 1) -> int:
+    """``cfg.epochs``, or more where that many epochs of ``n_train`` images would make fewer than
+    ``cfg.min_steps`` optimiser steps (counted as :func:`fit`'s loader batches them)."""
+    if cfg.min_steps <= 0 or n_train <= 0:
+        return cfg.epochs
+    per_rank = math.ceil(n_train / world_size)
+    steps = per_rank // cfg.batch_size if per_rank > cfg.batch_size else 1  # drop_last when there is more than a batch
+    return max(cfg.epochs, math.ceil(cfg.min_steps / steps))
+
+
 @dataclass
 class EpochLog:
     epoch: int
