@@ -309,5 +309,6 @@ def resolve_config(
     if s.test_masks > 1 and t.objective != "inpaint":
         raise InputError(f"--test-masks {s.test_masks} hides patches, which only a model trained with --objective inpaint can fill")
     if m.reference_layers and m.name == "anovit" and not (m.pretrained or m.encoder_weights):
-        raise InputError("--score feature and the feature loss compare pretrained features; give --encoder-weights FILE or --pretrained")
+        raise InputError("--score feature and the feature loss compare pretrained features; give --encoder-weights FILE or "
+                         "--pretrained, or train from scratch with --score l2 --feature-loss 0")  # fmt: skip
     return RunConfig(model=m, data=d, train=t, score=s, preset=preset)
