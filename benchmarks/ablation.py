@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from anovit import checkpoint as ckpt  # noqa: E402
 from anovit.config import RunConfig, resolve_config  # noqa: E402
 from anovit.data import ImageDataset, make_synthetic_mvtec, mvtec_samples, split_train_val  # noqa: E402
+from anovit.data.oneclass import one_class_data  # noqa: E402
 from anovit.engine import evaluate, measure_scales, resolve_device  # noqa: E402
 from anovit.runs import train_on  # noqa: E402
 
@@ -47,10 +48,11 @@ SETTINGS: dict[str, tuple[str, dict]] = {
     "tiny-restore-l2loss": ("tiny", dict(PRETRAINED, feature_loss=0.0)),
     "tiny": ("tiny", dict(PRETRAINED)),  # the default: restore + feature loss
     "tiny-224": ("tiny", dict(PRETRAINED, image_size=224)),
+    "tiny-segment": ("tiny", dict(PRETRAINED, score=("feature", "segment"))),  # the default + a segmentation head
     "tiny-random": ("tiny", dict(RANDOM)),  # the default without pretrained weights (restore, from scratch)
     "tiny-random-reconstruct": ("tiny", dict(RANDOM, objective="reconstruct")),
 }
-SCORES = ("l2", "ssim", "gms", "feature", "l2+gms", "gms+feature", "l2+feature")
+SCORES = ("l2", "ssim", "gms", "feature", "l2+gms", "gms+feature", "l2+feature", "segment", "segment+feature")
 
 
 def config_for(setting: str, epochs: int | None) -> RunConfig:
@@ -61,10 +63,14 @@ def config_for(setting: str, epochs: int | None) -> RunConfig:
     return resolve_config(preset, epochs=epochs, **kw)
 
 
-def datasets(spec: str, root: Path) -> list[tuple[str, Path, str]]:
-    """'mvtec:ROOT:cat1+cat2', 'synthetic' or 'synthetic:cat1+cat2' -> [(label, root, category)]."""
-    out = []
+def datasets(spec: str, root: Path) -> list[tuple[str, Path | None, str]]:
+    """'mvtec:ROOT:cat1+cat2', 'synthetic', 'synthetic:cat1+cat2' or 'digits:0+1' -> [(label, root, category)]."""
+    out: list[tuple[str, Path | None, str]] = []
     for item in spec.split(","):
+        if item.startswith("digits"):  # scikit-learn's digits, one class normal (no pixel masks)
+            classes = item.split(":")[1].split("+") if ":" in item else [str(c) for c in range(10)]
+            out += [(f"digits/{c}", None, c) for c in classes]
+            continue
         if item.startswith("synthetic"):  # synthetic or synthetic:cat1+cat2
             cats = item.split(":")[1].split("+") if ":" in item else list(SYNTHETIC)
             data = root / "synthetic"
@@ -102,13 +108,13 @@ def main() -> None:
         for setting in args.settings.split(","):
             cfg = config_for(setting, args.epochs)
             scores = ["l2"] if cfg.model.name == "cae" or setting == "small" else [
-                s for s in args.scores.split(",") if "feature" not in s or cfg.model.reference_layers]  # fmt: skip
+                s for s in args.scores.split(",")
+                if ("feature" not in s or cfg.model.reference_layers) and ("segment" not in s or cfg.model.segment_head)]  # fmt: skip
             todo = [s for s in scores if (label, setting, s) not in done]
             if not todo:
                 continue
             run_dir = out / "runs" / label.replace("/", "_") / setting
-            normal = ImageDataset(mvtec_samples(root, category, "train"), cfg.data.image_size, progress=False)
-            test = ImageDataset(mvtec_samples(root, category, "test"), cfg.data.image_size, progress=False)
+            normal, test = load_set(label, root, category, cfg.data.image_size)
             if (run_dir / ckpt.WEIGHTS_FILE).is_file() and (run_dir / "train_seconds.txt").is_file():
                 seconds = float((run_dir / "train_seconds.txt").read_text())
             else:
@@ -128,11 +134,24 @@ def main() -> None:
                            size=cfg.data.image_size, epochs=cfg.train.epochs, train_seconds=round(seconds, 1),
                            test_seconds=round(time.perf_counter() - start, 1))  # fmt: skip
                 rows.append(row)
-                print(f"{label:20s} {setting:22s} {score:18s} image {ev.image_auroc:.3f} pixel {ev.pixel_auroc:.3f} "
+                print(f"{label:20s} {setting:22s} {score:18s} image {ev.image_auroc:.3f} pixel {_num(ev.pixel_auroc)} "
                       f"train {seconds:.0f} s", flush=True)  # fmt: skip
                 results_file.write_text(json.dumps(rows, indent=1))
             write_table(rows, out / "ablation.md")
             write_summary(rows, out / "summary.md")
+
+
+def load_set(label: str, root: Path | None, category: str, size: int) -> tuple:
+    """(normal training images, labelled test images) of one dataset of :func:`datasets`."""
+    if label.startswith("digits/"):
+        data = one_class_data("digits", None, category, size)
+        return data.train, data.test
+    normal = ImageDataset(mvtec_samples(root, category, "train"), size, progress=False)
+    return normal, ImageDataset(mvtec_samples(root, category, "test"), size, progress=False)
+
+
+def _num(v: float | None) -> str:
+    return "–" if v is None else f"{v:.3f}"
 
 
 def draw_figure(label: str, root: Path, category: str, settings: list[str], out: Path, dev: torch.device, n: int = 4) -> None:
@@ -141,6 +160,8 @@ def draw_figure(label: str, root: Path, category: str, settings: list[str], out:
     from anovit.runs import figure_indices
     from anovit.viz import figure3
 
+    if root is None:  # digits: no ground-truth masks to draw
+        return
     runs = out / "runs" / label.replace("/", "_")
     cfgs = {s: ckpt.load_trained_model(runs / s, dev) for s in settings if (runs / s / ckpt.WEIGHTS_FILE).is_file()}
     if not cfgs:
@@ -180,7 +201,7 @@ def write_summary(rows: list[dict], path: Path) -> None:
         cells = []
         for _, setting, score in SUMMARY:
             r = found.get((d, setting, score))
-            cells.append(f"{r['image_auroc']:.3f} / {r['pixel_auroc']:.3f}" if r else "–")
+            cells.append(f"{r['image_auroc']:.3f} / {_num(r['pixel_auroc'])}" if r else "–")
         lines.append(f"| {d} | " + " | ".join(cells) + " |")
     path.write_text("\n".join(lines) + "\n")
 
@@ -189,7 +210,7 @@ def write_table(rows: list[dict], path: Path) -> None:
     lines = ["| data | setting | score | size | epochs | train s | image AUROC | pixel AUROC |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['data']} | {r['setting']} | {r['score']} | {r['size']} | {r['epochs']} | {r['train_seconds']:.0f} | "
-                     f"{r['image_auroc']:.3f} | {r['pixel_auroc']:.3f} |")  # fmt: skip
+                     f"{r['image_auroc']:.3f} | {_num(r['pixel_auroc'])} |")  # fmt: skip
     path.write_text("\n".join(lines) + "\n")
 
 

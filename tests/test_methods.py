@@ -170,9 +170,9 @@ def test_objectives_are_seeded() -> None:
     for name in ("inpaint", "restore"):
         objective = build_objective(replace(tiny_run_config().train, objective=name))
         with torch.no_grad():
-            a, _ = objective(model, x, torch.Generator().manual_seed(3))
-            b, _ = objective(model, x, torch.Generator().manual_seed(3))
-            c, _ = objective(model, x, torch.Generator().manual_seed(4))
+            a = objective(model, x, torch.Generator().manual_seed(3)).output
+            b = objective(model, x, torch.Generator().manual_seed(3)).output
+            c = objective(model, x, torch.Generator().manual_seed(4)).output
         assert torch.equal(a, b) and not torch.equal(a, c)
 
 

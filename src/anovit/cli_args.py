@@ -42,7 +42,8 @@ def _add_method(p: argparse.ArgumentParser) -> None:
     p.add_argument("--objective", choices=list(OBJECTIVES),
                    help="reconstruct: the paper; inpaint: hidden patches filled in from context; restore: synthetic anomalies removed")
     p.add_argument("--score", type=_score_kinds, metavar="KIND[+KIND...]",
-                   help=f"score map(s) averaged after scaling, from {', '.join(SCORE_KINDS)}; e.g. l2+gms+feature (default: the preset's)")
+                   help=f"score map(s) averaged after scaling, from {', '.join(SCORE_KINDS)}; e.g. l2+gms+feature (default: the preset's); "
+                        "segment adds a segmentation head trained on restore's synthetic anomalies")
     p.add_argument("--test-masks", type=int, metavar="K", help="inpaint: K complementary patch masks at test time (default 4)")
     p.add_argument("--border", type=float, help="share of the image size at each edge that the image score ignores, e.g. 0.05")
     p.add_argument("--feature-layers", type=_layers, metavar="I,J,...", help="blocks of the reference encoder for --score feature")

@@ -18,7 +18,7 @@ ModelName = Literal["anovit", "cae"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Objective = Literal["reconstruct", "inpaint", "restore"]
 OBJECTIVES: tuple[str, ...] = ("reconstruct", "inpaint", "restore")
-SCORE_KINDS: tuple[str, ...] = ("l2", "ssim", "gms", "feature")
+SCORE_KINDS: tuple[str, ...] = ("l2", "ssim", "gms", "feature", "segment")
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,9 @@ class ModelConfig:
     mask_token: bool = False
     # Blocks of a frozen copy of the pretrained encoder that the feature score compares (empty: none kept).
     reference_layers: tuple[int, ...] = ()
+    # A light segmentation head on (image, reconstruction), trained on the restore objective's
+    # synthetic anomalies (the ``segment`` score; anovit.models.segmenter).
+    segment_head: bool = False
 
 
 @dataclass(frozen=True)
@@ -273,6 +276,22 @@ def resolve_config(
         if feature_loss < 0:
             raise InputError(f"--feature-loss {feature_loss}: expected a weight >= 0")
         t = replace(t, feature_loss=feature_loss)
+    m, t, s = _method_options(m, t, s, objective, score, test_masks, border, feature_layers, feature_loss)
+    return RunConfig(model=m, data=d, train=t, score=s, preset=preset)
+
+
+def _method_options(
+    m: ModelConfig,
+    t: TrainConfig,
+    s: ScoreConfig,
+    objective: Objective | None,
+    score: tuple[str, ...] | None,
+    test_masks: int | None,
+    border: float | None,
+    feature_layers: tuple[int, ...] | None,
+    feature_loss: float | None,
+) -> tuple[ModelConfig, TrainConfig, ScoreConfig]:
+    """The objective and the score a user chose, checked together, and what the model needs for them."""
     if m.name == "cae":  # the paper's baseline: reconstruction and the L2 score unless asked otherwise
         objective = objective or "reconstruct"
         score = score or ("l2",)
@@ -298,17 +317,19 @@ def resolve_config(
         if not 0 <= border < 0.5:
             raise InputError(f"--border {border}: expected a share of the image size in [0, 0.5)")
         s = replace(s, border=border)
-    m = replace(m, mask_token=t.objective == "inpaint")
+    m = replace(m, mask_token=t.objective == "inpaint", segment_head="segment" in s.kinds)
     if "feature" in s.kinds or t.feature_loss > 0:
         layers = feature_layers if feature_layers is not None else (m.reference_layers or DEFAULT_FEATURE_LAYERS)
         m = replace(m, reference_layers=tuple(layers))
     else:
         m = replace(m, reference_layers=())
-    if m.name == "cae" and (t.objective == "inpaint" or "feature" in s.kinds):
-        raise InputError("the l2-CAE has no patch tokens: --objective inpaint and --score feature need --model anovit")
+    if m.name == "cae" and (t.objective == "inpaint" or "feature" in s.kinds or m.segment_head):
+        raise InputError("--objective inpaint and --score feature or segment need --model anovit, not the l2-CAE")
+    if m.segment_head and t.objective != "restore":
+        raise InputError("--score segment learns from the synthetic anomalies of --objective restore; train with that objective")
     if s.test_masks > 1 and t.objective != "inpaint":
         raise InputError(f"--test-masks {s.test_masks} hides patches, which only a model trained with --objective inpaint can fill")
     if m.reference_layers and m.name == "anovit" and not (m.pretrained or m.encoder_weights):
         raise InputError("--score feature and the feature loss compare pretrained features; give --encoder-weights FILE or "
                          "--pretrained, or train from scratch with --score l2 --feature-loss 0")  # fmt: skip
-    return RunConfig(model=m, data=d, train=t, score=s, preset=preset)
+    return m, t, s

@@ -9,69 +9,95 @@
   (:mod:`anovit.data.anomalies`) is planted in ``anomaly_fraction`` of the images and the clean
   image is the target, so copying the input is no longer the answer.
 
-Each objective is a function ``(model, images, generator) -> (output, target)``; the loss is the
-paper's L2 between them, plus, with ``TrainConfig.feature_loss`` w > 0, w times the distance of
-their patch features in the frozen reference encoder (:func:`feature_loss`): L2 alone rewards a blurred
-average image, which then differs from every sharp normal image in the features the ``feature``
-score compares.
+Each objective is a function ``(model, images, generator) -> Step``; the loss is the paper's L2
+between the step's output and target, plus, with ``TrainConfig.feature_loss`` w > 0, w times the
+distance of their patch features in the frozen reference encoder (:func:`feature_loss`): L2 alone
+rewards a blurred average image, which then differs from every sharp normal image in the features
+the ``feature`` score compares. A model with a segmentation head adds its focal loss on the
+synthetic anomalies' masks (:func:`segmentation_loss`, ``restore`` only).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torchvision.ops import sigmoid_focal_loss
 
 from .config import TrainConfig
 from .data.anomalies import synthesize
-
-Objective = Callable[[nn.Module, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
-
-
-def reconstruct(model: nn.Module, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    return model(images), images  # (B, 3, H, W) x2
+from .similarity import patch_distance
 
 
-def _grid(model: nn.Module) -> tuple[int, int]:
-    inner = getattr(model, "module", model)  # DistributedDataParallel wraps the model
-    return inner.grid
+class Step(NamedTuple):
+    """One batch through an objective: the model's ``output`` and its ``target`` (B, 3, H, W), the
+    ``inputs`` it saw (B, 3, H, W) and, for ``restore``, the synthetic anomalies' ``mask`` (B, H, W)."""
+
+    output: torch.Tensor
+    target: torch.Tensor
+    inputs: torch.Tensor
+    mask: torch.Tensor | None = None
+
+
+Objective = Callable[[nn.Module, torch.Tensor, torch.Generator], Step]
+
+
+def reconstruct(model: nn.Module, images: torch.Tensor, generator: torch.Generator) -> Step:
+    return Step(model(images), images, images)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return getattr(model, "module", model)  # DistributedDataParallel wraps the model
 
 
 def inpaint_with(mask_ratio: tuple[float, float]) -> Objective:
     lo, hi = mask_ratio
 
-    def inpaint(model: nn.Module, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def inpaint(model: nn.Module, images: torch.Tensor, generator: torch.Generator) -> Step:
         b = images.shape[0]
-        gh, gw = _grid(model)
+        gh, gw = _unwrap(model).grid
         n = gh * gw
         ratio = lo + (hi - lo) * float(torch.rand((), generator=generator))
         k = max(1, min(n - 1, round(ratio * n)))
         order = torch.rand(b, n, generator=generator).argsort(dim=1)  # a random ranking of the patches per image
         hidden = (order < k).to(images.device)  # (B, N): k hidden patches per image
-        return model(images, hidden), images
+        return Step(model(images, hidden), images, images)
 
     return inpaint
 
 
 def restore_with(anomaly_fraction: float) -> Objective:
-    def restore(model: nn.Module, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        corrupted, _ = synthesize(images.float(), generator, anomaly_fraction)  # (B, 3, H, W), (B, H, W)
-        return model(corrupted.to(images.dtype)), images
+    def restore(model: nn.Module, images: torch.Tensor, generator: torch.Generator) -> Step:
+        corrupted, mask = synthesize(images.float(), generator, anomaly_fraction)  # (B, 3, H, W), (B, H, W)
+        corrupted = corrupted.to(images.dtype)
+        return Step(model(corrupted), images, corrupted, mask)
 
     return restore
 
 
 def feature_loss(model: nn.Module, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean over the reference encoder's layers and patches of 1 - cosine(features(output), features(target))."""
-    reference = getattr(getattr(model, "module", model), "reference", None)
+    reference = getattr(_unwrap(model), "reference", None)
     if reference is None:
         raise ValueError("feature_loss needs a model with a reference encoder (ModelConfig.reference_layers)")
     with torch.no_grad():
         wanted = reference(target)  # [(B, D, gh, gw)]
-    got = reference(output.to(target.dtype))
-    return torch.stack([(1 - F.cosine_similarity(a.float(), b.float(), dim=1)).mean() for a, b in zip(got, wanted)]).mean()
+    got = reference(output.to(target.dtype))  # [(B, D, gh, gw)]
+    return patch_distance(got, wanted).mean()
+
+
+def segmentation_loss(model: nn.Module, step: Step) -> torch.Tensor | None:
+    """Focal loss (gamma 2, as DRAEM) of the model's segmentation head on the step's anomaly mask;
+    None when the model has no head. The head sees the output detached: it does not steer the restoration."""
+    head = getattr(_unwrap(model), "segmenter", None)
+    if head is None:
+        return None
+    if step.mask is None:
+        raise ValueError("the segmentation head learns from synthetic anomalies: train it with the restore objective")
+    logits = head(step.inputs, step.output.detach())  # (B, H, W)
+    return sigmoid_focal_loss(logits.float(), step.mask.float(), alpha=-1, gamma=2.0, reduction="mean")
 
 
 def build_objective(cfg: TrainConfig) -> Objective:

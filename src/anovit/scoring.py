@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ScoreConfig
-from .similarity import gms_map, ssim_map
+from .similarity import gms_map, patch_distance, ssim_map
 
 
 class Scores(NamedTuple):
@@ -102,7 +102,8 @@ def feature_map(reference: nn.Module, images: torch.Tensor, recon: torch.Tensor)
     """1 - cosine similarity of the reference encoder's patch tokens, mean over its layers, upsampled: (B, H, W)."""
     h, w = int(images.shape[-2]), int(images.shape[-1])
     both = [f.chunk(2) for f in reference(torch.cat([images, recon.to(images.dtype)]))]  # [((B, D, gh, gw), (B, D, gh, gw))]
-    dist = torch.stack([1 - F.cosine_similarity(a.float(), b.float(), dim=1) for a, b in both]).mean(dim=0)  # (B, gh, gw)
+    of_images, of_recon = zip(*both)  # [(B, D, gh, gw) per layer] each
+    dist = patch_distance(of_recon, of_images)  # (B, gh, gw)
     return F.interpolate(dist.unsqueeze(1), size=(h, w), mode="bilinear", align_corners=False).squeeze(1)
 
 
@@ -131,6 +132,12 @@ def component_maps(
                 raise ValueError("the feature score needs a model built with reference_layers")
             with amp():
                 maps[kind] = feature_map(reference, images, recon).float()
+        elif kind == "segment":
+            head = getattr(model, "segmenter", None)
+            if head is None:
+                raise ValueError("the segment score needs a model built with segment_head")
+            with amp():
+                maps[kind] = torch.sigmoid(head(images, recon).float())  # (B, H, W) anomaly probability
         else:
             raise ValueError(f"unknown score kind {kind!r}")
     return maps

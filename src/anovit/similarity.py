@@ -4,13 +4,17 @@
   window (sigma 1.5, 11 taps), averaged over channels;
 - :func:`gms_map`: 1 - multi-scale gradient-magnitude similarity (Xue et al. 2014, as InTra scores):
   Sobel gradient magnitudes of the grey images at full, 1/2, 1/4 and 1/8 resolution, compared with
-  (2 g1 g2 + c) / (g1^2 + g2^2 + c) and averaged after upsampling back.
+  (2 g1 g2 + c) / (g1^2 + g2^2 + c) and averaged after upsampling back;
+- :func:`patch_distance`: 1 - cosine similarity of two images' patch tokens in a reference
+  encoder, the ``feature`` score and the feature loss (on the patch grid, not per pixel).
 
 All take (B, C, H, W) float in [0, 1] and return (B, H, W), computed in fp32 with plain
 convolutions so they export to ONNX with the rest of the scoring.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -72,3 +76,12 @@ def gms_map(images: torch.Tensor, recon: torch.Tensor, scales: tuple[int, ...] =
         gms = (2 * gx * gy + GMS_C) / (gx * gx + gy * gy + GMS_C)  # (B, 1, h/s, w/s)
         total = total + (F.interpolate(gms, size=(h, w), mode="bilinear", align_corners=False) if s > 1 else gms)
     return (1 - total / len(scales)).squeeze(1)  # (B, H, W)
+
+
+def patch_distance(got: Sequence[torch.Tensor], wanted: Sequence[torch.Tensor]) -> torch.Tensor:
+    """1 - cosine similarity of two images' patch tokens, mean over the reference encoder's layers.
+
+    ``got``, ``wanted``: [(B, D, gh, gw) per layer] -> (B, gh, gw) fp32. The ``feature`` score
+    (:func:`anovit.scoring.feature_map`) and the feature loss (:func:`anovit.objectives.feature_loss`).
+    """
+    return torch.stack([1 - F.cosine_similarity(a.float(), b.float(), dim=1) for a, b in zip(got, wanted)]).mean(dim=0)

@@ -21,7 +21,7 @@ from .config import Precision, TrainConfig
 from .data.datasets import loader_workers
 from .engine import batches_on, seed_everything
 from .errors import TrainingDiverged
-from .objectives import Objective, build_objective, feature_loss, reconstruct
+from .objectives import Objective, Step, build_objective, feature_loss, reconstruct, segmentation_loss
 from .precision import autocast, resolve_precision
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,16 @@ log = logging.getLogger(__name__)
 def reconstruction_loss(images: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
     """The L2 loss of eq. (1): mean squared error over pixels and channels, in fp32."""
     return (recon.float() - images.float()).pow(2).mean()
+
+
+def step_loss(model: nn.Module, step: Step, feature_weight: float = 0.0) -> torch.Tensor:
+    """The L2 loss of the step's output against its target, plus ``feature_weight`` x the feature
+    loss and the segmentation head's loss where they apply; a scalar in fp32."""
+    loss = reconstruction_loss(step.target, step.output)
+    if feature_weight > 0:
+        loss = loss + feature_weight * feature_loss(model, step.output, step.target).float()
+    segment = segmentation_loss(model, step)
+    return loss if segment is None else loss + segment
 
 
 def check_finite(loss: torch.Tensor, step: int) -> None:
@@ -66,8 +76,8 @@ def train_one_epoch(
 ) -> tuple[float, int]:
     """One pass over ``loader``. Returns (mean loss over all ranks, global step after the epoch).
 
-    ``objective`` turns a batch into (output, target) (:mod:`anovit.objectives`); its random
-    choices come from ``generator``. ``feature_weight`` > 0 adds that times :func:`anovit.objectives.feature_loss`.
+    ``objective`` turns a batch into a :class:`anovit.objectives.Step` (output, target, ...); its
+    random choices come from ``generator``. The loss is :func:`step_loss`.
     """
     model.train()
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
@@ -75,11 +85,7 @@ def train_one_epoch(
     for batch in batches_on(loader, device):
         images = batch["image"]  # (B, 3, H, W)
         with autocast(device, precision):
-            recon, target = objective(model, images, generator)  # (B, 3, H, W) x2
-            extra = feature_weight * feature_loss(model, recon, target) if feature_weight > 0 else None
-        loss = reconstruction_loss(target, recon)
-        if extra is not None:
-            loss = loss + extra.float()
+            loss = step_loss(model, objective(model, images, generator), feature_weight)
         check_finite(loss, step)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
@@ -108,9 +114,7 @@ def validate(model: nn.Module, loader: DataLoader, device: torch.device, precisi
     for batch in batches_on(loader, device):
         images = batch["image"]
         with autocast(device, precision):
-            recon, target = objective(model, images, generator)
-            extra = feature_weight * feature_loss(model, recon, target).item() if feature_weight > 0 else 0.0
-        loss = reconstruction_loss(target, recon).item() + extra
+            loss = step_loss(model, objective(model, images, generator), feature_weight).item()
         sums += torch.tensor([loss * images.shape[0], images.shape[0]], dtype=torch.float64)
     sums = dist.all_reduce_sum(sums.to(device)).cpu()
     return float(sums[0] / sums[1].clamp_min(1))

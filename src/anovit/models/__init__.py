@@ -23,8 +23,6 @@ def build_model(cfg: ModelConfig, load_encoder_weights: bool = True) -> nn.Modul
     run's own weights are loaded on top anyway.
     """
     if cfg.name == "anovit":
-        if load_encoder_weights and not cfg.pretrained and cfg.encoder_weights is None:
-            log.warning("encoder %s is randomly initialised (no --pretrained, no --encoder-weights)", cfg.encoder)
         return AnoViT(
             image_size=cfg.image_size,
             encoder=cfg.encoder,
@@ -35,9 +33,10 @@ def build_model(cfg: ModelConfig, load_encoder_weights: bool = True) -> nn.Modul
             encoder_weights=cfg.encoder_weights if load_encoder_weights else None,
             mask_token=cfg.mask_token,
             reference_layers=tuple(cfg.reference_layers),
+            segment_head=cfg.segment_head,
         )
     if cfg.name == "cae":
-        if cfg.mask_token or cfg.reference_layers:
-            raise InputError("the l2-CAE has no patch tokens: the inpaint objective and the feature score need AnoViT")
+        if cfg.mask_token or cfg.reference_layers or cfg.segment_head:
+            raise InputError("the inpaint objective and the feature and segment scores need AnoViT, not the l2-CAE")
         return L2CAE(image_size=cfg.image_size, latent_dim=cfg.cae_latent_dim, base_channels=cfg.cae_base_channels)
     raise ValueError(f"unknown model {cfg.name!r}")

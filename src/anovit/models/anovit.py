@@ -10,6 +10,7 @@ from torch import nn
 
 from .decoder import ConvTransposeDecoder
 from .encoder import FeatureReference, ViTEncoder
+from .segmenter import SegmentationHead
 
 
 class AnoViT(nn.Module):
@@ -20,7 +21,8 @@ class AnoViT(nn.Module):
 
     ``mask_token`` lets ``forward`` hide patches (the ``inpaint`` objective); ``reference_layers``
     keeps a frozen copy of the (pretrained) encoder as it was before training, whose block outputs
-    the ``feature`` score compares between an image and its reconstruction.
+    the ``feature`` score compares between an image and its reconstruction. ``segment_head`` adds
+    a :class:`SegmentationHead` on (image, reconstruction) for the ``segment`` score.
     """
 
     def __init__(
@@ -34,11 +36,13 @@ class AnoViT(nn.Module):
         encoder_weights: str | Path | None = None,
         mask_token: bool = False,
         reference_layers: tuple[int, ...] = (),
+        segment_head: bool = False,
     ) -> None:
         super().__init__()
         self.encoder = ViTEncoder(encoder, image_size, patch_size, encoder_overrides, pretrained, encoder_weights, mask_token)
         self.decoder = ConvTransposeDecoder(self.encoder.embed_dim, decoder_channels, patch_size, image_size)
         self.reference = FeatureReference(self.encoder, tuple(reference_layers)) if reference_layers else None
+        self.segmenter = SegmentationHead() if segment_head else None
 
     @property
     def grid(self) -> tuple[int, int]:

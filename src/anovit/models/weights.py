@@ -80,7 +80,9 @@ def resolve_encoder_source(cfg: RunConfig) -> tuple[RunConfig, str]:
     if m.encoder_weights:
         return cfg, f"encoder weights from {m.encoder_weights}"
     if not m.pretrained:
-        return cfg, "encoder randomly initialised"
+        message = f"encoder {m.encoder} is randomly initialised (no --pretrained, no --encoder-weights)"
+        log.warning(message)
+        return cfg, message
     path = env_weights(m.encoder)
     where = f"${WEIGHTS_ENV}"
     if path is None:
