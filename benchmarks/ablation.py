@@ -49,6 +49,11 @@ SETTINGS: dict[str, tuple[str, dict]] = {
     "tiny": ("tiny", dict(PRETRAINED)),  # the default: restore + feature loss
     "tiny-224": ("tiny", dict(PRETRAINED, image_size=224)),
     "tiny-segment": ("tiny", dict(PRETRAINED, score=("feature", "segment"))),  # the default + a segmentation head
+    # 224 px (the encoder's own size) within the CPU budget: a narrower decoder, fewer steps or 192 px
+    "tiny-224-narrow-300": ("tiny", dict(PRETRAINED, image_size=224, decoder_channels=(128, 64, 32, 16, 16), min_steps=300)),
+    "tiny-inpaint-224-narrow-300": ("tiny", dict(PRETRAINED, objective="inpaint", image_size=224, decoder_channels=(128, 64, 32, 16, 16),
+                                                 min_steps=300)),
+    "tiny-192-narrow": ("tiny", dict(PRETRAINED, image_size=192, decoder_channels=(128, 64, 32, 16, 16))),
     "tiny-random": ("tiny", dict(RANDOM)),  # the default without pretrained weights (restore, from scratch)
     "tiny-random-reconstruct": ("tiny", dict(RANDOM, objective="reconstruct")),
 }
@@ -58,9 +63,15 @@ SCORES = ("l2", "ssim", "gms", "feature", "l2+gms", "gms+feature", "l2+feature",
 def config_for(setting: str, epochs: int | None) -> RunConfig:
     preset, options = SETTINGS[setting]
     kw = dict(options)
+    decoder, min_steps = kw.pop("decoder_channels", None), kw.pop("min_steps", None)  # not options of resolve_config
     if kw.get("encoder_weights") and "score" not in kw:
         kw["score"] = ("feature",)  # keeps the reference encoder; every score is evaluated below
-    return resolve_config(preset, epochs=epochs, **kw)
+    cfg = resolve_config(preset, epochs=epochs, **kw)
+    if decoder is not None:
+        cfg = replace(cfg, model=replace(cfg.model, decoder_channels=tuple(decoder)))
+    if min_steps is not None and epochs is None:
+        cfg = replace(cfg, train=replace(cfg.train, min_steps=min_steps))
+    return cfg
 
 
 def datasets(spec: str, root: Path) -> list[tuple[str, Path | None, str]]:

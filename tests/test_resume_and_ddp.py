@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -41,20 +42,28 @@ def _augmenting(ds: ImageDataset) -> ImageDataset:
     return ds.subset(range(len(ds)), augment=build_augment(DataConfig()))  # random state matters for resume
 
 
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(mvtec_root: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "model, objective, segment_head",
+    [("cae", "reconstruct", False), ("anovit", "restore", True)],  # restore: synthetic anomalies drawn from the saved generator
+)
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(
+    mvtec_root: Path, tmp_path: Path, model: str, objective: str, segment_head: bool
+) -> None:
     train, _ = _data(mvtec_root)
-    cfg = TrainConfig(epochs=4, batch_size=4, lr=1e-3, seed=5, precision="fp32")
+    cfg = TrainConfig(epochs=4, batch_size=4, lr=1e-3, seed=5, precision="fp32", objective=objective)
+    model_cfg = replace(tiny_model_config(model), segment_head=segment_head)
     torch.manual_seed(0)
-    whole = build_model(tiny_model_config("cae"))
+    whole = build_model(model_cfg)
     fit(whole, _augmenting(train), train.subset(range(3)), cfg, CPU, run_dir=tmp_path / "a", progress=False)
 
     torch.manual_seed(0)
-    first = build_model(tiny_model_config("cae"))
-    fit(first, _augmenting(train), train.subset(range(3)), TrainConfig(**{**cfg.__dict__, "epochs": 2}), CPU, run_dir=tmp_path / "b", progress=False)
-    resumed = build_model(tiny_model_config("cae"))  # a fresh init: everything comes from the checkpoint
+    first = build_model(model_cfg)
+    fit(first, _augmenting(train), train.subset(range(3)), replace(cfg, epochs=2), CPU, run_dir=tmp_path / "b", progress=False)
+    resumed = build_model(model_cfg)  # a fresh init: everything comes from the checkpoint
     history = fit(resumed, _augmenting(train), train.subset(range(3)), cfg, CPU, run_dir=tmp_path / "b", progress=False, resume=True)
     assert [h.epoch for h in history] == [1, 2, 3, 4]
     a, b = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
+    assert any(k.startswith("segmenter.") for k in a) == segment_head
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
 
