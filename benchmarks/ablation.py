@@ -39,23 +39,32 @@ SYNTHETIC = ("weave", "sand", "fibres", "tiles", "capsule", "nut")
 # name -> (preset, options for resolve_config). Pretrained settings get the shared ViT-Ti (WEIGHTS).
 PRETRAINED = dict(encoder_weights=WEIGHTS)
 RANDOM = dict(pretrained=False, feature_loss=0.0, score=("l2",))
+def opts(*base: dict, **kw: object) -> dict:
+    """The options of ``base`` dicts merged in order, then ``kw``."""
+    return {k: v for d in (*base, kw) for k, v in d.items()}
+
+
+# The CPU default before 224 px (issue 10, first pass): 128 px, a wider decoder, at least 400 steps.
+AT128 = dict(image_size=128, decoder_channels=(256, 128, 64, 32, 16), min_steps=400, preset_epochs=40)
+NARROW = (128, 64, 32, 16, 16)
 SETTINGS: dict[str, tuple[str, dict]] = {
-    "cae": ("tiny", dict(model="cae")),  # the paper's baseline, same size and epochs
+    "cae": ("tiny", dict(AT128, model="cae")),  # the paper's baseline, same size and steps as the 128-px settings
     "small": ("small", dict(score=("l2",))),  # the former CPU default: from scratch, 64 px, reconstruct
-    "tiny-reconstruct": ("tiny", dict(PRETRAINED, objective="reconstruct", feature_loss=0.0)),  # the paper's objective
-    "tiny-reconstruct-floss": ("tiny", dict(PRETRAINED, objective="reconstruct")),
-    "tiny-inpaint-floss": ("tiny", dict(PRETRAINED, objective="inpaint")),
-    "tiny-restore-l2loss": ("tiny", dict(PRETRAINED, feature_loss=0.0)),
-    "tiny": ("tiny", dict(PRETRAINED)),  # the default: restore + feature loss
-    "tiny-224": ("tiny", dict(PRETRAINED, image_size=224)),
-    "tiny-segment": ("tiny", dict(PRETRAINED, score=("feature", "segment"))),  # the default + a segmentation head
-    # 224 px (the encoder's own size) within the CPU budget: a narrower decoder, fewer steps or 192 px
-    "tiny-224-narrow-300": ("tiny", dict(PRETRAINED, image_size=224, decoder_channels=(128, 64, 32, 16, 16), min_steps=300)),
-    "tiny-inpaint-224-narrow-300": ("tiny", dict(PRETRAINED, objective="inpaint", image_size=224, decoder_channels=(128, 64, 32, 16, 16),
-                                                 min_steps=300)),
-    "tiny-192-narrow": ("tiny", dict(PRETRAINED, image_size=192, decoder_channels=(128, 64, 32, 16, 16))),
-    "tiny-random": ("tiny", dict(RANDOM)),  # the default without pretrained weights (restore, from scratch)
-    "tiny-random-reconstruct": ("tiny", dict(RANDOM, objective="reconstruct")),
+    "tiny-reconstruct": ("tiny", opts(PRETRAINED, AT128, objective="reconstruct", feature_loss=0.0)),  # the paper's objective
+    "tiny-reconstruct-floss": ("tiny", opts(PRETRAINED, AT128, objective="reconstruct")),
+    "tiny-inpaint-floss": ("tiny", opts(PRETRAINED, AT128, objective="inpaint")),
+    "tiny-restore-l2loss": ("tiny", opts(PRETRAINED, AT128, feature_loss=0.0)),
+    "tiny-128": ("tiny", opts(PRETRAINED, AT128)),  # the first default: restore + feature loss at 128 px
+    "tiny-224": ("tiny", opts(PRETRAINED, AT128, image_size=224)),  # the same at 224 px
+    "tiny-segment": ("tiny", opts(PRETRAINED, AT128, score=("feature", "segment"))),  # tiny-128 + a segmentation head
+    "tiny-random": ("tiny", opts(RANDOM, AT128)),  # tiny-128 without pretrained weights (restore, from scratch)
+    "tiny-random-reconstruct": ("tiny", opts(RANDOM, AT128, objective="reconstruct")),
+    # 224 px (the encoder's own size) within the CPU budget: a narrower decoder and fewer steps
+    "tiny-224-narrow-300": ("tiny", opts(PRETRAINED, AT128, image_size=224, decoder_channels=NARROW, min_steps=300)),  # 400 steps on bottle
+    "tiny-inpaint-224-narrow-300": ("tiny", dict(PRETRAINED, objective="inpaint", image_size=224, decoder_channels=NARROW, min_steps=300,
+                                                 preset_epochs=30)),
+    "tiny-192-narrow": ("tiny", opts(PRETRAINED, AT128, image_size=192, decoder_channels=NARROW)),
+    "tiny": ("tiny", dict(PRETRAINED)),  # the default: restore + feature loss at 224 px, narrow decoder, 300 steps
 }
 SCORES = ("l2", "ssim", "gms", "feature", "l2+gms", "gms+feature", "l2+feature", "segment", "segment+feature")
 
@@ -64,13 +73,14 @@ def config_for(setting: str, epochs: int | None) -> RunConfig:
     preset, options = SETTINGS[setting]
     kw = dict(options)
     decoder, min_steps = kw.pop("decoder_channels", None), kw.pop("min_steps", None)  # not options of resolve_config
+    preset_epochs = kw.pop("preset_epochs", None)
     if kw.get("encoder_weights") and "score" not in kw:
         kw["score"] = ("feature",)  # keeps the reference encoder; every score is evaluated below
     cfg = resolve_config(preset, epochs=epochs, **kw)
     if decoder is not None:
         cfg = replace(cfg, model=replace(cfg.model, decoder_channels=tuple(decoder)))
-    if min_steps is not None and epochs is None:
-        cfg = replace(cfg, train=replace(cfg.train, min_steps=min_steps))
+    if min_steps is not None and epochs is None:  # the preset's rule: at least min_steps, and preset_epochs on larger sets
+        cfg = replace(cfg, train=replace(cfg.train, min_steps=min_steps, epochs=preset_epochs or cfg.train.epochs))
     return cfg
 
 

@@ -1,7 +1,7 @@
 """The demo: built-in data, AnoViT (the CPU default preset) and the l2-CAE, a side-by-side table, Figure 3 and reports.
 
 Two built-in categories: a regular texture (weave) and an object (capsule); ``anovit synth`` writes
-the others (sand, fibres, tiles, nut). Each takes about 7 minutes on a 2-core CPU with the default preset.
+the others (sand, fibres, tiles, nut). Each takes about 10 minutes on a 2-core CPU with the default preset.
 
 It is the benchmark sweep on the synthetic MVTec-layout set, so it resumes the same way.
 """
