@@ -241,7 +241,8 @@ def test_tiny_preset_keeps_the_pretrained_encoder_as_its_reference() -> None:
     assert torch.equal(ref["blocks.2.attn.qkv.weight"], file["blocks.2.attn.qkv.weight"])
     assert torch.equal(ref["patch_embed.proj.weight"], model.encoder.vit.patch_embed.proj.weight.detach())
     # pretrained features tell a photograph-like structure from its blurred copy; same image -> 0
-    x = torch.rand(1, 3, 128, 128)
+    size = cfg.model.image_size
+    x = torch.rand(1, 3, size, size)
     with torch.no_grad():
         from anovit.scoring import feature_map
 

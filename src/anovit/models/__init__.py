@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from torch import nn
 
 from ..config import ModelConfig
@@ -12,8 +10,6 @@ from .anovit import AnoViT
 from .cae import L2CAE
 
 __all__ = ["AnoViT", "L2CAE", "build_model"]
-
-log = logging.getLogger(__name__)
 
 
 def build_model(cfg: ModelConfig, load_encoder_weights: bool = True) -> nn.Module:
