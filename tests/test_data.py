@@ -94,6 +94,14 @@ def test_split_is_deterministic_and_disjoint() -> None:
     assert split_train_val(10, 0.0, 0) == (list(range(10)), [])
 
 
+def test_every_generated_anomalous_image_has_a_mask(tmp_path: Path) -> None:
+    from anovit.data import make_synthetic_mvtec
+
+    root = make_synthetic_mvtec(tmp_path, categories=("capsule",), size=64, n_train=1, n_test_good=1, n_per_defect=6, defects=("smudge",))
+    masks = sorted((root / "capsule" / "ground_truth" / "smudge").glob("*_mask.png"))
+    assert len(masks) == 6 and all(np.asarray(Image.open(m)).any() for m in masks)
+
+
 @pytest.mark.parametrize("category", TEXTURES)
 def test_every_builtin_category_and_defect_is_visible_where_its_mask_says(category: str) -> None:
     from scipy.ndimage import binary_dilation
