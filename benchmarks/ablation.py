@@ -65,6 +65,7 @@ SETTINGS: dict[str, tuple[str, dict]] = {
                                                  preset_epochs=30)),
     "tiny-192-narrow": ("tiny", opts(PRETRAINED, AT128, image_size=192, decoder_channels=NARROW)),
     "tiny": ("tiny", dict(PRETRAINED)),  # the default: restore + feature loss at 224 px, narrow decoder, 300 steps
+    "cae-224": ("tiny", dict(model="cae")),  # the paper's baseline at the default's size and steps
 }
 SCORES = ("l2", "ssim", "gms", "feature", "l2+gms", "gms+feature", "l2+feature", "segment", "segment+feature")
 
@@ -204,12 +205,14 @@ def draw_figure(label: str, root: Path, category: str, settings: list[str], out:
 
 
 SUMMARY = (  # (column, setting, score)
-    ("l2-CAE", "cae", "l2"),
-    ("paper recipe: ViT-Ti, reconstruct, L2 score", "tiny-reconstruct", "l2"),
-    ("reconstruct, feature score", "tiny-reconstruct", "feature"),
-    ("**tiny (default)**: restore + feature loss, feature score", "tiny", "feature"),
+    ("l2-CAE (128 px)", "cae", "l2"),
+    ("paper recipe: ViT-Ti, reconstruct, L2 score (128 px)", "tiny-reconstruct", "l2"),
+    ("reconstruct, feature score (128 px)", "tiny-reconstruct", "feature"),
+    ("restore + feature loss, feature score (128 px; the first default)", "tiny-128", "feature"),
+    ("inpaint + feature loss, feature score (128 px)", "tiny-inpaint-floss", "feature"),
+    ("**tiny (default)**: restore + feature loss, feature score, 224 px, 300 steps", "tiny", "feature"),
     ("tiny with gms+feature", "tiny", "gms+feature"),
-    ("tiny, no pretrained weights (fallback)", "tiny-random", "l2"),
+    ("no pretrained weights (fallback, 128 px)", "tiny-random", "l2"),
 )
 
 
@@ -229,6 +232,7 @@ def write_summary(rows: list[dict], path: Path) -> None:
 
 def write_table(rows: list[dict], path: Path) -> None:
     lines = ["| data | setting | score | size | epochs | train s | image AUROC | pixel AUROC |", "|---|---|---|---|---|---|---|---|"]
+    rows = sorted(rows, key=lambda r: (r["data"], r["setting"]))  # stable: scores keep their order
     for r in rows:
         lines.append(f"| {r['data']} | {r['setting']} | {r['score']} | {r['size']} | {r['epochs']} | {r['train_seconds']:.0f} | "
                      f"{r['image_auroc']:.3f} | {_num(r['pixel_auroc'])} |")  # fmt: skip
