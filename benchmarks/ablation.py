@@ -64,9 +64,22 @@ SETTINGS: dict[str, tuple[str, dict]] = {
     "tiny-inpaint-224-narrow-300": ("tiny", dict(PRETRAINED, objective="inpaint", image_size=224, decoder_channels=NARROW, min_steps=300,
                                                  preset_epochs=30)),
     "tiny-192-narrow": ("tiny", opts(PRETRAINED, AT128, image_size=192, decoder_channels=NARROW)),
+    "tiny-segment-224": ("tiny", dict(PRETRAINED, score=("feature", "segment"))),  # the default + a segmentation head
     "tiny": ("tiny", dict(PRETRAINED)),  # the default: restore + feature loss at 224 px, narrow decoder, 300 steps
     "cae-224": ("tiny", dict(model="cae")),  # the paper's baseline at the default's size and steps
+    # small sources (8 x 8 digits): a coarse 4 x 4 patch grid, so each patch must be inferred from its context
+    "tiny-64": ("tiny", opts(PRETRAINED, image_size=64)),
+    "tiny-inpaint-64": ("tiny", opts(PRETRAINED, image_size=64, objective="inpaint")),
+    "cae-64": ("tiny", dict(model="cae", image_size=64)),
+    "tiny-64-900": ("tiny", opts(PRETRAINED, image_size=64, min_steps=900, preset_epochs=30)),
+    "tiny-reconstruct-64": ("tiny", opts(PRETRAINED, image_size=64, objective="reconstruct")),
+    "tiny-32": ("tiny", opts(PRETRAINED, image_size=32)),  # a 2 x 2 patch grid
+    "cae-32": ("tiny", dict(model="cae", image_size=32)),
+    "tiny-48": ("tiny", opts(PRETRAINED, image_size=48)),  # a 3 x 3 patch grid
+    "tiny-inpaint-32": ("tiny", opts(PRETRAINED, image_size=32, objective="inpaint")),  # each quarter filled in from the other three
+    "tiny-reconstruct-32": ("tiny", opts(PRETRAINED, image_size=32, objective="reconstruct", feature_loss=0.0)),  # the paper's recipe
 }
+# KIND[+KIND...][@IMAGE_SCORE]: the map(s), and how the image score is taken from the map (default: the setting's, max)
 SCORES = ("l2", "ssim", "gms", "feature", "l2+gms", "gms+feature", "l2+feature", "segment", "segment+feature")
 
 
@@ -129,7 +142,8 @@ def main() -> None:
     for label, root, category in datasets(args.sets, out):
         for setting in args.settings.split(","):
             cfg = config_for(setting, args.epochs)
-            scores = ["l2"] if cfg.model.name == "cae" or setting == "small" else [
+            l2_only = cfg.model.name == "cae" or setting == "small"
+            scores = [s for s in args.scores.split(",") if s.partition("@")[0] == "l2"] or ["l2"] if l2_only else [
                 s for s in args.scores.split(",")
                 if ("feature" not in s or cfg.model.reference_layers) and ("segment" not in s or cfg.model.segment_head)]  # fmt: skip
             todo = [s for s in scores if (label, setting, s) not in done]
@@ -147,7 +161,8 @@ def main() -> None:
             _, val_idx = split_train_val(len(normal), cfg.data.val_fraction, cfg.train.seed)
             val = normal.subset(val_idx)
             for score in todo:
-                s = replace(cfg.score, kinds=tuple(score.split("+")), scales=())
+                kinds, _, pool = score.partition("@")  # e.g. feature@mean: the feature map, averaged into the image score
+                s = replace(cfg.score, kinds=tuple(kinds.split("+")), scales=(), image_score=pool or cfg.score.image_score)
                 if len(s.kinds) > 1:
                     s = replace(s, scales=measure_scales(model, val, s, dev, cfg.train.precision))
                 start = time.perf_counter()

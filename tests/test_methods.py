@@ -104,6 +104,21 @@ def test_image_score_ignores_the_border() -> None:
     assert image_scores(maps, 0.05).tolist() == [0.0, 3.0]
 
 
+def test_image_score_max_mean_and_top_share() -> None:
+    maps = torch.arange(200, dtype=torch.float32).view(2, 10, 10)  # image 0: 0..99, image 1: 100..199
+    assert image_scores(maps, 0.0, "max").tolist() == [99.0, 199.0]
+    assert image_scores(maps, 0.0, "mean").tolist() == [49.5, 149.5]
+    assert image_scores(maps, 0.0, "top10").tolist() == [94.5, 194.5]  # the mean of the 10 highest pixels
+    assert image_scores(maps, 0.0, "top100").tolist() == [49.5, 149.5]
+    assert image_scores(maps, 0.1, "mean").tolist() == [49.5, 149.5]  # the 8 x 8 interior of a linear ramp
+    assert image_scores(maps, 0.0, "top0.5").tolist() == [99.0, 199.0]  # at least one pixel
+    assert resolve_config("tiny", image_score="top5").score.image_score == "top5"
+    assert resolve_config("tiny").score.image_score == "max"  # the paper's
+    for bad in ("median", "top0", "top150", "topx", "5"):
+        with pytest.raises(InputError, match="--image-score"):
+            resolve_config("tiny", image_score=bad)
+
+
 def test_one_l2_score_is_the_papers() -> None:
     model = build_model(tiny_run_config().model)
     x = torch.rand(2, 3, 32, 32)

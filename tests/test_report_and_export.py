@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -102,6 +103,24 @@ def test_onnx_export_matches_pytorch(model: str, request: pytest.FixtureRequest,
     meta = {p.key: p.value for p in onnx.load(str(result.path)).metadata_props}
     assert meta["anovit_model"] == model and meta["image_size"] == "32"
     assert float(meta["image_threshold"]) == load_thresholds(run).image
+
+
+def test_onnx_export_keeps_a_top_share_image_score(trained_run: Path, tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    raw = json.loads((run / "config.json").read_text())
+    raw["score"]["image_score"] = "top5"
+    (run / "config.json").write_text(json.dumps(raw))
+    result = export_onnx(run, tmp_path / "model.onnx")
+    assert result.score_error is not None and result.score_error < ONNX_TOLERANCE
+    images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    maps, scores = session.run(["score_map", "image_score"], {"images": images.numpy()})
+    top = np.sort(maps.reshape(3, -1), axis=1)[:, -round(0.05 * 32 * 32):]  # the 51 highest of 1,024 pixels
+    np.testing.assert_allclose(scores, top.mean(1), rtol=1e-5)
+    assert not np.allclose(scores, maps.reshape(3, -1).max(1))
 
 
 def test_export_cli_writes_into_the_run(trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

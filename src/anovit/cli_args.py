@@ -46,6 +46,8 @@ def _add_method(p: argparse.ArgumentParser) -> None:
                         "segment adds a segmentation head trained on restore's synthetic anomalies")
     p.add_argument("--test-masks", type=int, metavar="K", help="inpaint: K complementary patch masks at test time (default 4)")
     p.add_argument("--border", type=float, help="share of the image size at each edge that the image score ignores, e.g. 0.05")
+    p.add_argument("--image-score", metavar="max|mean|topP",
+                   help="image score from the map: max (the paper, default), mean, or topP = mean of its highest P%% pixels, e.g. top5")
     p.add_argument("--feature-layers", type=_layers, metavar="I,J,...", help="blocks of the reference encoder for --score feature")
     p.add_argument("--feature-loss", type=float, metavar="W",
                    help="add W x the reference encoder's feature distance (output vs target) to the L2 loss; 0: L2 alone")
@@ -58,7 +60,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--category", required=True, help="category folder under --data, e.g. bottle")
     p.add_argument("--model", required=True, choices=["anovit", "cae"])
     p.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
-                   help=f"{DEFAULT_PRESET} (default): the CPU default, a pretrained ViT-Ti/16 at 128 px; paper: ViT-B/16 at 384 px; "
+                   help=f"{DEFAULT_PRESET} (default): the CPU default, a pretrained ViT-Ti/16 at 224 px; paper: ViT-B/16 at 384 px; "
                         "small: a from-scratch ViT at 64 px")  # fmt: skip
     p.add_argument("--image-size", type=int)
     p.add_argument("--epochs", type=int)

@@ -95,7 +95,9 @@ class ScoreConfig:
     each is divided by its ``scales`` entry (its mean on the validation images, measured after
     training) first. ``border``: the share of the image size at each edge that the image score
     (max of the map) ignores. ``test_masks``: K complementary patch masks at test time (inpaint),
-    so every patch is predicted while hidden; 1 = the whole image at once.
+    so every patch is predicted while hidden; 1 = the whole image at once. ``image_score``: how the
+    interior of the map becomes the image score: ``max`` (the paper), ``mean``, or ``topP`` = the
+    mean of the highest P percent of its pixels (see :func:`image_score_share`).
     """
 
     sigma: float = 4.0
@@ -104,6 +106,22 @@ class ScoreConfig:
     scales: tuple[float, ...] = ()
     border: float = 0.0
     test_masks: int = 1
+    image_score: str = "max"
+
+
+def image_score_share(name: str) -> float:
+    """The share of the map's pixels an image score averages: ``max`` -> 0 (one pixel), ``mean`` -> 1, ``top5`` -> 0.05."""
+    if name == "max":
+        return 0.0
+    if name == "mean":
+        return 1.0
+    try:
+        share = float(name.removeprefix("top")) / 100 if name.startswith("top") else -1.0
+    except ValueError:
+        share = -1.0
+    if not 0 < share <= 1:
+        raise InputError(f"--image-score {name}: expected max (the paper), mean, or topP with P a percentage in (0, 100], e.g. top5")
+    return share
 
 
 @dataclass(frozen=True)
@@ -237,6 +255,7 @@ def resolve_config(
     border: float | None = None,
     feature_layers: tuple[int, ...] | None = None,
     feature_loss: float | None = None,
+    image_score: str | None = None,
 ) -> RunConfig:
     """Start from a preset and apply the options a user gave (``None`` keeps the preset value).
 
@@ -278,6 +297,9 @@ def resolve_config(
             raise InputError(f"--feature-loss {feature_loss}: expected a weight >= 0")
         t = replace(t, feature_loss=feature_loss)
     m, t, s = _method_options(m, t, s, objective, score, test_masks, border, feature_layers, feature_loss)
+    if image_score is not None:
+        image_score_share(image_score)  # checks the name
+        s = replace(s, image_score=image_score)
     return RunConfig(model=m, data=d, train=t, score=s, preset=preset)
 
 

@@ -16,12 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ScoreConfig
+from .config import ScoreConfig, image_score_share
 from .similarity import gms_map, patch_distance, ssim_map
 
 
 class Scores(NamedTuple):
-    """Scores of one batch: ``maps`` (B, H, W) smoothed score maps, ``image`` (B,) = max of each map."""
+    """Scores of one batch: ``maps`` (B, H, W) smoothed score maps, ``image`` (B,) = the image scores (max of each map unless configured)."""
 
     maps: torch.Tensor
     image: torch.Tensor
@@ -151,18 +151,29 @@ def combine(maps: dict[str, torch.Tensor], cfg: ScoreConfig) -> torch.Tensor:
     return torch.stack([maps[k] / s for k, s in zip(cfg.kinds, scales)]).mean(dim=0)
 
 
-def image_scores(maps: torch.Tensor, border: float) -> torch.Tensor:
-    """Max of each smoothed map (B, H, W) -> (B,), over the interior: ``border`` x size ignored at each edge."""
+def image_scores(maps: torch.Tensor, border: float, how: str = "max") -> torch.Tensor:
+    """Smoothed maps (B, H, W) -> image scores (B,) over the interior (``border`` x size ignored at each edge).
+
+    ``how``: ``max`` (the paper), ``mean``, or ``topP``, the mean of the highest P percent of the
+    interior's pixels (:func:`anovit.config.image_score_share`).
+    """
     h, w = int(maps.shape[-2]), int(maps.shape[-1])  # ints also while tracing for ONNX
     bh, bw = int(round(border * h)), int(round(border * w))
     if bh or bw:
         maps = maps[:, bh : h - bh, bw : w - bw]
-    return maps.flatten(1).amax(dim=1)
+    flat = maps.flatten(1)  # (B, P)
+    share = image_score_share(how)
+    if share == 0.0:
+        return flat.amax(dim=1)
+    if share == 1.0:
+        return flat.mean(dim=1)
+    k = max(1, int(round(share * int(flat.shape[1]))))
+    return flat.topk(k, dim=1).values.mean(dim=1)
 
 
 def score_batch(
     model: nn.Module, images: torch.Tensor, cfg: ScoreConfig, amp: Callable[[], ContextManager] = contextlib.nullcontext
 ) -> Scores:
-    """images (B, 3, S, S) float in [0, 1] -> :class:`Scores`: combined, smoothed maps and their interior max."""
+    """images (B, 3, S, S) float in [0, 1] -> :class:`Scores`: combined, smoothed maps and their image scores (:func:`image_scores`)."""
     maps = gaussian_blur(combine(component_maps(model, images, cfg, amp), cfg), cfg.sigma, cfg.truncate)  # (B, H, W)
-    return Scores(maps=maps, image=image_scores(maps, cfg.border))
+    return Scores(maps=maps, image=image_scores(maps, cfg.border, cfg.image_score))
