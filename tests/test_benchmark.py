@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from anovit.benchmark import build_results, results_markdown
+from anovit.benchmark import benchmark_config, build_results, results_markdown
 from anovit.cli import main
 
 from .test_oneclass import make_mnist
@@ -110,3 +110,19 @@ def test_categories_run_in_parallel_on_several_devices(mvtec_root: Path, tmp_pat
     # identical data and seed: both workers must reach the same numbers
     assert results["rows"][0]["cae"] == results["rows"][1]["cae"]
     assert {p.name for p in (out / "figures").iterdir()} == {"felt.png", "weave.png"}
+
+
+def test_default_preset_on_digits_uses_each_models_measured_setting() -> None:
+    unset = dict(objective=None, score=None, test_masks=None, border=None, feature_layers=None, feature_loss=None, image_score=None)
+    vit = benchmark_config("digits", "anovit", "tiny", None, None, **unset)
+    assert vit.data.image_size == vit.model.image_size == 32
+    assert vit.train.objective == "inpaint" and vit.score.test_masks == 4  # each quarter of the 2 x 2 grid hidden once
+    assert vit.score.kinds == ("l2", "feature") and vit.score.image_score == "mean"
+    cae = benchmark_config("digits", "cae", "tiny", None, None, **unset)
+    assert cae.data.image_size == 128 and cae.score.image_score == "mean" and cae.score.kinds == ("l2",)
+    # what the user sets wins; other datasets and presets keep the preset's own choices
+    mine = benchmark_config("digits", "anovit", "tiny", None, 64, **{**unset, "image_score": "max", "objective": "restore"})
+    assert (mine.data.image_size, mine.score.image_score, mine.train.objective) == (64, "max", "restore")
+    for dataset, preset in (("mnist", "tiny"), ("digits", "small")):
+        other = benchmark_config(dataset, "anovit", preset, None, None, **unset)
+        assert other.score.image_score == "max" and other.data.image_size != 32
