@@ -243,6 +243,7 @@ def _page(
     n_missed = sum('data-missed="1"' in c for c in cards)
     model = f"{cfg.model.name}" + (f" ({cfg.model.encoder})" if cfg.model.name == "anovit" else "")
     border = f", image score ignores {cfg.score.border:.0%} at each edge" if cfg.score.border else ""
+    border += f", image score = {cfg.score.image_score} of the map" if cfg.score.image_score != "max" else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)}</title><style>{CSS}</style></head>
