@@ -52,10 +52,10 @@ def default_categories(dataset: str, root: Path) -> list[str]:
 
 
 # The CPU default on scikit-learn's 8 x 8 digits, per model (benchmarks/ablation/digits, issue 10). At
-# 224 px a 16-px patch holds half a source pixel and AnoViT restores any digit from its neighbours; at
-# 32 px (a 2 x 2 patch grid) it inpaints each quarter from the other three, so another digit is
-# predicted as the normal one. The anomaly is the whole digit, so the image score is the map's mean.
-# The l2-CAE, whose bottleneck does this job, does best at 128 px.
+# 224 px a 16-px patch holds about half a source pixel; at 32 px (a 2 x 2 patch grid) AnoViT inpaints
+# each quarter from the other three, so another digit is predicted as the normal one (64 and 128 px
+# were far worse). The anomaly is the whole digit, so the image score is the map's mean. The l2-CAE,
+# whose bottleneck does this job, does best at 128 px.
 TINY_DIGITS: dict[str, dict[str, Any]] = {
     "anovit": dict(image_size=32, objective="inpaint", score=("l2", "feature"), image_score="mean"),
     "cae": dict(image_size=128, image_score="mean"),
