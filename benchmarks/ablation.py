@@ -8,7 +8,12 @@ epochs and size. Rows already in the results file are skipped, so the script res
     python benchmarks/ablation.py --sets mvtec:../shared/data/mvtec:bottle,synthetic \
         --settings cae,tiny-reconstruct,tiny,... --out benchmarks/ablation
 
-Writes OUT/results.json (one row per dataset x setting x score) and OUT/ablation.md.
+Writes OUT/results.json (one row per dataset x setting x score), OUT/ablation.md and OUT/summary.md
+(OUT/digits.md for digits). A score ``KIND@IMAGE_SCORE`` (e.g. ``l2+feature@mean``) also sets
+``--image-score``. The digits table of the README:
+
+    python benchmarks/ablation.py --sets digits --out benchmarks/ablation/digits \
+        --settings cae,cae-32,tiny-reconstruct-32,tiny-32,tiny-inpaint-32 --scores l2,feature,l2+feature,l2@mean,feature@mean,l2+feature@mean
 """
 
 from __future__ import annotations
@@ -67,7 +72,7 @@ SETTINGS: dict[str, tuple[str, dict]] = {
     "tiny-segment-224": ("tiny", dict(PRETRAINED, score=("feature", "segment"))),  # the default + a segmentation head
     "tiny": ("tiny", dict(PRETRAINED)),  # the default: restore + feature loss at 224 px, narrow decoder, 300 steps
     "cae-224": ("tiny", dict(model="cae")),  # the paper's baseline at the default's size and steps
-    # small sources (8 x 8 digits): a coarse 4 x 4 patch grid, so each patch must be inferred from its context
+    # small sources (8 x 8 digits): coarse patch grids, 4 x 4 at 64 px, 3 x 3 at 48, 2 x 2 at 32
     "tiny-64": ("tiny", opts(PRETRAINED, image_size=64)),
     "tiny-inpaint-64": ("tiny", opts(PRETRAINED, image_size=64, objective="inpaint")),
     "cae-64": ("tiny", dict(model="cae", image_size=64)),
