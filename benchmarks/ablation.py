@@ -241,15 +241,14 @@ SUMMARY = (  # (column, setting, score)
 def write_summary(rows: list[dict], path: Path) -> None:
     """One line per dataset: image / pixel AUROC of the settings that answer issue 10's questions."""
     found = {(r["data"], r["setting"], r["score"]): r for r in rows}
-    data = list(dict.fromkeys(r["data"] for r in rows))
-    lines = ["| data | " + " | ".join(c for c, _, _ in SUMMARY) + " |", "|---" * (len(SUMMARY) + 1) + "|"]
-    for d in data:
+    body = []
+    for d in dict.fromkeys(r["data"] for r in rows):
         cells = []
         for _, setting, score in SUMMARY:
             r = found.get((d, setting, score))
             cells.append(f"{r['image_auroc']:.3f} / {_num(r['pixel_auroc'])}" if r else "–")
-        lines.append(f"| {d} | " + " | ".join(cells) + " |")
-    path.write_text("\n".join(lines) + "\n")
+        body.append([d, *cells])
+    _write_markdown(path, ["data", *(c for c, _, _ in SUMMARY)], body)
 
 
 DIGITS_SUMMARY = (  # (column, setting, score): image AUROC per normal class of scikit-learn's digits
@@ -268,25 +267,28 @@ def write_digits_summary(rows: list[dict], path: Path) -> None:
     """Image AUROC per digit class for the DIGITS_SUMMARY columns, their mean, and how often each beats DIGITS_BASELINE."""
     found = {(r["data"], r["setting"], r["score"]): r["image_auroc"] for r in rows}
     classes = sorted({r["data"] for r in rows if r["data"].startswith("digits/")}, key=lambda d: int(d.split("/")[1]))
-    lines = ["| class | " + " | ".join(c for c, _, _ in DIGITS_SUMMARY) + " |", "|---" * (len(DIGITS_SUMMARY) + 1) + "|"]
-    for d in classes:
-        lines.append(f"| {d.split('/')[1]} | " + " | ".join(_num(found.get((d, st, sc))) for _, st, sc in DIGITS_SUMMARY) + " |")
+    body = [[d.split("/")[1], *(_num(found.get((d, st, sc))) for _, st, sc in DIGITS_SUMMARY)] for d in classes]
     means, wins = [], []
     for _, st, sc in DIGITS_SUMMARY:
         got = [(found[(d, st, sc)], found.get((d, *DIGITS_BASELINE))) for d in classes if (d, st, sc) in found]
         means.append(f"{sum(v for v, _ in got) / len(got):.3f} ({len(got)} classes)" if got else "–")
         wins.append(f"{sum(b is not None and round(v, 3) > round(b, 3) for v, b in got)} / {len(got)}" if got else "–")
-    lines.append("| mean | " + " | ".join(means) + " |")
-    lines.append(f"| above {DIGITS_BASELINE[0]} {DIGITS_BASELINE[1]} (3 decimals) | " + " | ".join(wins) + " |")
-    path.write_text("\n".join(lines) + "\n")
+    body += [["mean", *means], [f"above {DIGITS_BASELINE[0]} {DIGITS_BASELINE[1]} (3 decimals)", *wins]]
+    _write_markdown(path, ["class", *(c for c, _, _ in DIGITS_SUMMARY)], body)
 
 
 def write_table(rows: list[dict], path: Path) -> None:
-    lines = ["| data | setting | score | size | epochs | train s | image AUROC | pixel AUROC |", "|---|---|---|---|---|---|---|---|"]
+    head = ["data", "setting", "score", "size", "epochs", "train s", "image AUROC", "pixel AUROC"]
     rows = sorted(rows, key=lambda r: (r["data"], r["setting"]))  # stable: scores keep their order
-    for r in rows:
-        lines.append(f"| {r['data']} | {r['setting']} | {r['score']} | {r['size']} | {r['epochs']} | {r['train_seconds']:.0f} | "
-                     f"{r['image_auroc']:.3f} | {_num(r['pixel_auroc'])} |")  # fmt: skip
+    body = [[r["data"], r["setting"], r["score"], r["size"], r["epochs"], f"{r['train_seconds']:.0f}", f"{r['image_auroc']:.3f}",
+             _num(r["pixel_auroc"])] for r in rows]  # fmt: skip
+    _write_markdown(path, head, body)
+
+
+def _write_markdown(path: Path, head: list[str], body: list[list[object]]) -> None:
+    """A markdown table: the header ``head``, then one line per row of ``body``."""
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in body]
     path.write_text("\n".join(lines) + "\n")
 
 
