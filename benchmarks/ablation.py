@@ -8,12 +8,19 @@ epochs and size. Rows already in the results file are skipped, so the script res
     python benchmarks/ablation.py --sets mvtec:../shared/data/mvtec:bottle,synthetic \
         --settings cae,tiny-reconstruct,tiny,... --out benchmarks/ablation
 
+The README's summary table, on the built-in sets and bottle:
+
+    python benchmarks/ablation.py --sets mvtec:../shared/data/mvtec:bottle,synthetic \
+        --settings cae,tiny-reconstruct,tiny-128,tiny-inpaint-floss,tiny-5fills,tiny,tiny-random \
+        --scores l2@max,feature@max,feature@top1,l2@top1
+
 Writes OUT/results.json (one row per dataset x setting x score), OUT/ablation.md and OUT/summary.md
 (OUT/digits.md for digits). A score ``KIND@IMAGE_SCORE`` (e.g. ``l2+feature@mean``) also sets
-``--image-score``. The digits table of the README:
+``--image-score``; a plain ``KIND`` takes the setting's own, and the row names it. The digits table of the README:
 
     python benchmarks/ablation.py --sets digits --out benchmarks/ablation/digits \
-        --settings cae,cae-32,tiny-reconstruct-32,tiny-32,tiny-inpaint-32 --scores l2,feature,l2+feature,l2@mean,feature@mean,l2+feature@mean
+        --settings cae,cae-32,tiny-reconstruct-32,tiny-32,tiny-inpaint-32 \
+        --scores l2@max,feature@max,l2+feature@max,l2@mean,feature@mean,l2+feature@mean
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from anovit import checkpoint as ckpt  # noqa: E402
-from anovit.config import RunConfig, resolve_config  # noqa: E402
+from anovit.config import ANOMALY_FILLS, RunConfig, resolve_config  # noqa: E402
 from anovit.data import ImageDataset, make_synthetic_mvtec, mvtec_samples, split_train_val  # noqa: E402
 from anovit.data.oneclass import one_class_data  # noqa: E402
 from anovit.engine import evaluate, measure_scales, resolve_device  # noqa: E402
@@ -49,8 +56,10 @@ def opts(*base: dict, **kw: object) -> dict:
     return {k: v for d in (*base, kw) for k, v in d.items()}
 
 
+# restore's anomalies before the blur fill: the settings measured then keep them, so that they reproduce
+FIVE_FILLS = dict(anomaly_fills=tuple(f for f in ANOMALY_FILLS if f != "blur"))
 # The CPU default before 224 px (issue 10, first pass): 128 px, a wider decoder, at least 400 steps.
-AT128 = dict(image_size=128, decoder_channels=(256, 128, 64, 32, 16), min_steps=400, preset_epochs=40)
+AT128 = dict(FIVE_FILLS, image_size=128, decoder_channels=(256, 128, 64, 32, 16), min_steps=400, preset_epochs=40)
 NARROW = (128, 64, 32, 16, 16)
 SETTINGS: dict[str, tuple[str, dict]] = {
     "cae": ("tiny", dict(AT128, model="cae")),  # the paper's baseline, same size and steps as the 128-px settings
@@ -69,18 +78,20 @@ SETTINGS: dict[str, tuple[str, dict]] = {
     "tiny-inpaint-224-narrow-300": ("tiny", dict(PRETRAINED, objective="inpaint", image_size=224, decoder_channels=NARROW, min_steps=300,
                                                  preset_epochs=30)),
     "tiny-192-narrow": ("tiny", opts(PRETRAINED, AT128, image_size=192, decoder_channels=NARROW)),
-    "tiny-segment-224": ("tiny", dict(PRETRAINED, score=("feature", "segment"))),  # the default + a segmentation head
+    "tiny-segment-224": ("tiny", opts(PRETRAINED, FIVE_FILLS, score=("feature", "segment"))),  # tiny-5fills + a segmentation head
+    "tiny-5fills": ("tiny", opts(PRETRAINED, FIVE_FILLS)),  # the second default: tiny without the blur fill
     "tiny": ("tiny", dict(PRETRAINED)),  # the default: restore + feature loss at 224 px, narrow decoder, 300 steps
     "cae-224": ("tiny", dict(model="cae")),  # the paper's baseline at the default's size and steps
+    "tiny-reconstruct-224": ("tiny", opts(PRETRAINED, objective="reconstruct", feature_loss=0.0)),  # the paper's objective, the default's budget
     # small sources (8 x 8 digits): coarse patch grids, 4 x 4 at 64 px, 3 x 3 at 48, 2 x 2 at 32
-    "tiny-64": ("tiny", opts(PRETRAINED, image_size=64)),
+    "tiny-64": ("tiny", opts(PRETRAINED, FIVE_FILLS, image_size=64)),
     "tiny-inpaint-64": ("tiny", opts(PRETRAINED, image_size=64, objective="inpaint")),
     "cae-64": ("tiny", dict(model="cae", image_size=64)),
-    "tiny-64-900": ("tiny", opts(PRETRAINED, image_size=64, min_steps=900, preset_epochs=30)),
+    "tiny-64-900": ("tiny", opts(PRETRAINED, FIVE_FILLS, image_size=64, min_steps=900, preset_epochs=30)),
     "tiny-reconstruct-64": ("tiny", opts(PRETRAINED, image_size=64, objective="reconstruct")),
-    "tiny-32": ("tiny", opts(PRETRAINED, image_size=32)),  # a 2 x 2 patch grid
+    "tiny-32": ("tiny", opts(PRETRAINED, FIVE_FILLS, image_size=32)),  # a 2 x 2 patch grid
     "cae-32": ("tiny", dict(model="cae", image_size=32)),
-    "tiny-48": ("tiny", opts(PRETRAINED, image_size=48)),  # a 3 x 3 patch grid
+    "tiny-48": ("tiny", opts(PRETRAINED, FIVE_FILLS, image_size=48)),  # a 3 x 3 patch grid
     "tiny-inpaint-32": ("tiny", opts(PRETRAINED, image_size=32, objective="inpaint")),  # each quarter filled in from the other three
     "tiny-reconstruct-32": ("tiny", opts(PRETRAINED, image_size=32, objective="reconstruct", feature_loss=0.0)),  # the paper's recipe
 }
@@ -151,6 +162,7 @@ def main() -> None:
             scores = [s for s in args.scores.split(",") if s.partition("@")[0] == "l2"] or ["l2"] if l2_only else [
                 s for s in args.scores.split(",")
                 if ("feature" not in s or cfg.model.reference_layers) and ("segment" not in s or cfg.model.segment_head)]  # fmt: skip
+            scores = [s if "@" in s else f"{s}@{cfg.score.image_score}" for s in scores]  # rows always name the image score
             todo = [s for s in scores if (label, setting, s) not in done]
             if not todo:
                 continue
@@ -227,15 +239,15 @@ def draw_figure(label: str, root: Path, category: str, settings: list[str], out:
 
 
 SUMMARY = (  # (column, setting, score)
-    ("l2-CAE (128 px)", "cae", "l2"),
-    ("paper recipe: ViT-Ti, reconstruct, L2 score (128 px)", "tiny-reconstruct", "l2"),
-    ("reconstruct, feature score (128 px)", "tiny-reconstruct", "feature"),
-    ("restore + feature loss, feature score (128 px; the first default)", "tiny-128", "feature"),
-    ("inpaint + feature loss, feature score (128 px)", "tiny-inpaint-floss", "feature"),
-    ("**tiny (default)**: restore + feature loss, feature score, 224 px, 300 steps", "tiny", "feature"),
-    ("tiny with gms+feature", "tiny", "gms+feature"),
-    ("no pretrained weights (fallback, 128 px)", "tiny-random", "l2"),
-)
+    ("l2-CAE (128 px)", "cae", "l2@max"),
+    ("paper recipe: ViT-Ti, reconstruct, L2 score (128 px)", "tiny-reconstruct", "l2@max"),
+    ("reconstruct, feature score (128 px)", "tiny-reconstruct", "feature@max"),
+    ("restore + feature loss, feature score (128 px; the first default)", "tiny-128", "feature@max"),
+    ("inpaint + feature loss, feature score (128 px)", "tiny-inpaint-floss", "feature@max"),
+    ("the same at 224 px, 300 steps (the second default)", "tiny-5fills", "feature@max"),
+    ("+ the blur fill", "tiny", "feature@max"),
+    ("**tiny (default)**: + the top-1 % image score", "tiny", "feature@top1"),
+    ("no pretrained weights (fallback, 128 px)", "tiny-random", "l2@max"),)
 
 
 def write_summary(rows: list[dict], path: Path) -> None:
@@ -252,12 +264,12 @@ def write_summary(rows: list[dict], path: Path) -> None:
 
 
 DIGITS_SUMMARY = (  # (column, setting, score): image AUROC per normal class of scikit-learn's digits
-    ("l2-CAE, 128 px, max (the paper's score)", "cae", "l2"),
+    ("l2-CAE, 128 px, max (the paper's score)", "cae", "l2@max"),
     ("l2-CAE, 128 px, mean", "cae", "l2@mean"),
     ("l2-CAE, 32 px, mean", "cae-32", "l2@mean"),
-    ("paper recipe: ViT-Ti, reconstruct, L2, 32 px, max", "tiny-reconstruct-32", "l2"),
+    ("paper recipe: ViT-Ti, reconstruct, L2, 32 px, max", "tiny-reconstruct-32", "l2@max"),
     ("restore (tiny's objective), l2+feature, 32 px, mean", "tiny-32", "l2+feature@mean"),
-    ("inpaint, l2+feature, 32 px, max", "tiny-inpaint-32", "l2+feature"),
+    ("inpaint, l2+feature, 32 px, max", "tiny-inpaint-32", "l2+feature@max"),
     ("**inpaint, l2+feature, 32 px, mean** (benchmark default)", "tiny-inpaint-32", "l2+feature@mean"),
 )
 DIGITS_BASELINE = ("cae", "l2@mean")  # the strongest l2-CAE measured

@@ -10,6 +10,7 @@ import pytest
 
 from anovit.benchmark import benchmark_config, build_results, results_markdown
 from anovit.cli import main
+from anovit.config import PRESETS
 
 from .test_oneclass import make_mnist
 
@@ -125,4 +126,4 @@ def test_default_preset_on_digits_uses_each_models_measured_setting() -> None:
     assert (mine.data.image_size, mine.score.image_score, mine.train.objective) == (64, "max", "restore")
     for dataset, preset in (("mnist", "tiny"), ("digits", "small")):
         other = benchmark_config(dataset, "anovit", preset, None, None, **unset)
-        assert other.score.image_score == "max" and other.data.image_size != 32
+        assert other.score.image_score == PRESETS[preset].score.image_score and other.data.image_size != 32

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from anovit.checkpoint import load_config, load_trained_model
-from anovit.config import PRESETS, resolve_config
+from anovit.config import ANOMALY_FILLS, PRESETS, RunConfig, resolve_config
 from anovit.data.anomalies import perlin_noise, synthesize
 from anovit.errors import InputError
 from anovit.models import build_model
@@ -39,12 +39,44 @@ def test_synthesize_changes_only_the_masked_pixels() -> None:
     corrupted, masks = synthesize(images, torch.Generator().manual_seed(1), fraction=0.5)
     assert corrupted.shape == images.shape and masks.shape == (32, 48, 48)
     assert corrupted.min() >= 0 and corrupted.max() <= 1
-    outside = (masks == 0).unsqueeze(1).expand_as(images)
-    assert torch.equal(corrupted[outside], images[outside])
+    change = (corrupted - images).abs().mean(dim=1)  # (32, 48, 48)
+    assert change[masks == 0].mean() < 0.005 and change[masks > 0].mean() > 0.1  # the mask is where the image changed
     touched = masks.flatten(1).amax(1) > 0
     assert 6 <= int(touched.sum()) <= 26  # about half of the images
     changed = (corrupted - images).abs().flatten(1).amax(1) > 1e-3
     assert torch.equal(changed, touched)
+
+
+def test_blur_anomalies_remove_structure_and_keep_colour() -> None:
+    stripes = (torch.arange(64) // 2 % 2).float().view(1, 1, 1, 64).expand(8, 3, 64, 64).clone()  # 2-px vertical stripes
+    stripes[:, 0] = stripes[:, 0] * 0.5 + 0.25  # a red channel of another mean, which a blur must keep
+    corrupted, masks = synthesize(stripes, torch.Generator().manual_seed(3), fraction=1.0, fills=("blur",))
+    inside = masks.bool().unsqueeze(1).expand_as(stripes)  # (8, 3, 64, 64)
+    assert inside.any()
+    # full opacity blurs stripes to their mean, half opacity still halves their contrast
+    contrast_before = (stripes[:, :, :, 1:] - stripes[:, :, :, :-1]).abs()[inside[..., 1:]].mean()
+    contrast_after = (corrupted[:, :, :, 1:] - corrupted[:, :, :, :-1]).abs()[inside[..., 1:]].mean()
+    assert contrast_after < 0.6 * contrast_before
+    for c in range(3):  # the region keeps its colour: the mean of each channel moves little
+        before, after = stripes[:, c][masks.bool()].mean(), corrupted[:, c][masks.bool()].mean()
+        assert abs(float(after - before)) < 0.05
+    with pytest.raises(ValueError, match="unknown anomaly fill"):
+        synthesize(stripes, torch.Generator(), fraction=1.0, fills=("smear",))
+    flat = torch.full((4, 3, 64, 64), 0.5)  # nothing to blur: the image is unchanged and the mask empty
+    corrupted, masks = synthesize(flat, torch.Generator().manual_seed(3), fraction=1.0, fills=("blur",))
+    assert torch.allclose(corrupted, flat, atol=1e-5) and not masks.any()
+
+
+def test_anomaly_fills_are_chosen_and_checked() -> None:
+    assert resolve_config("tiny").train.anomaly_fills == ("patch", "shift", "colour", "noise", "flat", "blur")
+    assert resolve_config("tiny", anomaly_fills=("blur", "patch")).train.anomaly_fills == ("blur", "patch")
+    for bad in (("blur", "smear"), (), ("blur", "blur")):
+        with pytest.raises(InputError, match="--anomalies"):
+            resolve_config("tiny", anomaly_fills=bad)
+    raw = resolve_config("tiny").to_dict()
+    assert RunConfig.from_dict(raw).train.anomaly_fills == ANOMALY_FILLS
+    del raw["train"]["anomaly_fills"]  # a config.json written before the blur fill: trained without it
+    assert RunConfig.from_dict(raw).train.anomaly_fills == ("patch", "shift", "colour", "noise", "flat")
 
 
 def test_mask_groups_hide_every_patch_once_and_never_with_a_neighbour() -> None:
@@ -113,7 +145,8 @@ def test_image_score_max_mean_and_top_share() -> None:
     assert image_scores(maps, 0.1, "mean").tolist() == [49.5, 149.5]  # the 8 x 8 interior of a linear ramp
     assert image_scores(maps, 0.0, "top0.5").tolist() == [99.0, 199.0]  # at least one pixel
     assert resolve_config("tiny", image_score="top5").score.image_score == "top5"
-    assert resolve_config("tiny").score.image_score == "max"  # the paper's
+    assert resolve_config("paper").score.image_score == "max"  # the paper's
+    assert resolve_config("tiny").score.image_score == "top1"  # the CPU default's (benchmarks/ablation)
     for bad in ("median", "top0", "top150", "topx", "5"):
         with pytest.raises(InputError, match="--image-score"):
             resolve_config("tiny", image_score=bad)
@@ -292,9 +325,11 @@ def test_cli_method_options_reach_the_run(mvtec_root: Path, tmp_path: Path, caps
 
     common = ["-q", "train", "--data", str(mvtec_root), "--category", "weave", "--model", "anovit", "--preset", "small",
               "--image-size", "32", "--epochs", "1", "--batch-size", "4"]  # fmt: skip
-    assert main([*common, "--objective", "restore", "--score", "l2+gms", "--border", "0.05", "--out", str(tmp_path / "r")]) == 0
+    assert main([*common, "--objective", "restore", "--score", "l2+gms", "--border", "0.05", "--anomalies", "blur+flat",
+                 "--out", str(tmp_path / "r")]) == 0  # fmt: skip
     cfg = json.loads((tmp_path / "r" / "config.json").read_text())
     assert cfg["train"]["objective"] == "restore" and cfg["score"]["kinds"] == ["l2", "gms"] and cfg["score"]["border"] == 0.05
+    assert cfg["train"]["anomaly_fills"] == ["blur", "flat"]
     assert len(cfg["score"]["scales"]) == 2
     assert main([*common, "--score", "l2+edges", "--out", str(tmp_path / "r2")]) == 2
     err = capsys.readouterr().err.strip().splitlines()

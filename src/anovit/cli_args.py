@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .config import DEFAULT_PRESET, OBJECTIVES, PRESETS, SCORE_KINDS
+from .config import ANOMALY_FILLS, DEFAULT_PRESET, OBJECTIVES, PRESETS, SCORE_KINDS
 
 DESCRIPTION = """anovit: AnoViT anomaly detection and localisation (train, test, predict, export, serve, ...).
 
@@ -47,10 +47,13 @@ def _add_method(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-masks", type=int, metavar="K", help="inpaint: K complementary patch masks at test time (default 4)")
     p.add_argument("--border", type=float, help="share of the image size at each edge that the image score ignores, e.g. 0.05")
     p.add_argument("--image-score", metavar="max|mean|topP",
-                   help="image score from the map: max (the paper, default), mean, or topP = mean of its highest P%% pixels, e.g. top5")
+                   help="image score from the map: max (the paper; paper and small presets), mean, or topP = mean of its highest P%% "
+                        "pixels, e.g. top1 (the tiny preset's)")
     p.add_argument("--feature-layers", type=_layers, metavar="I,J,...", help="blocks of the reference encoder for --score feature")
     p.add_argument("--feature-loss", type=float, metavar="W",
                    help="add W x the reference encoder's feature distance (output vs target) to the L2 loss; 0: L2 alone")
+    p.add_argument("--anomalies", type=_score_kinds, metavar="FILL[+FILL...]",
+                   help=f"restore: what the synthetic anomalies are made of, from {', '.join(ANOMALY_FILLS)} (default: all)")
     p.add_argument("--sigma", type=float, help="Gaussian smoothing sigma of the score map, in pixels")
 
 

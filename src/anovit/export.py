@@ -1,8 +1,9 @@
 """``anovit export``: the trained model plus scoring as one graph, for ONNX Runtime or OpenVINO, in fp32 or int8.
 
 The graph takes ``images`` (B, 3, S, S) float32 RGB in [0, 1] (S = the run's image size) and
-returns ``score_map`` (B, S, S), the Gaussian-smoothed per-pixel squared error averaged over
-channels, and ``image_score`` (B,), the max of each map: the same numbers ``anovit test`` and
+returns ``score_map`` (B, S, S), the run's Gaussian-smoothed score map (the paper's: per-pixel squared
+error averaged over channels), and ``image_score`` (B,), taken from each map as the run says (its max,
+the mean of its top P %, ...): the same numbers ``anovit test`` and
 ``anovit predict`` compute. The batch size is dynamic. The run's thresholds go beside it in the
 ONNX model's metadata (``image_threshold``, ``pixel_threshold``) when the run has them.
 

@@ -68,9 +68,9 @@ def inpaint_with(mask_ratio: tuple[float, float]) -> Objective:
     return inpaint
 
 
-def restore_with(anomaly_fraction: float) -> Objective:
+def restore_with(anomaly_fraction: float, fills: tuple[str, ...]) -> Objective:
     def restore(model: nn.Module, images: torch.Tensor, generator: torch.Generator) -> Step:
-        corrupted, mask = synthesize(images.float(), generator, anomaly_fraction)  # (B, 3, H, W), (B, H, W)
+        corrupted, mask = synthesize(images.float(), generator, anomaly_fraction, fills)  # (B, 3, H, W), (B, H, W)
         corrupted = corrupted.to(images.dtype)
         return Step(model(corrupted), images, corrupted, mask)
 
@@ -106,5 +106,5 @@ def build_objective(cfg: TrainConfig) -> Objective:
     if cfg.objective == "inpaint":
         return inpaint_with(tuple(cfg.mask_ratio))
     if cfg.objective == "restore":
-        return restore_with(cfg.anomaly_fraction)
+        return restore_with(cfg.anomaly_fraction, tuple(cfg.anomaly_fills))
     raise ValueError(f"unknown objective {cfg.objective!r}")

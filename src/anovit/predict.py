@@ -1,7 +1,7 @@
 """``anovit predict``: score new images with a trained run and write a verdict and a picture for each.
 
-For every image (any size; grey, RGB, RGBA, palette or 16-bit): the image score (max of the
-smoothed score map at the model's input size, as in training and testing), the verdict against the
+For every image (any size; grey, RGB, RGBA, palette or 16-bit): the image score (from the
+smoothed score map at the model's input size, as in training and testing: its max, or as the run says), the verdict against the
 run's image threshold, the score map resized back to the original size as a heat-map overlay PNG,
 and the binary mask PNG (map >= the run's pixel threshold). One ``predictions.csv`` and one
 ``predictions.json`` list them all.

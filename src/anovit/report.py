@@ -94,15 +94,15 @@ def roc_figure(evaluation: Evaluation) -> str | None:
     return _svg(fig)
 
 
-def score_figure(scores: np.ndarray, labels: np.ndarray, threshold: float, threshold_label: str) -> str:
-    """Histograms of the image scores of normal and anomalous images, with the threshold."""
+def score_figure(scores: np.ndarray, labels: np.ndarray, threshold: float, threshold_label: str, how: str = "max") -> str:
+    """Histograms of the image scores (``how`` of each smoothed map) of normal and anomalous images, with the threshold."""
     fig, ax = plt.subplots(figsize=(5.5, 4))
     bins = np.linspace(float(scores.min()), float(scores.max()), 31) if scores.max() > scores.min() else 10
     for value, name, colour in ((0, "normal", "tab:blue"), (1, "anomalous", "tab:red")):
         if np.any(labels == value):
             ax.hist(scores[labels == value], bins=bins, alpha=0.6, color=colour, label=f"{name} ({int(np.sum(labels == value))})")
     ax.axvline(threshold, color="black", ls="--", lw=1.2, label=threshold_label)
-    ax.set(xlabel="image score (max of the smoothed score map)", ylabel="images", title="Score distribution")
+    ax.set(xlabel=f"image score ({how} of the smoothed score map)", ylabel="images", title="Score distribution")
     ax.legend(fontsize=8)
     return _svg(fig)
 
@@ -156,7 +156,7 @@ def write_report(
     score_fn = scorer or (lambda images: score_images(model, images, cfg.score, device, precision or cfg.train.precision))
     cards = _cards(score_fn, test_set, evaluation, order, image_thr, pixel_thr)
     roc = roc_figure(evaluation)
-    dist = score_figure(scores, labels, image_thr, thr_label)
+    dist = score_figure(scores, labels, image_thr, thr_label, cfg.score.image_score)
     page = _page(title or f"anovit report: {cfg.model.name}", cfg, metrics, thresholds, roc, dist, cards, len(scores), thr_label)
     write_text(Path(path), page)
     return Path(path)

@@ -21,7 +21,7 @@ from .similarity import gms_map, patch_distance, ssim_map
 
 
 class Scores(NamedTuple):
-    """Scores of one batch: ``maps`` (B, H, W) smoothed score maps, ``image`` (B,) = the image scores (max of each map unless configured)."""
+    """Scores of one batch: ``maps`` (B, H, W) smoothed score maps, ``image`` (B,) = the image scores (:func:`image_scores`)."""
 
     maps: torch.Tensor
     image: torch.Tensor

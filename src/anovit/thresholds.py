@@ -1,7 +1,7 @@
 """Decision thresholds: from scores to verdicts (normal / anomalous) and binary masks.
 
-A run carries two thresholds in ``thresholds.json``: one on the image score (max of the smoothed
-score map) and one on the pixel scores. They come from a validation set:
+A run carries two thresholds in ``thresholds.json``: one on the image score (from the smoothed
+score map: its max, or as the run's ``image_score`` says) and one on the pixel scores. They come from a validation set:
 
 - with anomalous images, the image threshold maximises image-level F1 on it ("f1-max");
   with ground-truth masks too, the pixel threshold maximises pixel-level F1 ("f1-max");

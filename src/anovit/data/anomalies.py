@@ -9,7 +9,8 @@ image. The fills, all taken from the batch itself:
 - ``shift``: the same image moved by a random offset (structure from the wrong place);
 - ``colour``: an intensity or colour shift, darker or lighter;
 - ``noise``: Gaussian noise;
-- ``flat``: one flat random colour.
+- ``flat``: one flat random colour;
+- ``blur``: the same image blurred (structure lost, colour kept: a smear, a worn or out-of-focus spot).
 
 Everything runs on the batch's device, in whole batches, from a ``torch.Generator``.
 """
@@ -20,7 +21,11 @@ import math
 
 import torch
 
-FILLS = ("patch", "shift", "colour", "noise", "flat")
+from ..config import ANOMALY_FILLS
+from ..scoring import gaussian_blur
+
+FILLS = ANOMALY_FILLS  # ("patch", "shift", "colour", "noise", "flat", "blur")
+VISIBLE = 0.02  # a mean absolute change (in [0, 1] intensity) below which a masked pixel counts as unchanged
 
 
 def perlin_noise(batch: int, size: int, scale: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -74,14 +79,14 @@ def line_masks(batch: int, size: int, generator: torch.Generator, device: torch.
     return (dist <= width.view(batch, 1, 1)).float()
 
 
-def _fills(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """What goes into each image's anomalous region: (B, 3, S, S) in [0, 1], one fill kind per image."""
+def _fills(images: torch.Tensor, generator: torch.Generator, fills: tuple[str, ...] = FILLS) -> torch.Tensor:
+    """What goes into each image's anomalous region: (B, 3, S, S) in [0, 1], one kind of ``fills`` per image."""
     b, _, s, _ = images.shape
     dev = images.device
     rand = lambda *shape: torch.rand(*shape, generator=generator).to(dev)  # noqa: E731
-    kinds = torch.randint(0, len(FILLS), (b,), generator=generator).tolist()
+    kinds = torch.randint(0, len(fills), (b,), generator=generator).tolist()
     out = torch.empty_like(images)
-    for i, kind in enumerate(FILLS[k] for k in kinds):
+    for i, kind in enumerate(fills[k] for k in kinds):
         img = images[i]
         if kind == "patch":
             other = images[(i + 1 + int(torch.randint(0, max(1, b - 1), (1,), generator=generator))) % b] if b > 1 else img
@@ -95,18 +100,25 @@ def _fills(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
             out[i] = img + shift
         elif kind == "noise":
             out[i] = img + torch.randn(img.shape, generator=generator).to(dev) * (0.1 + 0.2 * float(torch.rand((), generator=generator)))
-        else:  # flat
+        elif kind == "blur":
+            sigma = s * (1 / 64 + (1 / 12 - 1 / 64) * float(torch.rand((), generator=generator)))  # 3.5 to 19 px at 224
+            out[i] = gaussian_blur(img, sigma)  # each channel (as a batch of 3 maps), separably
+        elif kind == "flat":
             out[i] = rand(3, 1, 1).expand_as(img)
+        else:
+            raise ValueError(f"unknown anomaly fill {kind!r}; expected some of {FILLS}")
     return out.clamp(0, 1)
 
 
 def synthesize(
-    images: torch.Tensor, generator: torch.Generator, fraction: float = 0.5
+    images: torch.Tensor, generator: torch.Generator, fraction: float = 0.5, fills: tuple[str, ...] = FILLS
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Plant a synthetic anomaly in about ``fraction`` of the images.
+    """Plant a synthetic anomaly in about ``fraction`` of the images, filled with one of ``fills`` each.
 
     images (B, 3, S, S) float in [0, 1] -> (corrupted images (B, 3, S, S), masks (B, S, S) in {0, 1});
-    the images left clean have empty masks. The fill is blended with an opacity of 0.5 to 1.
+    the images left clean have empty masks. The fill is blended with an opacity of 0.5 to 1. The mask
+    keeps the region's pixels that changed visibly (:data:`VISIBLE`): a blur or a shift that changed
+    nothing there is not an anomaly for the segmentation head to find.
     """
     b, _, s, _ = images.shape
     dev = images.device
@@ -116,7 +128,9 @@ def synthesize(
     masks = masks * chosen.view(b, 1, 1).float()  # (B, S, S)
     opacity = (0.5 + 0.5 * torch.rand(b, 1, 1, 1, generator=generator)).to(dev)
     alpha = masks.unsqueeze(1) * opacity  # (B, 1, S, S)
-    fills = _fills(images.float(), generator)
-    corrupted = images.float() * (1 - alpha) + fills * alpha
-    return corrupted, masks
+    filled = _fills(images.float(), generator, fills)
+    corrupted = images.float() * (1 - alpha) + filled * alpha
+    # the mask keeps what changed visibly (a blur of a flat stretch changes nothing): locally averaged change > VISIBLE
+    change = gaussian_blur((corrupted - images.float()).abs().mean(dim=1), 1.0)  # (B, S, S)
+    return corrupted, masks * (change > VISIBLE).float()
 
