@@ -26,7 +26,7 @@ def _add_backend(p: argparse.ArgumentParser) -> None:
                    help="the exported file to run (default: RUN/model.onnx or RUN/model.xml); e.g. RUN/model-int8.xml")  # fmt: skip
 
 
-def _score_kinds(text: str) -> tuple[str, ...]:
+def _plus_list(text: str) -> tuple[str, ...]:
     return tuple(k.strip() for k in text.split("+") if k.strip())
 
 
@@ -41,7 +41,7 @@ def _add_method(p: argparse.ArgumentParser) -> None:
     """Objective and score: shared by train and benchmark."""
     p.add_argument("--objective", choices=list(OBJECTIVES),
                    help="reconstruct: the paper; inpaint: hidden patches filled in from context; restore: synthetic anomalies removed")
-    p.add_argument("--score", type=_score_kinds, metavar="KIND[+KIND...]",
+    p.add_argument("--score", type=_plus_list, metavar="KIND[+KIND...]",
                    help=f"score map(s) averaged after scaling, from {', '.join(SCORE_KINDS)}; e.g. l2+gms+feature (default: the preset's); "
                         "segment adds a segmentation head trained on restore's synthetic anomalies")
     p.add_argument("--test-masks", type=int, metavar="K", help="inpaint: K complementary patch masks at test time (default 4)")
@@ -52,7 +52,7 @@ def _add_method(p: argparse.ArgumentParser) -> None:
     p.add_argument("--feature-layers", type=_layers, metavar="I,J,...", help="blocks of the reference encoder for --score feature")
     p.add_argument("--feature-loss", type=float, metavar="W",
                    help="add W x the reference encoder's feature distance (output vs target) to the L2 loss; 0: L2 alone")
-    p.add_argument("--anomalies", type=_score_kinds, metavar="FILL[+FILL...]",
+    p.add_argument("--anomalies", type=_plus_list, metavar="FILL[+FILL...]",
                    help=f"restore: what the synthetic anomalies are made of, from {', '.join(ANOMALY_FILLS)} (default: all)")
     p.add_argument("--sigma", type=float, help="Gaussian smoothing sigma of the score map, in pixels")
 

@@ -103,10 +103,8 @@ def _fills(images: torch.Tensor, generator: torch.Generator, fills: tuple[str, .
         elif kind == "blur":
             sigma = s * (1 / 64 + (1 / 12 - 1 / 64) * float(torch.rand((), generator=generator)))  # 3.5 to 19 px at 224
             out[i] = gaussian_blur(img, sigma)  # each channel (as a batch of 3 maps), separably
-        elif kind == "flat":
+        else:  # flat
             out[i] = rand(3, 1, 1).expand_as(img)
-        else:
-            raise ValueError(f"unknown anomaly fill {kind!r}; expected some of {FILLS}")
     return out.clamp(0, 1)
 
 
@@ -120,6 +118,9 @@ def synthesize(
     keeps the region's pixels that changed visibly (:data:`VISIBLE`): a blur or a shift that changed
     nothing there is not an anomaly for the segmentation head to find.
     """
+    unknown = sorted(set(fills) - set(FILLS))
+    if unknown or not fills:
+        raise ValueError(f"unknown anomaly fill(s) {unknown}; expected some of {FILLS}")
     b, _, s, _ = images.shape
     dev = images.device
     chosen = (torch.rand(b, generator=generator) < fraction).to(dev)  # (B,)
