@@ -39,7 +39,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from anovit import checkpoint as ckpt  # noqa: E402
-from anovit.config import ANOMALY_FILLS, RunConfig, resolve_config  # noqa: E402
+from anovit.config import PRE_BLUR_FILLS, RunConfig, resolve_config  # noqa: E402
 from anovit.data import ImageDataset, make_synthetic_mvtec, mvtec_samples, split_train_val  # noqa: E402
 from anovit.data.oneclass import one_class_data  # noqa: E402
 from anovit.engine import evaluate, measure_scales, resolve_device  # noqa: E402
@@ -57,7 +57,7 @@ def opts(*base: dict, **kw: object) -> dict:
 
 
 # restore's anomalies before the blur fill: the settings measured then keep them, so that they reproduce
-FIVE_FILLS = dict(anomaly_fills=tuple(f for f in ANOMALY_FILLS if f != "blur"))
+FIVE_FILLS = dict(anomaly_fills=PRE_BLUR_FILLS)
 # The CPU default before 224 px (issue 10, first pass): 128 px, a wider decoder, at least 400 steps.
 AT128 = dict(FIVE_FILLS, image_size=128, decoder_channels=(256, 128, 64, 32, 16), min_steps=400, preset_epochs=40)
 NARROW = (128, 64, 32, 16, 16)
@@ -247,7 +247,8 @@ SUMMARY = (  # (column, setting, score)
     ("the same at 224 px, 300 steps (the second default)", "tiny-5fills", "feature@max"),
     ("+ the blur fill", "tiny", "feature@max"),
     ("**tiny (default)**: + the top-1 % image score", "tiny", "feature@top1"),
-    ("no pretrained weights (fallback, 128 px)", "tiny-random", "l2@max"),)
+    ("no pretrained weights (fallback, 128 px)", "tiny-random", "l2@max"),
+)
 
 
 def write_summary(rows: list[dict], path: Path) -> None:

@@ -19,7 +19,9 @@ Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Objective = Literal["reconstruct", "inpaint", "restore"]
 OBJECTIVES: tuple[str, ...] = ("reconstruct", "inpaint", "restore")
 SCORE_KINDS: tuple[str, ...] = ("l2", "ssim", "gms", "feature", "segment")
-ANOMALY_FILLS: tuple[str, ...] = ("patch", "shift", "colour", "noise", "flat", "blur")  # anovit.data.anomalies
+# restore's synthetic anomaly fills (anovit.data.anomalies); a config.json without anomaly_fills was trained before "blur"
+PRE_BLUR_FILLS: tuple[str, ...] = ("patch", "shift", "colour", "noise", "flat")
+ANOMALY_FILLS: tuple[str, ...] = (*PRE_BLUR_FILLS, "blur")
 
 
 @dataclass(frozen=True)
@@ -142,8 +144,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
-        # runs from before the blur fill record no fills; they were trained (and resume) with the other five
-        train = {"anomaly_fills": [f for f in ANOMALY_FILLS if f != "blur"], **raw["train"]}
+        train = {"anomaly_fills": list(PRE_BLUR_FILLS), **raw["train"]}  # older runs were trained (and resume) without blur
         return cls(
             model=_build(ModelConfig, raw["model"]),
             data=_build(DataConfig, raw["data"]),
