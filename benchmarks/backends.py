@@ -30,12 +30,13 @@ import torch
 
 from anovit import checkpoint as ckpt
 from anovit.backends import load_scorer
-from anovit.config import PRESETS, RunConfig
+from anovit.config import RunConfig
 from anovit.data import make_synthetic_mvtec
 from anovit.engine import seed_everything
 from anovit.export import export_model
 from anovit.models import build_model
 from anovit.precision import cpu_flags, cpu_name, cpu_probe
+from anovit.presets import PRESETS
 from anovit.runs import test_run, train_run
 
 HERE = Path(__file__).resolve().parent

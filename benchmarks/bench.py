@@ -34,13 +34,14 @@ from scipy.ndimage import gaussian_filter
 from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader
 
-from anovit.config import PRESETS, ModelConfig, RunConfig
+from anovit.config import ModelConfig, RunConfig
 from anovit.data import ImageDataset, make_synthetic_mvtec, mvtec_samples
 from anovit.data.transforms import build_augment
 from anovit.engine import evaluate, resolve_device, seed_everything
 from anovit.metrics import StreamingPixelMetrics
 from anovit.models import build_model
 from anovit.precision import autocast, cpu_probe, resolve_precision
+from anovit.presets import PRESETS
 from anovit.training import train_one_epoch
 
 HERE = Path(__file__).resolve().parent

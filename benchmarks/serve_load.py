@@ -43,8 +43,8 @@ def make_runs(work: Path, quick: bool) -> dict[str, Path]:
     from dataclasses import replace
 
     from anovit import checkpoint as ckpt
-    from anovit.config import PRESETS
     from anovit.models import build_model
+    from anovit.presets import PRESETS
 
     anovit = [sys.executable, "-m", "anovit", "-q"]
     subprocess.run([*anovit, "synth", "--out", str(work / "data"), "--size", "64"], check=True, capture_output=True)

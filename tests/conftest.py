@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from anovit.config import PRESETS, ModelConfig, RunConfig
+from anovit.config import ModelConfig, RunConfig
 from anovit.data import make_synthetic_mvtec
+from anovit.presets import PRESETS
 
 torch.set_num_threads(2)
 # The precision probe's cache: one per test session, inherited by the CLI subprocesses, never the user's.

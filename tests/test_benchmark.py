@@ -10,7 +10,7 @@ import pytest
 
 from anovit.benchmark import benchmark_config, build_results, results_markdown
 from anovit.cli import main
-from anovit.config import PRESETS
+from anovit.presets import PRESETS
 
 from .test_oneclass import make_mnist
 

@@ -33,7 +33,8 @@ def test_train_then_test(mvtec_root: Path, tmp_path: Path, model: str, capsys: p
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_images"] == 12
     assert 0.0 <= metrics["image_auroc"] <= 1.0 and 0.0 <= metrics["pixel_auroc"] <= 1.0 and 0.0 <= metrics["aupro"] <= 1.0
-    assert "image AUROC" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "image AUROC" in printed and all(f"\n  {d} " in printed for d in metrics["per_defect"])  # a row per defect type
 
     # The saved weights are the model that was evaluated: reloading gives the same reconstruction.
     _, model_a = load_trained_model(run)

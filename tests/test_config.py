@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from anovit.config import PRESETS, RunConfig, resolve_config
+from anovit.config import RunConfig
 from anovit.errors import InputError
+from anovit.presets import PRESETS, resolve_config
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))

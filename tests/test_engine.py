@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import roc_auc_score
 
 from anovit.config import ScoreConfig, TrainConfig
 from anovit.data import ImageDataset, mvtec_samples
@@ -31,6 +32,13 @@ def test_fit_lowers_the_loss_and_evaluate_is_consistent(mvtec_root: Path, tmp_pa
     assert result.n_images == len(test) and sorted(result.maps) == keep
     for i in keep:  # the kept map's maximum is that image's score
         assert np.isclose(result.maps[i].max(), result.image_scores[i], rtol=1e-6)
+    kinds = np.array([s.defect for s in test.samples])
+    per_defect = result.metrics()["per_defect"]
+    assert sorted(per_defect) == sorted(set(kinds) - {"good"}) and len(per_defect) > 1
+    for d, m in per_defect.items():  # each defect type against the normal images
+        rows = (kinds == "good") | (kinds == d)
+        assert m["image_auroc"] == pytest.approx(roc_auc_score(kinds[rows] == d, result.image_scores[rows]))
+        assert 0 <= m["pixel_auroc"] <= 1 and m["n_images"] == int(np.sum(kinds == d))
     if precision == "bf16":  # the same weights scored in fp32: bf16 moves scores by its rounding, not more
         exact = evaluate(model, test, ScoreConfig(sigma=1.0), torch.device("cpu"), "fp32", progress=False)
         np.testing.assert_allclose(result.image_scores, exact.image_scores, rtol=0.1, atol=1e-3 * exact.image_scores.max())

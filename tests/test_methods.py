@@ -11,12 +11,13 @@ import torch
 from torch import nn
 
 from anovit.checkpoint import load_config, load_trained_model
-from anovit.config import ANOMALY_FILLS, PRESETS, RunConfig, resolve_config
-from anovit.data.anomalies import perlin_noise, synthesize
+from anovit.config import ANOMALY_FILLS, RunConfig
+from anovit.data.anomalies import perlin_noise, synthesize, visible_change
 from anovit.errors import InputError
 from anovit.models import build_model
 from anovit.models import weights as weights_mod
 from anovit.objectives import build_objective
+from anovit.presets import PRESETS, resolve_config
 from anovit.scoring import combine, component_maps, gaussian_blur, image_scores, mask_groups, reconstruct, score_batch, score_maps
 from anovit.similarity import gms_map, ssim_map
 from tests.conftest import tiny_run_config
@@ -62,9 +63,10 @@ def test_blur_anomalies_remove_structure_and_keep_colour() -> None:
         assert abs(float(after - before)) < 0.05
     with pytest.raises(ValueError, match="unknown anomaly fill"):
         synthesize(stripes, torch.Generator(), fraction=1.0, fills=("smear",))
-    flat = torch.full((4, 3, 64, 64), 0.5)  # nothing to blur: the image is unchanged and the mask empty
+    assert torch.equal(visible_change(masks, stripes, corrupted), masks)  # every blurred stripe shows
+    flat = torch.full((4, 3, 64, 64), 0.5)  # nothing to blur: the image is unchanged and nothing visibly changed
     corrupted, masks = synthesize(flat, torch.Generator().manual_seed(3), fraction=1.0, fills=("blur",))
-    assert torch.allclose(corrupted, flat, atol=1e-5) and not masks.any()
+    assert torch.allclose(corrupted, flat, atol=1e-5) and masks.any() and not visible_change(masks, flat, corrupted).any()
 
 
 def test_anomaly_fills_are_chosen_and_checked() -> None:

@@ -5,7 +5,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from anovit.metrics import StreamingAUPRO, StreamingAUROC, StreamingPixelMetrics, auroc_from_histograms, image_auroc
+from anovit.metrics import PerDefectMetrics, StreamingAUPRO, StreamingAUROC, StreamingPixelMetrics, auroc_from_histograms, image_auroc
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -135,3 +135,28 @@ def test_pixel_metrics_bin_once_and_match_the_separate_accumulators() -> None:
     auroc.update(maps, masks)
     aupro.update(maps, masks)
     assert both.compute() == (auroc.compute(), aupro.compute())
+
+
+def test_per_defect_metrics_judge_each_type_against_the_normal_images_only() -> None:
+    g = torch.Generator().manual_seed(1)
+    kinds = ["good"] * 6 + ["found"] * 4 + ["missed"] * 4
+    labels = [0] * 6 + [1] * 8
+    maps = torch.rand(14, 16, 16, generator=g)  # (B, H, W)
+    masks = torch.zeros(14, 16, 16, dtype=torch.bool)
+    masks[6:, 4:10, 4:10] = True
+    maps[6:10][masks[6:10]] += 2.0  # "found": its defects score far above everything; "missed": no higher than noise
+    scores = maps.flatten(1).amax(1).numpy().astype(np.float64)
+    per, pixel = PerDefectMetrics(kinds, labels), StreamingPixelMetrics()
+    for rows in (torch.arange(0, 5), torch.arange(5, 14)):  # two batches, in any split
+        per.update_binned(pixel.update(maps[rows], masks[rows]), masks[rows], rows)
+    out = per.compute(scores)
+    assert list(out) == ["found", "missed"] and out["found"]["n_images"] == 4
+    assert out["found"]["image_auroc"] == 1.0 and out["found"]["pixel_auroc"] > 0.99
+    good, missed = np.arange(6), np.arange(10, 14)
+    rows = np.concatenate([good, missed])
+    assert out["missed"]["image_auroc"] == pytest.approx(roc_auc_score(rows >= 10, scores[rows]))
+    exact = roc_auc_score(masks[rows].flatten().numpy(), maps[rows].flatten().numpy())  # normal pixels of good images only
+    assert out["missed"]["pixel_auroc"] == pytest.approx(exact, abs=1e-3) and exact < 0.8
+    # a one-class set: the normal class has its own name, the other classes are the "defects"
+    assert list(PerDefectMetrics(["7", "1", "7", "2"], [0, 1, 0, 1]).compute(np.array([0.1, 0.9, 0.2, 0.3]), pixel=False)) == ["1", "2"]
+

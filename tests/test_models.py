@@ -79,7 +79,7 @@ def test_unknown_encoder_name() -> None:
 
 
 def test_paper_preset_is_vit_b16_at_384() -> None:
-    from anovit.config import PRESETS
+    from anovit.presets import PRESETS
 
     cfg = PRESETS["paper"].model
     vit = timm.create_model(cfg.encoder, pretrained=False, num_classes=0)

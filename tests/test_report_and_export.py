@@ -50,6 +50,9 @@ def test_report_is_self_contained(report: Path) -> None:
     assert page.count('class="card') == 12  # every test image (fewer than the gallery's 48)
     assert page.count("<svg") >= 2  # ROC and score distribution
     assert "image AUROC" in page and "AUPRO" in page and "run threshold" in page
+    per_defect = json.loads((report.parent / "metrics.json").read_text())["per_defect"]
+    assert len(per_defect) > 1 and "Per defect type" in page
+    assert all(f"<td>{d}</td><td class=\"num\">{m['n_images']}</td>" in page for d, m in per_defect.items())
     # Nothing to fetch: every src is inline data, no link to another file or host.
     assert all(src.startswith("data:") for src in re.findall(r'\bsrc="([^"]*)"', page))
     assert not re.search(r'(href|src)="(https?:)?//', page) and "<link" not in page and "@import" not in page

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import PRESETS, DataConfig, ModelConfig, RunConfig, ScoreConfig, TrainConfig, resolve_config
+from .config import DataConfig, ModelConfig, RunConfig, ScoreConfig, TrainConfig
 from .errors import InputError
+from .presets import PRESETS, resolve_config
 
 __version__ = "0.1.0"
 

@@ -23,9 +23,10 @@ import numpy as np
 from PIL import Image
 
 from .backends import Backend, Scorer, load_scorer
-from .config import DEFAULT_PRESET, Precision, RunConfig
+from .config import Precision, RunConfig
 from .data.images import as_rgb, model_input, open_rgb, upright
 from .errors import InputError
+from .presets import DEFAULT_PRESET, resolve_config
 from .thresholds import Thresholds, load_thresholds
 
 
@@ -166,10 +167,9 @@ def train(
 ) -> Run:
     """Train on ``data``/``category``/train/good into ``out`` and return the loaded run.
 
-    ``options`` are those of :func:`anovit.config.resolve_config` (``epochs``, ``image_size``,
+    ``options`` are those of :func:`anovit.presets.resolve_config` (``epochs``, ``image_size``,
     ``encoder_weights``, ...).
     """
-    from .config import resolve_config
     from .runs import train_run
 
     cfg = resolve_config(preset, model=model, **options)  # type: ignore[arg-type]

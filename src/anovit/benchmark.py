@@ -22,13 +22,14 @@ import torch
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
-from .config import DEFAULT_PRESET, RunConfig, resolve_config
+from .config import RunConfig
 from .data import ImageDataset, mvtec_samples
 from .data.mvtec import CATEGORIES, OBJECTS, TEXTURES
 from .data.oneclass import DATASETS as ONE_CLASS_DATASETS
 from .data.oneclass import class_names, one_class_data
 from .errors import InputError
 from .paper_results import TABLE1, paper_value
+from .presets import DEFAULT_PRESET, resolve_config
 from .runs import figure_indices, test_on, train_on
 from .viz import figure3
 

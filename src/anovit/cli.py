@@ -13,8 +13,9 @@ import sys
 from collections.abc import Sequence
 
 from .cli_args import build_parser
-from .config import RunConfig, resolve_config
+from .config import RunConfig
 from .errors import InputError, TrainingDiverged
+from .presets import resolve_config
 
 log = logging.getLogger("anovit")
 
@@ -72,7 +73,8 @@ def cmd_test(args: argparse.Namespace) -> None:
         args.run, args.data, args.category, args.out, args.device, args.precision, args.batch_size,
         progress=not args.quiet, report=args.report, cache=args.cache, backend=args.backend, model_file=args.model_file,
     )  # fmt: skip
-    print(format_table({args.run.name: result.metrics()}))
+    metrics = result.metrics()
+    print(format_table({args.run.name: metrics} | {f"  {d}": m for d, m in metrics.get("per_defect", {}).items()}))
     print(f"metrics written to {(args.out or args.run) / 'metrics.json'}")
     if args.report:
         print(f"report: {(args.out or args.run) / 'report.html'}")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .config import ANOMALY_FILLS, DEFAULT_PRESET, OBJECTIVES, PRESETS, SCORE_KINDS
+from .config import ANOMALY_FILLS, OBJECTIVES, SCORE_KINDS
+from .presets import DEFAULT_PRESET, PRESETS
 
 DESCRIPTION = """anovit: AnoViT anomaly detection and localisation (train, test, predict, export, serve, ...).
 

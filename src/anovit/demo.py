@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from .benchmark import MODEL_LABELS, run_benchmark
-from .config import DEFAULT_PRESET
 from .data import make_synthetic_mvtec
+from .presets import DEFAULT_PRESET
 from .runs import format_table
 
 CATEGORIES = ("weave", "capsule")

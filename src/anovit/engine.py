@@ -22,7 +22,7 @@ from . import distributed as dist
 from .config import Precision, ScoreConfig
 from .data.datasets import loader_workers
 from .errors import InputError
-from .metrics import StreamingAUROC, StreamingPixelMetrics, image_auroc, image_f1_max
+from .metrics import PerDefectMetrics, StreamingAUROC, StreamingPixelMetrics, image_auroc, image_f1_max
 from .precision import autocast
 from .scoring import Scores, component_maps, score_batch
 
@@ -69,6 +69,7 @@ class Evaluation:
     maps: dict[int, np.ndarray] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     pixel_hist: StreamingAUROC | None = None  # pixel-score histograms of normal and anomalous pixels
+    per_defect: dict[str, dict[str, Any]] = field(default_factory=dict)  # {defect type: its AUROCs against the normal images}
 
     def metrics(self) -> dict[str, Any]:
         """AUROCs, AUPRO and the best achievable F1 with its threshold, image- and pixel-level."""
@@ -84,6 +85,8 @@ class Evaluation:
             "pixel_f1_max_threshold": pixel_f1[1] if pixel_f1 else None,
             "n_images": self.n_images,
         }
+        if len(self.per_defect) > 1:  # with one type it repeats the totals
+            out["per_defect"] = self.per_defect
         return out | ({"notes": self.notes} if self.notes else {})
 
 
@@ -136,13 +139,17 @@ def evaluate(
     keep = set(keep_maps)
     pixel = StreamingPixelMetrics()
     has_masks = bool(getattr(dataset, "has_masks", False))
+    samples = getattr(dataset, "samples", None)
+    per_defect = PerDefectMetrics([s.defect for s in samples], [s.label for s in samples]) if samples is not None else None
     scores, labels, indices, kept = [], [], [], {}
     loader = DataLoader(dataset, batch_size=batch_size, sampler=dist.ShardSampler(len(dataset)), num_workers=loader_workers(dataset))
     bar = tqdm(batches_on(loader, device), total=len(loader), desc="scoring", disable=not progress or not dist.is_main(), leave=False)
     for batch in bar:
         result = scorer(batch["image"])  # maps (B, H, W), image (B,)
         if has_masks:
-            pixel.update(result.maps, batch["mask"])
+            bins = pixel.update(result.maps, batch["mask"])  # (B * H * W,)
+            if per_defect is not None:
+                per_defect.update_binned(bins, batch["mask"], batch["index"])
         scores.append(result.image.cpu())
         labels.append(batch["label"].cpu())
         indices.append(batch["index"].cpu())
@@ -159,6 +166,8 @@ def evaluate(
     if has_masks:
         pixel.all_reduce(lambda t: dist.all_reduce_sum(t.to(device)))
         pixel_auroc, aupro = pixel.compute()
+        if per_defect is not None:
+            per_defect.all_reduce(lambda t: dist.all_reduce_sum(t.to(device)))
     notes = []
     img_auroc = image_auroc(image_scores, label_arr)
     if img_auroc is None:
@@ -175,4 +184,5 @@ def evaluate(
         maps=kept,
         notes=notes,
         pixel_hist=pixel.auroc if has_masks else None,
+        per_defect=per_defect.compute(image_scores, pixel=has_masks) if per_defect is not None else {},
     )

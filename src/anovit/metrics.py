@@ -243,11 +243,12 @@ class StreamingPixelMetrics:
         self.auroc, self.aupro = StreamingAUROC(), StreamingAUPRO()
         assert (self.auroc.n_bins, self.auroc.log_lo, self.auroc.log_hi) == (self.aupro.n_bins, self.aupro.log_lo, self.aupro.log_hi)
 
-    def update(self, maps: torch.Tensor, masks: torch.Tensor) -> None:
-        """maps: (B, H, W) float; masks: (B, H, W) bool."""
+    def update(self, maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """maps: (B, H, W) float; masks: (B, H, W) bool. Returns the pixels' bins (B * H * W,), for :class:`PerDefectMetrics`."""
         idx = _bin_index(maps, self.auroc.n_bins, self.auroc.log_lo, self.auroc.log_hi)  # (B * H * W,)
         self.auroc.update_binned(idx, masks)
         self.aupro.update_binned(idx, masks)
+        return idx
 
     def all_reduce(self, reduce_sum: Callable[[torch.Tensor], torch.Tensor]) -> None:
         self.auroc.all_reduce(reduce_sum)
@@ -256,3 +257,47 @@ class StreamingPixelMetrics:
     def compute(self) -> tuple[float | None, float | None]:
         """(pixel AUROC, AUPRO)."""
         return self.auroc.compute(), self.aupro.compute()
+
+
+class PerDefectMetrics:
+    """Image and pixel AUROC of each defect type against the normal images (MVTec's ``test/<defect>``;
+    in a one-class set, each other class).
+
+    ``kinds`` and ``labels`` are every test image's type and label (0 normal). The pixels of the normal
+    images and of each type's images go to histograms of their own, and a type is judged on its own
+    plus the normal ones, as its image AUROC is: each pixel is counted once, whatever the number of types.
+    """
+
+    def __init__(self, kinds: list[str], labels: list[int]) -> None:
+        self.kinds, self.normal = np.asarray(kinds, dtype=object), np.asarray(labels) == 0
+        self.defects = sorted(set(self.kinds[~self.normal].tolist()))
+        self.hists = {d: StreamingAUROC() for d in ("", *self.defects)}  # "": the normal images
+
+    def update_binned(self, idx: torch.Tensor, masks: torch.Tensor, index: torch.Tensor) -> None:
+        """idx (B * H * W,): the pixels' bins (:meth:`StreamingPixelMetrics.update`), masks (B, H, W) bool,
+        index (B,): the images' places in ``kinds``."""
+        i = index.cpu().numpy()
+        group = np.where(self.normal[i], "", self.kinds[i])  # (B,)
+        idx = idx.view(len(i), -1)  # (B, H * W)
+        for g in set(group.tolist()):
+            rows = torch.from_numpy(group == g).to(idx.device)
+            self.hists[g].update_binned(idx[rows].flatten(), masks[rows])
+
+    def all_reduce(self, reduce_sum: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        for h in self.hists.values():  # the same order on every rank: kinds is the whole test set's
+            h.all_reduce(reduce_sum)
+
+    def compute(self, image_scores: np.ndarray, pixel: bool = True) -> dict[str, dict[str, float | int | None]]:
+        """{defect: {image_auroc, pixel_auroc (None without masks), n_images}}; ``image_scores`` in ``kinds`` order."""
+        normal = self.hists[""]._counts()
+        out: dict[str, dict[str, float | int | None]] = {}
+        for d in self.defects:
+            ours = ~self.normal & (self.kinds == d)
+            rows = self.normal | ours
+            neg, pos = (a + b for a, b in zip(normal, self.hists[d]._counts()))
+            out[d] = {
+                "image_auroc": image_auroc(image_scores[rows], ours[rows].astype(np.int64)),
+                "pixel_auroc": auroc_from_histograms(neg, pos) if pixel else None,
+                "n_images": int(ours.sum()),
+            }
+        return out

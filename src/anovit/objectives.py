@@ -27,7 +27,7 @@ from torch import nn
 from torchvision.ops import sigmoid_focal_loss
 
 from .config import TrainConfig
-from .data.anomalies import synthesize
+from .data.anomalies import synthesize, visible_change
 from .similarity import patch_distance
 
 
@@ -89,15 +89,16 @@ def feature_loss(model: nn.Module, output: torch.Tensor, target: torch.Tensor) -
 
 
 def segmentation_loss(model: nn.Module, step: Step) -> torch.Tensor | None:
-    """Focal loss (gamma 2, as DRAEM) of the model's segmentation head on the step's anomaly mask;
-    None when the model has no head. The head sees the output detached: it does not steer the restoration."""
+    """Focal loss (gamma 2, as DRAEM) of the model's segmentation head on the visibly changed part of the
+    step's anomaly mask (:func:`~anovit.data.anomalies.visible_change`); None when the model has no head. The head sees the output detached: it does not steer the restoration."""
     head = getattr(_unwrap(model), "segmenter", None)
     if head is None:
         return None
     if step.mask is None:
         raise ValueError("the segmentation head learns from synthetic anomalies: train it with the restore objective")
     logits = head(step.inputs, step.output.detach())  # (B, H, W)
-    return sigmoid_focal_loss(logits.float(), step.mask.float(), alpha=-1, gamma=2.0, reduction="mean")
+    target = visible_change(step.mask, step.target, step.inputs)  # (B, H, W): the region where the image changed
+    return sigmoid_focal_loss(logits.float(), target, alpha=-1, gamma=2.0, reduction="mean")
 
 
 def build_objective(cfg: TrainConfig) -> Objective:

@@ -228,6 +228,18 @@ SCRIPT = """
 """
 
 
+def _per_defect_table(per_defect: dict[str, dict[str, Any]]) -> str:
+    """Each defect type against the normal images: which kinds the model finds and which it misses."""
+    if not per_defect:
+        return ""
+    rows = "".join(
+        f'<tr><td>{html.escape(d)}</td><td class="num">{m["n_images"]}</td><td class="num">{_fmt(m["image_auroc"])}</td>'
+        f'<td class="num">{_fmt(m["pixel_auroc"])}</td></tr>' for d, m in per_defect.items()
+    )
+    return ("<h3>Per defect type (each against the normal images)</h3><table><thead><tr><th>defect type</th><th>images</th>"
+            f"<th>image AUROC</th><th>pixel AUROC</th></tr></thead><tbody>{rows}</tbody></table>")  # fmt: skip
+
+
 def _page(
     title: str, cfg: RunConfig, metrics: dict[str, Any], thresholds: Thresholds | None, roc: str | None,
     dist: str, cards: list[str], n_images: int, thr_label: str,
@@ -244,6 +256,7 @@ def _page(
     model = f"{cfg.model.name}" + (f" ({cfg.model.encoder})" if cfg.model.name == "anovit" else "")
     border = f", image score ignores {cfg.score.border:.0%} at each edge" if cfg.score.border else ""
     border += f", image score = {cfg.score.image_score} of the map" if cfg.score.image_score != "max" else ""
+    per_defect = _per_defect_table(metrics.get("per_defect", {}))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)}</title><style>{CSS}</style></head>
@@ -253,7 +266,7 @@ def _page(
 {html.escape("+".join(cfg.score.kinds))}, score-map smoothing σ = {cfg.score.sigma:g}{border}.</p>
 <h2>Metrics</h2>
 <table><tbody>{rows}</tbody></table>
-{thr}
+{per_defect}{thr}
 <h2>Curves</h2>
 <div class="charts">{roc or '<p class="note">ROC undefined: the test set has one class only.</p>'}{dist}</div>
 <h2>Gallery</h2>

@@ -115,8 +115,8 @@ def synthesize(
 
     images (B, 3, S, S) float in [0, 1] -> (corrupted images (B, 3, S, S), masks (B, S, S) in {0, 1});
     the images left clean have empty masks. The fill is blended with an opacity of 0.5 to 1. The mask
-    keeps the region's pixels that changed visibly (:data:`VISIBLE`): a blur or a shift that changed
-    nothing there is not an anomaly for the segmentation head to find.
+    is the whole region, also where a fill changed nothing (a blur of a flat stretch); the
+    segmentation head learns :func:`visible_change` of it.
     """
     unknown = sorted(set(fills) - set(FILLS))
     if unknown or not fills:
@@ -131,7 +131,13 @@ def synthesize(
     alpha = masks.unsqueeze(1) * opacity  # (B, 1, S, S)
     filled = _fills(images.float(), generator, fills)
     corrupted = images.float() * (1 - alpha) + filled * alpha
-    # the mask keeps what changed visibly (a blur of a flat stretch changes nothing): locally averaged change > VISIBLE
-    change = gaussian_blur((corrupted - images.float()).abs().mean(dim=1), 1.0)  # (B, S, S)
-    return corrupted, masks * (change > VISIBLE).float()
+    return corrupted, masks
+
+
+def visible_change(masks: torch.Tensor, clean: torch.Tensor, corrupted: torch.Tensor) -> torch.Tensor:
+    """The masks' pixels (B, S, S) where the image visibly changed: the locally averaged absolute change of
+    clean -> corrupted (B, 3, S, S) exceeds :data:`VISIBLE`. A blur or a shift that changed nothing there
+    is no anomaly for the segmentation head to find. -> (B, S, S) in {0, 1}."""
+    change = gaussian_blur((corrupted.float() - clean.float()).abs().mean(dim=1), 1.0)  # (B, S, S)
+    return masks * (change > VISIBLE).float()
 

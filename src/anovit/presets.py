@@ -1,0 +1,216 @@
+"""Presets (``paper``, ``small``, ``tiny``) and :func:`resolve_config`: a preset plus the options a user gave."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .config import (
+    ANOMALY_FILLS,
+    OBJECTIVES,
+    SCORE_KINDS,
+    DataConfig,
+    ModelConfig,
+    ModelName,
+    Objective,
+    Precision,
+    RunConfig,
+    ScoreConfig,
+    TrainConfig,
+    image_score_share,
+)
+from .errors import InputError
+
+DEFAULT_PRESET = "tiny"  # the CPU default (issue 10's ablation, benchmarks/ablation.md)
+DEFAULT_TEST_MASKS = 4
+DEFAULT_FEATURE_LAYERS = (2, 5, 8)
+
+# ---------------------------------------------------------------------------------------------
+# Presets
+# ---------------------------------------------------------------------------------------------
+# paper: the paper's settings for MVTec AD (ViT-B/16, ImageNet-21k pretrained and fine-tuned on
+#        ImageNet-1k, at 384 px). Needs the pretrained weights (hub or --encoder-weights) and a GPU.
+# small: a ViT with 8-px patches and 4 blocks at 64 px, trained from scratch; it trains on a
+#        2-core CPU in a minute (tests, quick experiments).
+# tiny:  the CPU default (make demo), chosen by benchmarks/ablation.py: the ImageNet-pretrained
+#        ViT-Ti/16 at its own 224 px fine-tuned to restore synthetic anomalies, with the feature
+#        loss and the feature score; a frozen copy of the pretrained encoder serves both. A narrow
+#        decoder and 300 steps keep one ~200-image category within 10 minutes on 2 CPU cores.
+PRESETS: dict[str, RunConfig] = {
+    "paper": RunConfig(
+        model=ModelConfig(
+            image_size=384,
+            encoder="vit_base_patch16_384",
+            patch_size=16,
+            pretrained=True,
+            decoder_channels=(512, 256, 128, 64, 32),
+            cae_base_channels=32,
+            cae_latent_dim=100,
+        ),
+        data=DataConfig(image_size=384),
+        train=TrainConfig(epochs=100, batch_size=8, lr=1e-4),
+        score=ScoreConfig(sigma=4.0),
+        preset="paper",
+    ),
+    "small": RunConfig(
+        model=ModelConfig(
+            image_size=64,
+            encoder="vit_tiny_patch16_224",
+            patch_size=8,
+            encoder_overrides={"embed_dim": 128, "depth": 4, "num_heads": 4},
+            pretrained=False,
+            decoder_channels=(128, 64, 32, 32, 16),
+            cae_base_channels=32,
+            cae_latent_dim=64,
+        ),
+        data=DataConfig(image_size=64),
+        train=TrainConfig(epochs=80, batch_size=16, lr=1e-3),
+        score=ScoreConfig(sigma=2.0),
+        preset="small",
+    ),
+    "tiny": RunConfig(
+        model=ModelConfig(
+            image_size=224,
+            encoder="vit_tiny_patch16_224.augreg_in21k_ft_in1k",
+            patch_size=16,
+            pretrained=True,
+            decoder_channels=(128, 64, 32, 16, 16),
+            cae_base_channels=32,
+            cae_latent_dim=100,
+            reference_layers=DEFAULT_FEATURE_LAYERS,
+        ),
+        data=DataConfig(image_size=224),
+        train=TrainConfig(epochs=30, batch_size=16, lr=2e-4, objective="restore", feature_loss=0.5, min_steps=300),
+        # top1: the mean of the map's highest 1 % (~1.6 of the 14 x 14 feature cells at 224 px), steadier than one pixel
+        score=ScoreConfig(sigma=2.0, kinds=("feature",), border=0.05, image_score="top1"),
+        preset="tiny",
+    ),
+}
+
+
+def resolve_config(
+    preset: str = DEFAULT_PRESET,
+    model: ModelName | None = None,
+    image_size: int | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    seed: int | None = None,
+    lr: float | None = None,
+    precision: Precision | None = None,
+    encoder: str | None = None,
+    pretrained: bool | None = None,
+    encoder_weights: str | None = None,
+    sigma: float | None = None,
+    checkpoint_every: int | None = None,
+    objective: Objective | None = None,
+    score: tuple[str, ...] | None = None,
+    test_masks: int | None = None,
+    border: float | None = None,
+    feature_layers: tuple[int, ...] | None = None,
+    feature_loss: float | None = None,
+    image_score: str | None = None,
+    anomaly_fills: tuple[str, ...] | None = None,
+) -> RunConfig:
+    """Start from a preset and apply the options a user gave (``None`` keeps the preset value).
+
+    The model follows the objective and the score: ``inpaint`` adds the mask token (and 4 test
+    masks unless ``test_masks`` is given), ``feature`` keeps a frozen reference encoder.
+    """
+    if preset not in PRESETS:
+        raise InputError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
+    cfg = PRESETS[preset]
+    m, d, t, s = cfg.model, cfg.data, cfg.train, cfg.score
+    if model is not None:
+        m = replace(m, name=model)
+    if image_size is not None:
+        m, d = replace(m, image_size=image_size), replace(d, image_size=image_size)
+    if encoder is not None:
+        m = replace(m, encoder=encoder)
+    if encoder_weights is not None:
+        m = replace(m, encoder_weights=str(encoder_weights), pretrained=False)
+    if pretrained is not None:
+        m = replace(m, pretrained=pretrained)
+    if epochs is not None:
+        t = replace(t, epochs=epochs, min_steps=0)  # what the user asked for, exactly
+    if batch_size is not None:
+        t = replace(t, batch_size=batch_size)
+    if seed is not None:
+        t = replace(t, seed=seed)
+    if lr is not None:
+        t = replace(t, lr=lr)
+    if precision is not None:
+        t = replace(t, precision=precision)
+    if sigma is not None:
+        s = replace(s, sigma=sigma)
+    if checkpoint_every is not None:
+        if checkpoint_every < 0:
+            raise InputError(f"--checkpoint-every {checkpoint_every}: expected 0 (never) or a positive number of epochs")
+        t = replace(t, checkpoint_every=checkpoint_every)
+    if feature_loss is not None:
+        if feature_loss < 0:
+            raise InputError(f"--feature-loss {feature_loss}: expected a weight >= 0")
+        t = replace(t, feature_loss=feature_loss)
+    m, t, s = _method_options(m, t, s, objective, score, test_masks, border, feature_layers, feature_loss)
+    if image_score is not None:
+        image_score_share(image_score)  # checks the name
+        s = replace(s, image_score=image_score)
+    if anomaly_fills is not None:
+        if not anomaly_fills or not set(anomaly_fills) <= set(ANOMALY_FILLS) or len(set(anomaly_fills)) != len(anomaly_fills):
+            raise InputError(f"--anomalies {'+'.join(anomaly_fills)}: expected distinct names from {', '.join(ANOMALY_FILLS)}, "
+                             "joined by '+'")
+        t = replace(t, anomaly_fills=tuple(anomaly_fills))
+    return RunConfig(model=m, data=d, train=t, score=s, preset=preset)
+
+
+def _method_options(
+    m: ModelConfig,
+    t: TrainConfig,
+    s: ScoreConfig,
+    objective: Objective | None,
+    score: tuple[str, ...] | None,
+    test_masks: int | None,
+    border: float | None,
+    feature_layers: tuple[int, ...] | None,
+    feature_loss: float | None,
+) -> tuple[ModelConfig, TrainConfig, ScoreConfig]:
+    """The objective and the score a user chose, checked together, and what the model needs for them."""
+    if m.name == "cae":  # the paper's baseline: reconstruction and the L2 score unless asked otherwise
+        objective = objective or "reconstruct"
+        score = score or ("l2",)
+        t = replace(t, feature_loss=feature_loss or 0.0)
+    if objective is not None:
+        if objective not in OBJECTIVES:
+            raise InputError(f"unknown objective {objective!r}; expected one of {', '.join(OBJECTIVES)}")
+        t = replace(t, objective=objective)
+        if objective == "inpaint" and s.test_masks <= 1 and test_masks is None:
+            s = replace(s, test_masks=DEFAULT_TEST_MASKS)
+        if objective != "inpaint" and test_masks is None:
+            s = replace(s, test_masks=1)
+    if score is not None:
+        unknown = [k for k in score if k not in SCORE_KINDS]
+        if unknown or not score or len(set(score)) != len(score):
+            raise InputError(f"--score {'+'.join(score)}: expected distinct names from {', '.join(SCORE_KINDS)}, joined by '+'")
+        s = replace(s, kinds=tuple(score), scales=())
+    if test_masks is not None:
+        if test_masks < 1:
+            raise InputError(f"--test-masks {test_masks}: expected 1 (no masks) or more")
+        s = replace(s, test_masks=test_masks)
+    if border is not None:
+        if not 0 <= border < 0.5:
+            raise InputError(f"--border {border}: expected a share of the image size in [0, 0.5)")
+        s = replace(s, border=border)
+    m = replace(m, mask_token=t.objective == "inpaint", segment_head="segment" in s.kinds)
+    if "feature" in s.kinds or t.feature_loss > 0:
+        layers = feature_layers if feature_layers is not None else (m.reference_layers or DEFAULT_FEATURE_LAYERS)
+        m = replace(m, reference_layers=tuple(layers))
+    else:
+        m = replace(m, reference_layers=())
+    if m.name == "cae" and (t.objective == "inpaint" or "feature" in s.kinds or m.segment_head):
+        raise InputError("--objective inpaint and --score feature or segment need --model anovit, not the l2-CAE")
+    if m.segment_head and t.objective != "restore":
+        raise InputError("--score segment learns from the synthetic anomalies of --objective restore; train with that objective")
+    if s.test_masks > 1 and t.objective != "inpaint":
+        raise InputError(f"--test-masks {s.test_masks} hides patches, which only a model trained with --objective inpaint can fill")
+    if m.reference_layers and m.name == "anovit" and not (m.pretrained or m.encoder_weights):
+        raise InputError("--score feature and the feature loss compare pretrained features; give --encoder-weights FILE or "
+                         "--pretrained, or train from scratch with --score l2 --feature-loss 0")  # fmt: skip
+    return m, t, s
