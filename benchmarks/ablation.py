@@ -8,10 +8,12 @@ epochs and size. Rows already in the results file are skipped, so the script res
     python benchmarks/ablation.py --sets mvtec:../shared/data/mvtec:bottle,synthetic \
         --settings cae,tiny-reconstruct,tiny,... --out benchmarks/ablation
 
-The README's summary table, on the built-in sets and bottle:
+The README's summary table, on the built-in sets and bottle, then on real photographs (photo_sets.py):
 
     python benchmarks/ablation.py --sets mvtec:../shared/data/mvtec:bottle,synthetic \
         --settings cae,tiny-reconstruct,tiny-128,tiny-inpaint-floss,tiny-5fills,tiny,tiny-random \
+        --scores l2@max,feature@max,feature@top1,l2@top1
+    python benchmarks/ablation.py --sets mvtec:../shared/data/mvtec:bottle,photo --settings cae,tiny,tiny-reconstruct-224 \
         --scores l2@max,feature@max,feature@top1,l2@top1
 
 Writes OUT/results.json (one row per dataset x setting x score), OUT/ablation.md and OUT/summary.md
@@ -38,11 +40,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from photo_sets import PHOTOS, make_photo_mvtec  # noqa: E402
+
 from anovit import checkpoint as ckpt  # noqa: E402
-from anovit.config import PRE_BLUR_FILLS, RunConfig, resolve_config  # noqa: E402
+from anovit.config import PRE_BLUR_FILLS, RunConfig  # noqa: E402
 from anovit.data import ImageDataset, make_synthetic_mvtec, mvtec_samples, split_train_val  # noqa: E402
 from anovit.data.oneclass import one_class_data  # noqa: E402
 from anovit.engine import evaluate, measure_scales, resolve_device  # noqa: E402
+from anovit.presets import resolve_config  # noqa: E402
 from anovit.runs import train_on  # noqa: E402
 
 WEIGHTS = os.environ.get("ANOVIT_ENCODER_WEIGHTS", str(Path(__file__).resolve().parents[2] / "shared/weights/vit_tiny_patch16_224.safetensors"))
@@ -115,12 +120,20 @@ def config_for(setting: str, epochs: int | None) -> RunConfig:
 
 
 def datasets(spec: str, root: Path) -> list[tuple[str, Path | None, str]]:
-    """'mvtec:ROOT:cat1+cat2', 'synthetic', 'synthetic:cat1+cat2' or 'digits:0+1' -> [(label, root, category)]."""
+    """'mvtec:ROOT:cat1+cat2', 'synthetic[:cat1+cat2]', 'photo[:grass+gravel]' or 'digits:0+1' -> [(label, root, category)]."""
     out: list[tuple[str, Path | None, str]] = []
     for item in spec.split(","):
         if item.startswith("digits"):  # scikit-learn's digits, one class normal (no pixel masks)
             classes = item.split(":")[1].split("+") if ":" in item else [str(c) for c in range(10)]
             out += [(f"digits/{c}", None, c) for c in classes]
+            continue
+        if item.startswith("photo"):  # photo or photo:brick+grass: real photographs with planted defects (photo_sets.py)
+            names = item.split(":")[1].split("+") if ":" in item else list(PHOTOS)
+            data = root / "photo"
+            missing = tuple(n for n in names if not (data / n).is_dir())
+            if missing:
+                make_photo_mvtec(data, missing)
+            out += [(f"photo/{n}", data, n) for n in names]
             continue
         if item.startswith("synthetic"):  # synthetic or synthetic:cat1+cat2
             cats = item.split(":")[1].split("+") if ":" in item else list(SYNTHETIC)
@@ -186,7 +199,7 @@ def main() -> None:
                 ev = evaluate(model, test, s, dev, cfg.train.precision, progress=False)
                 row = dict(data=label, setting=setting, score=score, image_auroc=ev.image_auroc, pixel_auroc=ev.pixel_auroc,
                            size=cfg.data.image_size, epochs=cfg.train.epochs, train_seconds=round(seconds, 1),
-                           test_seconds=round(time.perf_counter() - start, 1))  # fmt: skip
+                           test_seconds=round(time.perf_counter() - start, 1), per_defect=ev.per_defect)  # fmt: skip
                 rows.append(row)
                 print(f"{label:20s} {setting:22s} {score:18s} image {ev.image_auroc:.3f} pixel {_num(ev.pixel_auroc)} "
                       f"train {seconds:.0f} s", flush=True)  # fmt: skip
@@ -242,6 +255,7 @@ SUMMARY = (  # (column, setting, score)
     ("l2-CAE (128 px)", "cae", "l2@max"),
     ("paper recipe: ViT-Ti, reconstruct, L2 score (128 px)", "tiny-reconstruct", "l2@max"),
     ("reconstruct, feature score (128 px)", "tiny-reconstruct", "feature@max"),
+    ("paper recipe at the default's budget (224 px, 300 steps)", "tiny-reconstruct-224", "l2@max"),
     ("restore + feature loss, feature score (128 px; the first default)", "tiny-128", "feature@max"),
     ("inpaint + feature loss, feature score (128 px)", "tiny-inpaint-floss", "feature@max"),
     ("the same at 224 px, 300 steps (the second default)", "tiny-5fills", "feature@max"),
