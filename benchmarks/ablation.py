@@ -86,6 +86,8 @@ SETTINGS: dict[str, tuple[str, dict]] = {
     "tiny-segment-224": ("tiny", opts(PRETRAINED, FIVE_FILLS, score=("feature", "segment"))),  # tiny-5fills + a segmentation head
     "tiny-5fills": ("tiny", opts(PRETRAINED, FIVE_FILLS)),  # the second default: tiny without the blur fill
     "tiny": ("tiny", dict(PRETRAINED)),  # the default: restore + feature loss at 224 px, narrow decoder, 300 steps
+    "tiny-seed1": ("tiny", dict(PRETRAINED, seed=1)),  # the default, other seeds: how much one training run varies
+    "tiny-seed2": ("tiny", dict(PRETRAINED, seed=2)),
     "cae-224": ("tiny", dict(model="cae")),  # the paper's baseline at the default's size and steps
     "tiny-reconstruct-224": ("tiny", opts(PRETRAINED, objective="reconstruct", feature_loss=0.0)),  # the paper's objective, the default's budget
     # small sources (8 x 8 digits): coarse patch grids, 4 x 4 at 64 px, 3 x 3 at 48, 2 x 2 at 32

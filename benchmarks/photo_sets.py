@@ -24,7 +24,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from anovit.data.synthetic import DEFECTS, _visible_defect  # noqa: E402
+from anovit.data.synthetic import DEFECTS, visible_defect  # noqa: E402
 
 PHOTOS = ("brick", "grass", "gravel")
 SPLIT = 0.625  # rows above this share of the photograph give the training crops, rows below it the test crops
@@ -47,8 +47,9 @@ def _crop(img: np.ndarray, rows: tuple[int, int], size: int, rng: np.random.Gene
 
 
 def make_photo_mvtec(
-    root: Path, names: tuple[str, ...] = PHOTOS, crop: int = 160, n_train: int = 200, n_test_good: int = 20, n_per_defect: int = 8, seed: int = 0
-) -> Path:
+    root: Path, names: tuple[str, ...] = PHOTOS, crop: int = 160, n_train: int = 200, n_test_good: int = 20,
+    n_per_defect: int = 8, seed: int = 0,
+) -> Path:  # fmt: skip
     """Write ROOT/<name>/{train/good, test/<kind>, ground_truth/<kind>} PNGs (MVTec layout). Returns ROOT."""
     for name in names:
         img = photograph(name)
@@ -61,7 +62,7 @@ def make_photo_mvtec(
             rows = (0, split) if split_name == "train" else (split, img.shape[0])
             out = np.ascontiguousarray(_crop(img, rows, crop, rng))
             if kind != "good":
-                out, mask = _visible_defect(out, kind, rng, region=0.15)
+                out, mask = visible_defect(out, kind, rng, region=0.15)
                 (base / "ground_truth" / kind).mkdir(parents=True, exist_ok=True)
                 Image.fromarray(mask.astype(np.uint8) * 255).save(base / "ground_truth" / kind / f"{i:03d}_mask.png")
             (base / split_name / kind).mkdir(parents=True, exist_ok=True)

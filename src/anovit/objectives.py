@@ -90,7 +90,8 @@ def feature_loss(model: nn.Module, output: torch.Tensor, target: torch.Tensor) -
 
 def segmentation_loss(model: nn.Module, step: Step) -> torch.Tensor | None:
     """Focal loss (gamma 2, as DRAEM) of the model's segmentation head on the visibly changed part of the
-    step's anomaly mask (:func:`~anovit.data.anomalies.visible_change`); None when the model has no head. The head sees the output detached: it does not steer the restoration."""
+    step's anomaly mask (:func:`~anovit.data.anomalies.visible_change`); None when the model has no head.
+    The head sees the output detached: it does not steer the restoration."""
     head = getattr(_unwrap(model), "segmenter", None)
     if head is None:
         return None

@@ -194,7 +194,7 @@ def add_defect(img: np.ndarray, kind: str, rng: np.random.Generator, region: flo
     return np.asarray(canvas, dtype=np.float64) / 255.0, np.asarray(mask) > 0
 
 
-def _visible_defect(img: np.ndarray, kind: str, rng: np.random.Generator, region: float, tries: int = 20) -> tuple[np.ndarray, np.ndarray]:
+def visible_defect(img: np.ndarray, kind: str, rng: np.random.Generator, region: float, tries: int = 20) -> tuple[np.ndarray, np.ndarray]:
     """:func:`add_defect`, drawn again where it changed nothing visible (a smudge over an object's flat
     background has an empty mask): an image labelled anomalous must show its defect."""
     for _ in range(tries):
@@ -229,7 +229,7 @@ def make_synthetic_mvtec(
             out.mkdir(parents=True, exist_ok=True)
             name = f"{i:03d}.png"
             if kind != "good":
-                img, mask = _visible_defect(img, kind, rng, region=0.3 if category in OBJECTS else 0.15)
+                img, mask = visible_defect(img, kind, rng, region=0.3 if category in OBJECTS else 0.15)
                 gt = base / "ground_truth" / kind
                 gt.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(mask.astype(np.uint8) * 255).save(gt / f"{i:03d}_mask.png")
