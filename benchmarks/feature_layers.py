@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from ablation import datasets, load_set  # noqa: E402
+from ablation import _write_markdown, datasets, load_set  # noqa: E402
 
 from anovit import checkpoint as ckpt  # noqa: E402
 from anovit.engine import evaluate, resolve_device  # noqa: E402
@@ -64,19 +64,15 @@ def write_table(rows: list[dict], variants: list[str], path: Path) -> None:
     """One row per dataset, one column per block set: image / pixel AUROC, and the mean over the datasets."""
     data = sorted({r["data"] for r in rows})
     cell = {(r["data"], r["layers"]): r for r in rows}
-    lines = ["| data | " + " | ".join(f"blocks {v.replace('+', ', ')}" for v in variants) + " |", "|---" * (len(variants) + 1) + "|"]
-    for d in data:
-        lines.append(f"| {d} | " + " | ".join(
-            f"{cell[d, v]['image_auroc']:.3f} / {cell[d, v]['pixel_auroc']:.3f}" if (d, v) in cell else "–" for v in variants) + " |")
+    body = [[d, *(f"{cell[d, v]['image_auroc']:.3f} / {cell[d, v]['pixel_auroc']:.3f}" if (d, v) in cell else "–" for v in variants)]
+            for d in data]  # fmt: skip
     means = []
     for v in variants:
         got = [cell[d, v] for d in data if (d, v) in cell]
         means.append(f"{sum(r['image_auroc'] for r in got) / len(got):.3f} / {sum(r['pixel_auroc'] for r in got) / len(got):.3f}"
                      if len(got) == len(data) else "–")
-    lines.append("| **mean** | " + " | ".join(means) + " |")
-    path.write_text("\n".join(lines) + "\n")
+    _write_markdown(path, ["data", *(f"blocks {v.replace('+', ', ')}" for v in variants)], [*body, ["**mean**", *means]])
     print(f"table: {path}")
-
 
 if __name__ == "__main__":
     main()
