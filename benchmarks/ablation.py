@@ -18,7 +18,9 @@ The README's summary table, on the built-in sets and bottle, then on real photog
 
 Writes OUT/results.json (one row per dataset x setting x score), OUT/ablation.md and OUT/summary.md
 (OUT/digits.md for digits). A score ``KIND@IMAGE_SCORE`` (e.g. ``l2+feature@mean``) also sets
-``--image-score``; a plain ``KIND`` takes the setting's own, and the row names it. The digits table of the README:
+``--image-score``; a plain ``KIND`` takes the setting's own, and the row names it. ``KIND@IMAGE_SCORE/FLIPS``
+(e.g. ``feature@top1/hv``) also sets ``--test-flips``; without it a row takes the setting's own, and
+names it unless it is ``none``. The digits table of the README:
 
     python benchmarks/ablation.py --sets digits --out benchmarks/ablation/digits \
         --settings cae,cae-32,tiny-reconstruct-32,tiny-32,tiny-inpaint-32 \
@@ -43,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from photo_sets import PHOTOS, make_photo_mvtec  # noqa: E402
 
 from anovit import checkpoint as ckpt  # noqa: E402
-from anovit.config import PRE_BLUR_FILLS, RunConfig  # noqa: E402
+from anovit.config import PRE_BLUR_FILLS, RunConfig, ScoreConfig  # noqa: E402
 from anovit.data import ImageDataset, make_synthetic_mvtec, mvtec_samples, split_train_val  # noqa: E402
 from anovit.data.oneclass import one_class_data  # noqa: E402
 from anovit.engine import evaluate, measure_scales, resolve_device  # noqa: E402
@@ -102,7 +104,8 @@ SETTINGS: dict[str, tuple[str, dict]] = {
     "tiny-inpaint-32": ("tiny", opts(PRETRAINED, image_size=32, objective="inpaint")),  # each quarter filled in from the other three
     "tiny-reconstruct-32": ("tiny", opts(PRETRAINED, image_size=32, objective="reconstruct", feature_loss=0.0)),  # the paper's recipe
 }
-# KIND[+KIND...][@IMAGE_SCORE]: the map(s), and how the image score is taken from the map (default: the setting's, max)
+# KIND[+KIND...][@IMAGE_SCORE][/TEST_FLIPS]: the map(s), how the image score is taken from the map, and the test-time
+# flips (default: the setting's own)
 SCORES = ("l2", "ssim", "gms", "feature", "l2+gms", "gms+feature", "l2+feature", "segment", "segment+feature")
 
 
@@ -177,11 +180,13 @@ def main() -> None:
             scores = [s for s in args.scores.split(",") if s.partition("@")[0] == "l2"] or ["l2"] if l2_only else [
                 s for s in args.scores.split(",")
                 if ("feature" not in s or cfg.model.reference_layers) and ("segment" not in s or cfg.model.segment_head)]  # fmt: skip
-            scores = [s if "@" in s else f"{s}@{cfg.score.image_score}" for s in scores]  # rows always name the image score
+            run_dir = out / "runs" / label.replace("/", "_") / setting
+            trained = (run_dir / "config.json").is_file()  # a trained run keeps its own scoring defaults
+            own = RunConfig.load(run_dir / "config.json").score if trained else cfg.score
+            scores = list(dict.fromkeys(_named(s, own) for s in scores))  # rows always name the image score, and any test flips
             todo = [s for s in scores if (label, setting, s) not in done]
             if not todo:
                 continue
-            run_dir = out / "runs" / label.replace("/", "_") / setting
             normal, test = load_set(label, root, category, cfg.data.image_size)
             if (run_dir / ckpt.WEIGHTS_FILE).is_file() and (run_dir / "train_seconds.txt").is_file():
                 seconds = float((run_dir / "train_seconds.txt").read_text())
@@ -193,8 +198,9 @@ def main() -> None:
             _, val_idx = split_train_val(len(normal), cfg.data.val_fraction, cfg.train.seed)
             val = normal.subset(val_idx)
             for score in todo:
-                kinds, _, pool = score.partition("@")  # e.g. feature@mean: the feature map, averaged into the image score
-                s = replace(cfg.score, kinds=tuple(kinds.split("+")), scales=(), image_score=pool or cfg.score.image_score)
+                kinds, _, how = score.partition("@")  # e.g. feature@mean/hv: the feature map, averaged into the image score
+                pool, _, flips = how.partition("/")  # over the image and its three flips
+                s = replace(cfg.score, kinds=tuple(kinds.split("+")), scales=(), image_score=pool, test_flips=flips or "none")
                 if len(s.kinds) > 1:
                     s = replace(s, scales=measure_scales(model, val, s, dev, cfg.train.precision))
                 start = time.perf_counter()
@@ -210,6 +216,14 @@ def main() -> None:
             write_summary(rows, out / "summary.md")
             if any(r["data"].startswith("digits/") for r in rows):
                 write_digits_summary(rows, out / "digits.md")
+
+
+def _named(score: str, own: ScoreConfig) -> str:
+    """A --scores entry with the run's own image score and test flips filled in: ``feature`` -> ``feature@top1/hv``."""
+    kinds, _, how = score.partition("@")
+    pool, slash, flips = how.partition("/")
+    flips = flips if slash else own.test_flips
+    return f"{kinds}@{pool or own.image_score}" + (f"/{flips}" if flips != "none" else "")
 
 
 def load_set(label: str, root: Path | None, category: str, size: int) -> tuple:
@@ -262,7 +276,8 @@ SUMMARY = (  # (column, setting, score)
     ("inpaint + feature loss, feature score (128 px)", "tiny-inpaint-floss", "feature@max"),
     ("the same at 224 px, 300 steps (the second default)", "tiny-5fills", "feature@max"),
     ("+ the blur fill", "tiny", "feature@max"),
-    ("**tiny (default)**: + the top-1 % image score", "tiny", "feature@top1"),
+    ("+ the top-1 % image score", "tiny", "feature@top1"),
+    ("**tiny (default)**: + test-time flips", "tiny", "feature@top1/hv"),
     ("no pretrained weights (fallback, 128 px)", "tiny-random", "l2@max"),
 )
 

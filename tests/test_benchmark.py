@@ -114,7 +114,8 @@ def test_categories_run_in_parallel_on_several_devices(mvtec_root: Path, tmp_pat
 
 
 def test_default_preset_on_digits_uses_each_models_measured_setting() -> None:
-    unset = dict(objective=None, score=None, test_masks=None, border=None, feature_layers=None, feature_loss=None, image_score=None)
+    unset = dict(objective=None, score=None, test_masks=None, border=None, feature_layers=None, feature_loss=None, image_score=None,
+                 test_flips=None)
     vit = benchmark_config("digits", "anovit", "tiny", None, None, **unset)
     assert vit.data.image_size == vit.model.image_size == 32
     assert vit.train.objective == "inpaint" and vit.score.test_masks == 4  # each quarter of the 2 x 2 grid hidden once

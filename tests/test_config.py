@@ -31,3 +31,22 @@ def test_bad_config_is_clear(tmp_path: Path) -> None:
     path.write_text('{"model": {"colour": 1}, "data": {}, "train": {}, "score": {}}')
     with pytest.raises(InputError, match="not a valid anovit config"):
         RunConfig.load(path)
+
+
+def test_test_flips_option_and_older_configs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    assert resolve_config("tiny").score.test_flips == "hv"
+    assert resolve_config("paper").score.test_flips == resolve_config("small").score.test_flips == "none"
+    assert resolve_config("tiny", model="cae").score.test_flips == "none"  # the l2-CAE baseline as published
+    assert resolve_config("tiny", model="cae", test_flips="h").score.test_flips == "h"
+    assert resolve_config("tiny", test_flips="none").score.test_flips == "none"
+    with pytest.raises(InputError, match="--test-flips x"):
+        resolve_config("tiny", test_flips="x")
+    monkeypatch.setitem(PRESETS, "no-vflip", replace(PRESETS["tiny"], data=replace(PRESETS["tiny"].data, vflip=False)))
+    with pytest.raises(InputError, match="augmentation has no such flip"):
+        resolve_config("no-vflip")
+    assert resolve_config("no-vflip", test_flips="h").score.test_flips == "h"
+    raw = resolve_config("tiny").to_dict()
+    del raw["score"]["test_flips"]  # a config.json written before test flips: scored as it was then
+    assert RunConfig.from_dict(raw).score.test_flips == "none"

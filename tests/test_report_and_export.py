@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +125,27 @@ def test_onnx_export_keeps_a_top_share_image_score(trained_run: Path, tmp_path: 
     top = np.sort(maps.reshape(3, -1), axis=1)[:, -round(0.05 * 32 * 32):]  # the 51 highest of 1,024 pixels
     np.testing.assert_allclose(scores, top.mean(1), rtol=1e-5)
     assert not np.allclose(scores, maps.reshape(3, -1).max(1))
+
+
+def test_onnx_export_keeps_the_test_flips(trained_run: Path, tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    raw = json.loads((run / "config.json").read_text())
+    raw["score"]["test_flips"] = "hv"
+    (run / "config.json").write_text(json.dumps(raw))
+    result = export_onnx(run, tmp_path / "model.onnx")
+    assert result.map_error is not None and result.map_error < ONNX_TOLERANCE and result.score_error < ONNX_TOLERANCE
+    cfg, torch_model = load_trained_model(run)
+    images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    maps, _ = session.run(["score_map", "image_score"], {"images": images.numpy()})
+    with torch.no_grad():
+        flipped, _ = ScoringModel(torch_model, cfg.score)(images)
+        unflipped, _ = ScoringModel(torch_model, replace(cfg.score, test_flips="none"))(images)
+    np.testing.assert_allclose(maps, flipped.numpy(), atol=ONNX_TOLERANCE, rtol=0)
+    assert np.abs(maps - unflipped.numpy()).max() > 10 * ONNX_TOLERANCE  # the graph really scores the flips
 
 
 def test_export_cli_writes_into_the_run(trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

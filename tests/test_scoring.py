@@ -55,3 +55,32 @@ def test_planted_defect_ranks_highest() -> None:
     peak = int(scores.maps[2].argmax())
     assert 20 <= peak // 48 < 26 and 30 <= peak % 48 < 36
     torch.testing.assert_close(scores.image, scores.maps.flatten(1).amax(1))
+
+
+class _BlankTopLeft(torch.nn.Module):
+    """A 'reconstruction' that blanks the top-left quarter of what it is given: its error sits in that corner of each view."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        out = images.clone()
+        h, w = images.shape[-2] // 2, images.shape[-1] // 2
+        out[..., :h, :w] = 0
+        return out
+
+
+@pytest.mark.parametrize(
+    ("flips", "quarters"),  # the expected mean error in the (top-left, top-right, bottom-left, bottom-right) quarter
+    [("none", (1, 0, 0, 0)), ("h", (0.5, 0.5, 0, 0)), ("v", (0.5, 0, 0.5, 0)), ("hv", (0.25, 0.25, 0.25, 0.25))],
+)
+def test_test_flips_average_each_views_map_flipped_back(flips: str, quarters: tuple[float, ...]) -> None:
+    from anovit.config import ScoreConfig
+    from anovit.scoring import combined_map, score_batch
+
+    images = torch.ones(2, 3, 8, 10)
+    cfg = ScoreConfig(sigma=0.0, kinds=("l2",), test_flips=flips)
+    maps = combined_map(_BlankTopLeft(), images, cfg)  # (2, 8, 10)
+    assert maps.shape == (2, 8, 10)
+    got = [maps[:, :4, :5], maps[:, :4, 5:], maps[:, 4:, :5], maps[:, 4:, 5:]]
+    for quarter, want in zip(got, quarters):
+        torch.testing.assert_close(quarter, torch.full_like(quarter, want))
+    scores = score_batch(_BlankTopLeft(), images, cfg)
+    torch.testing.assert_close(scores.image, torch.full((2,), float(max(quarters))))

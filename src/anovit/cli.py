@@ -47,7 +47,7 @@ def method_options(args: argparse.Namespace) -> dict:
     """The objective and scoring options shared by train and benchmark, for :func:`resolve_config`."""
     return dict(objective=args.objective, score=args.score, test_masks=args.test_masks, border=args.border,
                 feature_layers=args.feature_layers, feature_loss=args.feature_loss, image_score=args.image_score,
-                anomaly_fills=args.anomalies)  # fmt: skip
+                anomaly_fills=args.anomalies, test_flips=args.test_flips)  # fmt: skip
 
 
 def _resume_config(args: argparse.Namespace) -> RunConfig:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .config import ANOMALY_FILLS, OBJECTIVES, SCORE_KINDS
+from .config import ANOMALY_FILLS, OBJECTIVES, SCORE_KINDS, TEST_FLIPS
 from .presets import DEFAULT_PRESET, PRESETS
 
 DESCRIPTION = """anovit: AnoViT anomaly detection and localisation (train, test, predict, export, serve, ...).
@@ -50,6 +50,9 @@ def _add_method(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-score", metavar="max|mean|topP",
                    help="image score from the map: max (the paper; paper and small presets), mean, or topP = mean of its highest P%% "
                         "pixels, e.g. top1 (the tiny preset's)")
+    p.add_argument("--test-flips", choices=list(TEST_FLIPS),
+                   help="also score the image flipped (h: horizontally, v: vertically, hv: each of the three flips) and average "
+                        "the maps; costs 2x / 4x the scoring (tiny preset: hv; paper and small: none)")  # fmt: skip
     p.add_argument("--feature-layers", type=_layers, metavar="I,J,...", help="blocks of the reference encoder for --score feature")
     p.add_argument("--feature-loss", type=float, metavar="W",
                    help="add W x the reference encoder's feature distance (output vs target) to the L2 loss; 0: L2 alone")

@@ -19,6 +19,8 @@ Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Objective = Literal["reconstruct", "inpaint", "restore"]
 OBJECTIVES: tuple[str, ...] = ("reconstruct", "inpaint", "restore")
 SCORE_KINDS: tuple[str, ...] = ("l2", "ssim", "gms", "feature", "segment")
+# test-time flips (ScoreConfig.test_flips): the maps of the image and of these flips of it, each flipped back, are averaged
+TEST_FLIPS: tuple[str, ...] = ("none", "h", "v", "hv")
 # restore's synthetic anomaly fills (anovit.data.anomalies); a config.json without anomaly_fills was trained before "blur"
 PRE_BLUR_FILLS: tuple[str, ...] = ("patch", "shift", "colour", "noise", "flat")
 ANOMALY_FILLS: tuple[str, ...] = (*PRE_BLUR_FILLS, "blur")
@@ -101,7 +103,11 @@ class ScoreConfig:
     ignores. ``test_masks``: K complementary patch masks at test time (inpaint),
     so every patch is predicted while hidden; 1 = the whole image at once. ``image_score``: how the
     interior of the map becomes the image score: ``max`` (the paper), ``mean``, or ``topP`` = the
-    mean of the highest P percent of its pixels (see :func:`image_score_share`).
+    mean of the highest P percent of its pixels (see :func:`image_score_share`). ``test_flips``:
+    ``none``, or ``h``, ``v``, ``hv``: the image is also scored flipped horizontally, vertically,
+    or both ways (each of the 3 flips), and the maps, flipped back, are averaged before smoothing;
+    1, 2 or 4 times the work. Use only flips the training augmentation had (``DataConfig``), so
+    a flipped normal image is still normal to the model.
     """
 
     sigma: float = 4.0
@@ -111,6 +117,7 @@ class ScoreConfig:
     border: float = 0.0
     test_masks: int = 1
     image_score: str = "max"
+    test_flips: str = "none"
 
 
 def image_score_share(name: str) -> float:

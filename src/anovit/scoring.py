@@ -143,6 +143,28 @@ def component_maps(
     return maps
 
 
+# ScoreConfig.test_flips -> the views scored: the dims each view flips (() = the image itself)
+FLIP_DIMS: dict[str, tuple[tuple[int, ...], ...]] = {
+    "none": ((),),
+    "h": ((), (-1,)),
+    "v": ((), (-2,)),
+    "hv": ((), (-1,), (-2,), (-2, -1)),
+}
+
+
+def combined_map(
+    model: nn.Module, images: torch.Tensor, cfg: ScoreConfig, amp: Callable[[], ContextManager] = contextlib.nullcontext
+) -> torch.Tensor:
+    """The combined map before smoothing (B, H, W); with ``cfg.test_flips`` the mean over the image and
+    its flips, each view's map flipped back onto the image. The views go through the model as one batch."""
+    dims = FLIP_DIMS[cfg.test_flips]
+    if len(dims) == 1:
+        return combine(component_maps(model, images, cfg, amp), cfg)
+    views = torch.cat([images.flip(d) if d else images for d in dims])  # (V * B, 3, H, W)
+    maps = combine(component_maps(model, views, cfg, amp), cfg).chunk(len(dims))  # V x (B, H, W)
+    return torch.stack([m.flip(d) if d else m for m, d in zip(maps, dims)]).mean(dim=0)  # (B, H, W)
+
+
 def combine(maps: dict[str, torch.Tensor], cfg: ScoreConfig) -> torch.Tensor:
     """Mean of the component maps, each divided by its scale (one map alone is left as it is): (B, H, W)."""
     if len(maps) == 1:
@@ -175,5 +197,5 @@ def score_batch(
     model: nn.Module, images: torch.Tensor, cfg: ScoreConfig, amp: Callable[[], ContextManager] = contextlib.nullcontext
 ) -> Scores:
     """images (B, 3, S, S) float in [0, 1] -> :class:`Scores`: combined, smoothed maps and their image scores (:func:`image_scores`)."""
-    maps = gaussian_blur(combine(component_maps(model, images, cfg, amp), cfg), cfg.sigma, cfg.truncate)  # (B, H, W)
+    maps = gaussian_blur(combined_map(model, images, cfg, amp), cfg.sigma, cfg.truncate)  # (B, H, W)
     return Scores(maps=maps, image=image_scores(maps, cfg.border, cfg.image_score))
