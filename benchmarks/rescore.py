@@ -9,9 +9,13 @@ A variant is ``key=value`` pairs joined by ``;``:
 - ``flips=none|h|v|hv``: the test-time flips (``ScoreConfig.test_flips``; the runs were trained
   with both flips).
 
-The default variant ``base`` keeps the run's own settings. Writes OUT/rescore.json (every variant measured so far) and OUT/TABLE.md (the variants given).
+The default variant ``base`` keeps the run's own settings. Writes OUT/rescore.json (every variant
+measured so far) and OUT/TABLE.md (the variants given). The runs are the ablation's
+(OUT/runs/<data>/<setting>, ablation.py), or with ``--benchmark DIR`` those of an ``anovit benchmark``
+folder (DIR/runs/<class>/<model>, every model; OUT defaults to DIR):
 
-    python benchmarks/rescore.py --setting tiny --variants base,sigma=4,sigma=8,flips=h
+    python benchmarks/rescore.py --setting tiny --variants base,sigma=4,sigma=8,flips=h,flips=hv
+    python benchmarks/rescore.py --benchmark benchmarks/ablation/digits-tiny --variants base,flips=h,flips=hv
 """
 
 from __future__ import annotations
@@ -20,16 +24,19 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import torch
+from torch.utils.data import Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from ablation import _write_markdown, datasets, load_set  # noqa: E402
 
 from anovit import checkpoint as ckpt  # noqa: E402
+from anovit.data.oneclass import one_class_data  # noqa: E402
 from anovit.engine import evaluate, resolve_device  # noqa: E402
 
 
@@ -48,52 +55,83 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sets", default="mvtec:../shared/data/mvtec:bottle,synthetic,photo")
     ap.add_argument("--setting", default="tiny")
+    ap.add_argument("--benchmark", type=Path, metavar="DIR", help="re-score the runs of this 'anovit benchmark' folder instead")
+    ap.add_argument("--data", type=Path, help="with --benchmark: the dataset's root (not needed for digits)")
     ap.add_argument("--variants", default="base,sigma=4,sigma=8,flips=h,flips=hv")
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/ablation"))
+    ap.add_argument("--out", type=Path, help="where rescore.json and the table go (default: benchmarks/ablation, or --benchmark's DIR)")
     ap.add_argument("--table", default="rescore", help="the table's name: OUT/TABLE.md, with one column per variant given")
     args = ap.parse_args()
+    args.out_runs = (args.out or Path("benchmarks/ablation")) / "runs"
     torch.set_num_threads(os.cpu_count() or 2)
     dev = resolve_device("auto")
-    results_file = args.out / "rescore.json"
+    out = args.out or args.benchmark or Path("benchmarks/ablation")
+    results_file = out / "rescore.json"
     rows = json.loads(results_file.read_text()) if results_file.is_file() else []
     done = {(r["data"], r["setting"], r["variant"]) for r in rows}
     variants = args.variants.split(",")
-    for label, root, category in datasets(args.sets, args.out):
-        run = args.out / "runs" / label.replace("/", "_") / args.setting
-        if not (run / ckpt.WEIGHTS_FILE).is_file() or all((label, args.setting, v) in done for v in variants):
+    for label, setting, run, test_set in runs_to_score(args):
+        if not (run / ckpt.WEIGHTS_FILE).is_file() or all((label, setting, v) in done for v in variants):
             continue
         cfg, model = ckpt.load_trained_model(run, dev)
-        _, test = load_set(label, root, category, cfg.data.image_size)
-        kept = len(model.reference.vit.blocks)
-        own_layers = model.reference.layers
+        test = test_set(cfg.data.image_size)
+        reference = getattr(model, "reference", None)
+        own_layers = reference.layers if reference is not None else ()
         for v in variants:
             opts = parse_variant(v)
-            layers = tuple(int(i) for i in opts["layers"].split("+")) if "layers" in opts else own_layers
-            if (label, args.setting, v) in done or max(layers) >= kept:
+            if (label, setting, v) in done:
                 continue
-            model.reference.layers = layers
+            if "layers" in opts:
+                layers = tuple(int(i) for i in opts["layers"].split("+"))
+                if reference is None or max(layers) >= len(reference.vit.blocks):
+                    continue  # no reference encoder, or one without that block
+                reference.layers = layers
             score = replace(cfg.score, sigma=float(opts.get("sigma", cfg.score.sigma)), test_flips=opts.get("flips", cfg.score.test_flips))
             ev = evaluate(model, test, score, dev, cfg.train.precision, progress=False)
-            rows.append(dict(data=label, setting=args.setting, variant=v, image_auroc=ev.image_auroc, pixel_auroc=ev.pixel_auroc,
+            rows.append(dict(data=label, setting=setting, variant=v, image_auroc=ev.image_auroc, pixel_auroc=ev.pixel_auroc,
                              aupro=ev.aupro))  # fmt: skip
-            print(f"{label:20s} {v:16s} image {ev.image_auroc:.3f} pixel {ev.pixel_auroc:.3f} aupro {ev.aupro or 0:.3f}", flush=True)
+            print(f"{label:20s} {setting:8s} {v:16s} image {ev.image_auroc:.3f} pixel {_num(ev.pixel_auroc)} aupro {_num(ev.aupro)}",
+                  flush=True)  # fmt: skip
             results_file.write_text(json.dumps(rows, indent=1))
-        model.reference.layers = own_layers
-    write_table(rows, variants, args.out / f"{args.table}.md")
+            if reference is not None:
+                reference.layers = own_layers
+    write_table(rows, variants, out / f"{args.table}.md")
+
+
+def runs_to_score(args: argparse.Namespace) -> list[tuple[str, str, Path, Callable[[int], Dataset]]]:
+    """(data label, setting, run folder, image size -> test set) for each run to re-score."""
+    if args.benchmark is None:
+        return [(label, args.setting, args.out_runs / label.replace("/", "_") / args.setting,
+                 lambda size, label=label, root=root, category=category: load_set(label, root, category, size)[1])
+                for label, root, category in datasets(args.sets, args.out_runs.parent)]  # fmt: skip
+    bench = json.loads((args.benchmark / "results.json").read_text())
+    dataset = bench["dataset"]
+    if dataset == "mvtec":
+        raise SystemExit("--benchmark: an MVTec AD benchmark's runs are re-scored from the ablation's layout; use --sets mvtec:ROOT:CATS")
+    return [(f"{dataset}/{row['category']}", model, args.benchmark / "runs" / row["category"] / model,
+             lambda size, c=row["category"]: one_class_data(dataset, args.data, c, size).test)
+            for row in bench["rows"] for model in bench["models"]]  # fmt: skip
+
+
+def _num(v: float | None) -> str:
+    return "–" if v is None else f"{v:.3f}"
 
 
 def write_table(rows: list[dict], variants: list[str], path: Path) -> None:
-    """One row per dataset, one column per variant: image / pixel AUROC, and the mean over the datasets."""
-    data = sorted({r["data"] for r in rows})
-    cell = {(r["data"], r["variant"]): r for r in rows}
-    body = [[d, *(f"{cell[d, v]['image_auroc']:.3f} / {cell[d, v]['pixel_auroc']:.3f}" if (d, v) in cell else "–" for v in variants)]
-            for d in data]  # fmt: skip
-    means = []
-    for v in variants:
-        got = [cell[d, v] for d in data if (d, v) in cell]
-        means.append(f"{sum(r['image_auroc'] for r in got) / len(got):.3f} / {sum(r['pixel_auroc'] for r in got) / len(got):.3f}"
-                     if len(got) == len(data) else "–")
-    _write_markdown(path, ["data", *(v.replace(";", ", ") for v in variants)], [*body, ["**mean**", *means]])
+    """One row per dataset and setting, one column per variant: image / pixel AUROC, and the mean of each setting."""
+    keys = sorted({(r["data"], r["setting"]) for r in rows if r["variant"] in variants})
+    cell = {(r["data"], r["setting"], r["variant"]): r for r in rows}
+
+    def both(got: list[dict]) -> str:
+        mean = {k: sum(r[k] for r in got) / len(got) if all(r[k] is not None for r in got) else None
+                for k in ("image_auroc", "pixel_auroc")}  # fmt: skip
+        return f"{_num(mean['image_auroc'])} / {_num(mean['pixel_auroc'])}"
+
+    body = [[d, st, *(both([cell[d, st, v]]) if (d, st, v) in cell else "–" for v in variants)] for d, st in keys]
+    for setting in sorted({st for _, st in keys}):  # the mean of each setting's rows, where a variant has them all
+        mine = [k for k in keys if k[1] == setting]
+        got = [[cell[k + (v,)] for k in mine if k + (v,) in cell] for v in variants]
+        body.append([f"**mean** ({len(mine)})", setting, *(both(g) if len(g) == len(mine) else "–" for g in got)])
+    _write_markdown(path, ["data", "setting", *(v.replace(";", ", ") for v in variants)], body)
     print(f"table: {path}")
 
 
