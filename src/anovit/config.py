@@ -20,6 +20,7 @@ Objective = Literal["reconstruct", "inpaint", "restore"]
 OBJECTIVES: tuple[str, ...] = ("reconstruct", "inpaint", "restore")
 SCORE_KINDS: tuple[str, ...] = ("l2", "ssim", "gms", "feature", "segment")
 # test-time flips (ScoreConfig.test_flips): the maps of the image and of these flips of it, each flipped back, are averaged
+TestFlips = Literal["none", "h", "v", "hv"]
 TEST_FLIPS: tuple[str, ...] = ("none", "h", "v", "hv")
 # restore's synthetic anomaly fills (anovit.data.anomalies); a config.json without anomaly_fills was trained before "blur"
 PRE_BLUR_FILLS: tuple[str, ...] = ("patch", "shift", "colour", "noise", "flat")
@@ -117,7 +118,7 @@ class ScoreConfig:
     border: float = 0.0
     test_masks: int = 1
     image_score: str = "max"
-    test_flips: str = "none"
+    test_flips: TestFlips = "none"
 
 
 def image_score_share(name: str) -> float:

@@ -16,6 +16,7 @@ from .config import (
     Precision,
     RunConfig,
     ScoreConfig,
+    TestFlips,
     TrainConfig,
     image_score_share,
 )
@@ -111,7 +112,7 @@ def resolve_config(
     feature_loss: float | None = None,
     image_score: str | None = None,
     anomaly_fills: tuple[str, ...] | None = None,
-    test_flips: str | None = None,
+    test_flips: TestFlips | None = None,
 ) -> RunConfig:
     """Start from a preset and apply the options a user gave (``None`` keeps the preset value).
 
@@ -165,7 +166,8 @@ def resolve_config(
         if test_flips not in TEST_FLIPS:
             raise InputError(f"--test-flips {test_flips}: expected one of {', '.join(TEST_FLIPS)}")
         s = replace(s, test_flips=test_flips)
-    if ("h" in s.test_flips and not d.hflip) or ("v" in s.test_flips and not d.vflip):
+    flipped = set(s.test_flips) if s.test_flips != "none" else set()  # {"h", "v"} for hv
+    if ("h" in flipped and not d.hflip) or ("v" in flipped and not d.vflip):
         raise InputError(f"--test-flips {s.test_flips}: the training augmentation has no such flip, so a flipped normal image "
                          "would look anomalous; use flips it has, or none")  # fmt: skip
     return RunConfig(model=m, data=d, train=t, score=s, preset=preset)
