@@ -256,6 +256,7 @@ def _page(
     model = f"{cfg.model.name}" + (f" ({cfg.model.encoder})" if cfg.model.name == "anovit" else "")
     border = f", image score ignores {cfg.score.border:.0%} at each edge" if cfg.score.border else ""
     border += f", image score = {cfg.score.image_score} of the map" if cfg.score.image_score != "max" else ""
+    border += f", maps averaged over test-time flips ({cfg.score.test_flips})" if cfg.score.test_flips != "none" else ""
     per_defect = _per_defect_table(metrics.get("per_defect", {}))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
