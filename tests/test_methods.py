@@ -328,9 +328,10 @@ def test_cli_method_options_reach_the_run(mvtec_root: Path, tmp_path: Path, caps
     common = ["-q", "train", "--data", str(mvtec_root), "--category", "weave", "--model", "anovit", "--preset", "small",
               "--image-size", "32", "--epochs", "1", "--batch-size", "4"]  # fmt: skip
     assert main([*common, "--objective", "restore", "--score", "l2+gms", "--border", "0.05", "--anomalies", "blur+flat",
-                 "--out", str(tmp_path / "r")]) == 0  # fmt: skip
+                 "--test-flips", "h", "--out", str(tmp_path / "r")]) == 0  # fmt: skip
     cfg = json.loads((tmp_path / "r" / "config.json").read_text())
     assert cfg["train"]["objective"] == "restore" and cfg["score"]["kinds"] == ["l2", "gms"] and cfg["score"]["border"] == 0.05
+    assert cfg["score"]["test_flips"] == "h"
     assert cfg["train"]["anomaly_fills"] == ["blur", "flat"]
     assert len(cfg["score"]["scales"]) == 2
     assert main([*common, "--score", "l2+edges", "--out", str(tmp_path / "r2")]) == 2
