@@ -109,38 +109,35 @@ def test_onnx_export_matches_pytorch(model: str, request: pytest.FixtureRequest,
     assert float(meta["image_threshold"]) == load_thresholds(run).image
 
 
-def test_onnx_export_keeps_a_top_share_image_score(trained_run: Path, tmp_path: Path) -> None:
+def _exported_with_score(trained_run: Path, tmp_path: Path, images: torch.Tensor, **score: str) -> tuple[Path, np.ndarray, np.ndarray]:
+    """A copy of the run with ``score`` set in its config.json, exported to ONNX (checked by export_onnx itself)
+    -> (the copy, the ONNX maps and image scores of ``images``)."""
     import onnxruntime as ort
 
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
     raw = json.loads((run / "config.json").read_text())
-    raw["score"]["image_score"] = "top5"
+    raw["score"].update(score)
     (run / "config.json").write_text(json.dumps(raw))
     result = export_onnx(run, tmp_path / "model.onnx")
-    assert result.score_error is not None and result.score_error < ONNX_TOLERANCE
-    images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    assert result.map_error is not None and result.map_error < ONNX_TOLERANCE and result.score_error < ONNX_TOLERANCE
     session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
     maps, scores = session.run(["score_map", "image_score"], {"images": images.numpy()})
+    return run, maps, scores
+
+
+def test_onnx_export_keeps_a_top_share_image_score(trained_run: Path, tmp_path: Path) -> None:
+    images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    _, maps, scores = _exported_with_score(trained_run, tmp_path, images, image_score="top5")
     top = np.sort(maps.reshape(3, -1), axis=1)[:, -round(0.05 * 32 * 32):]  # the 51 highest of 1,024 pixels
     np.testing.assert_allclose(scores, top.mean(1), rtol=1e-5)
     assert not np.allclose(scores, maps.reshape(3, -1).max(1))
 
 
 def test_onnx_export_keeps_the_test_flips(trained_run: Path, tmp_path: Path) -> None:
-    import onnxruntime as ort
-
-    run = tmp_path / "run"
-    shutil.copytree(trained_run, run)
-    raw = json.loads((run / "config.json").read_text())
-    raw["score"]["test_flips"] = "hv"
-    (run / "config.json").write_text(json.dumps(raw))
-    result = export_onnx(run, tmp_path / "model.onnx")
-    assert result.map_error is not None and result.map_error < ONNX_TOLERANCE and result.score_error < ONNX_TOLERANCE
-    cfg, torch_model = load_trained_model(run)
     images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(5))
-    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
-    maps, _ = session.run(["score_map", "image_score"], {"images": images.numpy()})
+    run, maps, _ = _exported_with_score(trained_run, tmp_path, images, test_flips="hv")
+    cfg, torch_model = load_trained_model(run)
     with torch.no_grad():
         flipped, _ = ScoringModel(torch_model, cfg.score)(images)
         unflipped, _ = ScoringModel(torch_model, replace(cfg.score, test_flips="none"))(images)
