@@ -86,6 +86,7 @@ SETTINGS: dict[str, tuple[str, dict]] = {
                                                  preset_epochs=30)),
     "tiny-192-narrow": ("tiny", opts(PRETRAINED, AT128, image_size=192, decoder_channels=NARROW)),
     "tiny-segment-224": ("tiny", opts(PRETRAINED, FIVE_FILLS, score=("feature", "segment"))),  # tiny-5fills + a segmentation head
+    "tiny-segment-blur": ("tiny", opts(PRETRAINED, score=("feature", "segment"))),  # tiny (six fills) + a segmentation head
     "tiny-5fills": ("tiny", opts(PRETRAINED, FIVE_FILLS)),  # the second default: tiny without the blur fill
     "tiny": ("tiny", dict(PRETRAINED)),  # the default: restore + feature loss at 224 px, narrow decoder, 300 steps
     "tiny-seed1": ("tiny", dict(PRETRAINED, seed=1)),  # the default, other seeds: how much one training run varies
