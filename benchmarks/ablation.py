@@ -199,9 +199,8 @@ def main() -> None:
             _, val_idx = split_train_val(len(normal), cfg.data.val_fraction, cfg.train.seed)
             val = normal.subset(val_idx)
             for score in todo:
-                kinds, _, how = score.partition("@")  # e.g. feature@mean/hv: the feature map, averaged into the image score
-                pool, _, flips = how.partition("/")  # over the image and its three flips
-                s = replace(cfg.score, kinds=tuple(kinds.split("+")), scales=(), image_score=pool, test_flips=flips or "none")
+                kinds, pool, flips = _parse_score(score)  # e.g. feature@mean/hv: the feature map, averaged into the image score
+                s = replace(cfg.score, kinds=kinds, scales=(), image_score=pool, test_flips=flips or "none")  # over the image and its flips
                 if len(s.kinds) > 1:
                     s = replace(s, scales=measure_scales(model, val, s, dev, cfg.train.precision))
                 start = time.perf_counter()
@@ -219,12 +218,18 @@ def main() -> None:
                 write_digits_summary(rows, out / "digits.md")
 
 
-def _named(score: str, own: ScoreConfig) -> str:
-    """A --scores entry with the run's own image score and test flips filled in: ``feature`` -> ``feature@top1/hv``."""
+def _parse_score(score: str) -> tuple[tuple[str, ...], str, str | None]:
+    """``l2+feature@top1/hv`` -> (("l2", "feature"), "top1", "hv"); a part left out is "" (image score) or None (flips)."""
     kinds, _, how = score.partition("@")
     pool, slash, flips = how.partition("/")
-    flips = flips if slash else own.test_flips
-    return f"{kinds}@{pool or own.image_score}" + (f"/{flips}" if flips != "none" else "")
+    return tuple(kinds.split("+")), pool, flips if slash else None
+
+
+def _named(score: str, own: ScoreConfig) -> str:
+    """A --scores entry with the run's own image score and test flips filled in: ``feature`` -> ``feature@top1/hv``."""
+    kinds, pool, flips = _parse_score(score)
+    flips = own.test_flips if flips is None else flips
+    return f"{'+'.join(kinds)}@{pool or own.image_score}" + (f"/{flips}" if flips != "none" else "")
 
 
 def load_set(label: str, root: Path | None, category: str, size: int) -> tuple:

@@ -33,7 +33,7 @@ from torch.utils.data import Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from ablation import _write_markdown, datasets, load_set  # noqa: E402
+from ablation import _num, _write_markdown, datasets, load_set  # noqa: E402
 
 from anovit import checkpoint as ckpt  # noqa: E402
 from anovit.data.oneclass import one_class_data  # noqa: E402
@@ -61,7 +61,6 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="where rescore.json and the table go (default: benchmarks/ablation, or --benchmark's DIR)")
     ap.add_argument("--table", default="rescore", help="the table's name: OUT/TABLE.md, with one column per variant given")
     args = ap.parse_args()
-    args.out_runs = (args.out or Path("benchmarks/ablation")) / "runs"
     torch.set_num_threads(os.cpu_count() or 2)
     dev = resolve_device("auto")
     out = args.out or args.benchmark or Path("benchmarks/ablation")
@@ -69,7 +68,7 @@ def main() -> None:
     rows = json.loads(results_file.read_text()) if results_file.is_file() else []
     done = {(r["data"], r["setting"], r["variant"]) for r in rows}
     variants = args.variants.split(",")
-    for label, setting, run, test_set in runs_to_score(args):
+    for label, setting, run, test_set in runs_to_score(args, out):
         if not (run / ckpt.WEIGHTS_FILE).is_file() or all((label, setting, v) in done for v in variants):
             continue
         cfg, model = ckpt.load_trained_model(run, dev)
@@ -97,12 +96,12 @@ def main() -> None:
     write_table(rows, variants, out / f"{args.table}.md")
 
 
-def runs_to_score(args: argparse.Namespace) -> list[tuple[str, str, Path, Callable[[int], Dataset]]]:
-    """(data label, setting, run folder, image size -> test set) for each run to re-score."""
+def runs_to_score(args: argparse.Namespace, out: Path) -> list[tuple[str, str, Path, Callable[[int], Dataset]]]:
+    """(data label, setting, run folder, image size -> test set) for each run to re-score; ``out``: the ablation's folder."""
     if args.benchmark is None:
-        return [(label, args.setting, args.out_runs / label.replace("/", "_") / args.setting,
+        return [(label, args.setting, out / "runs" / label.replace("/", "_") / args.setting,
                  lambda size, label=label, root=root, category=category: load_set(label, root, category, size)[1])
-                for label, root, category in datasets(args.sets, args.out_runs.parent)]  # fmt: skip
+                for label, root, category in datasets(args.sets, out)]  # fmt: skip
     bench = json.loads((args.benchmark / "results.json").read_text())
     dataset = bench["dataset"]
     if dataset == "mvtec":
@@ -110,10 +109,6 @@ def runs_to_score(args: argparse.Namespace) -> list[tuple[str, str, Path, Callab
     return [(f"{dataset}/{row['category']}", model, args.benchmark / "runs" / row["category"] / model,
              lambda size, c=row["category"]: one_class_data(dataset, args.data, c, size).test)
             for row in bench["rows"] for model in bench["models"]]  # fmt: skip
-
-
-def _num(v: float | None) -> str:
-    return "–" if v is None else f"{v:.3f}"
 
 
 def write_table(rows: list[dict], variants: list[str], path: Path) -> None:
