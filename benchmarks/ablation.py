@@ -80,6 +80,12 @@ SETTINGS: dict[str, tuple[str, dict]] = {
     "tiny-segment": ("tiny", opts(PRETRAINED, AT128, score=("feature", "segment"))),  # tiny-128 + a segmentation head
     "tiny-random": ("tiny", opts(RANDOM, AT128)),  # tiny-128 without pretrained weights (restore, from scratch)
     "tiny-random-reconstruct": ("tiny", opts(RANDOM, AT128, objective="reconstruct")),
+    # offline without the weights file: what the default falls back to (224 px, from scratch), and candidates for it
+    "fallback": ("tiny", dict(RANDOM)),
+    "fallback-segment": ("tiny", opts(RANDOM, score=("l2", "segment"))),  # + the DRAEM-style segmentation head
+    "small-restore-128": ("small", dict(image_size=128, objective="restore", score=("l2",))),  # 8-px patches, 4 blocks, 128 px
+    "small-restore-segment-128": ("small", dict(image_size=128, objective="restore", score=("gms", "segment"))),  # 80 epochs
+    "scratch": ("scratch", {}),  # the from-scratch preset: small-restore-segment-128 in 70 epochs
     # 224 px (the encoder's own size) within the CPU budget: a narrower decoder and fewer steps
     "tiny-224-narrow-300": ("tiny", opts(PRETRAINED, AT128, image_size=224, decoder_channels=NARROW, min_steps=300)),  # 400 steps on bottle
     "tiny-inpaint-224-narrow-300": ("tiny", dict(PRETRAINED, objective="inpaint", image_size=224, decoder_channels=NARROW, min_steps=300,
@@ -214,6 +220,7 @@ def main() -> None:
                 results_file.write_text(json.dumps(rows, indent=1))
             write_table(rows, out / "ablation.md")
             write_summary(rows, out / "summary.md")
+            write_summary(rows, out / "scratch.md", SCRATCH_SUMMARY)
             if any(r["data"].startswith("digits/") for r in rows):
                 write_digits_summary(rows, out / "digits.md")
 
@@ -284,21 +291,30 @@ SUMMARY = (  # (column, setting, score)
     ("+ the blur fill", "tiny", "feature@max"),
     ("+ the top-1 % image score", "tiny", "feature@top1"),
     ("**tiny (default)**: + test-time flips", "tiny", "feature@top1/hv"),
-    ("no pretrained weights (fallback, 128 px)", "tiny-random", "l2@max"),
+    ("no pretrained weights: the `scratch` preset (128 px)", "scratch", "gms+segment@top1/hv"),
+)
+SCRATCH_SUMMARY = (  # (column, setting, score): what trains where the default finds no pretrained weights
+    ("l2-CAE (128 px)", "cae", "l2@max"),
+    ("ViT-Ti from scratch, restore, L2 (128 px; the first fallback)", "tiny-random", "l2@max"),
+    ("the same at 224 px, L2, top 1 %, flips (`tiny` without weights before `scratch`)", "fallback", "l2@top1/hv"),
+    ("4 blocks, 8-px patches, restore, L2 (128 px)", "small-restore-128", "l2@top1/hv"),
+    ("the same, L2 + GMS", "small-restore-128", "l2+gms@top1/hv"),
+    ("the same, GMS", "small-restore-128", "gms@top1/hv"),
+    ("+ segmentation head, segment", "small-restore-segment-128", "segment@top1/hv"),
+    ("+ segmentation head, GMS + segment", "small-restore-segment-128", "gms+segment@top1/hv"),
+    ("**the same in 70 epochs: `scratch`**", "scratch", "gms+segment@top1/hv"),
 )
 
 
-def write_summary(rows: list[dict], path: Path) -> None:
-    """One line per dataset: image / pixel AUROC of the settings that answer issue 10's questions."""
+def write_summary(rows: list[dict], path: Path, columns: tuple[tuple[str, str, str], ...] = SUMMARY) -> None:
+    """One line per dataset with a result in ``columns`` (column, setting, score): image / pixel AUROC."""
     found = {(r["data"], r["setting"], r["score"]): r for r in rows}
     body = []
     for d in dict.fromkeys(r["data"] for r in rows):
-        cells = []
-        for _, setting, score in SUMMARY:
-            r = found.get((d, setting, score))
-            cells.append(f"{r['image_auroc']:.3f} / {_num(r['pixel_auroc'])}" if r else "–")
-        body.append([d, *cells])
-    _write_markdown(path, ["data", *(c for c, _, _ in SUMMARY)], body)
+        got = [found.get((d, setting, score)) for _, setting, score in columns]
+        if any(r is not None and r["setting"] != "cae" for r in got):
+            body.append([d, *(f"{r['image_auroc']:.3f} / {_num(r['pixel_auroc'])}" if r else "–" for r in got)])
+    _write_markdown(path, ["data", *(c for c, _, _ in columns)], body)
 
 
 DIGITS_SUMMARY = (  # (column, setting, score): image AUROC per normal class of scikit-learn's digits

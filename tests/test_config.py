@@ -33,6 +33,28 @@ def test_bad_config_is_clear(tmp_path: Path) -> None:
         RunConfig.load(path)
 
 
+@pytest.mark.parametrize(
+    ("section", "key", "value", "named"),
+    [
+        ("score", "test_flips", "both", "ScoreConfig.test_flips is 'both'"),
+        ("train", "objective", "denoise", "TrainConfig.objective is 'denoise'"),
+        ("model", "name", "vae", "ModelConfig.name is 'vae'"),
+        ("train", "precision", "int8", "TrainConfig.precision is 'int8'"),
+        ("score", "kinds", ["l2", "lpips"], "ScoreConfig.kinds has 'lpips'"),
+        ("score", "image_score", "top200", "ScoreConfig.image_score is 'top200'"),
+    ],
+)
+def test_hand_edited_config_with_an_unknown_name_fails_at_load(tmp_path: Path, section: str, key: str, value: object, named: str) -> None:
+    import json
+
+    raw = resolve_config("tiny").to_dict()
+    raw[section][key] = value
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(InputError, match=f"{path}: not a valid anovit config .*{named}"):
+        RunConfig.load(path)
+
+
 def test_test_flips_option_and_older_configs(monkeypatch: pytest.MonkeyPatch) -> None:
     from dataclasses import replace
 

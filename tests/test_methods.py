@@ -280,6 +280,34 @@ def test_weights_come_from_the_variable_else_the_run_falls_back(monkeypatch: pyt
     build_model(resolved.model)  # the fallback builds
 
 
+def test_default_without_weights_trains_the_scratch_preset_with_the_users_options(monkeypatch: pytest.MonkeyPatch,
+                                                                                   tmp_path: Path) -> None:
+    from anovit.presets import resolve_run_config
+
+    monkeypatch.delenv(weights_mod.WEIGHTS_ENV, raising=False)
+    monkeypatch.setattr(weights_mod, "hub_weights", lambda encoder: None)  # offline, nothing cached
+    cfg, where = resolve_run_config("tiny", epochs=3, image_score="max", score=("l2", "feature"), feature_loss=0.5, seed=4)
+    scratch = resolve_config("scratch")
+    assert cfg.preset == "scratch" and "from-scratch preset 'scratch'" in where and "objective restore" in where
+    assert (cfg.model, cfg.data) == (scratch.model, scratch.data) and not cfg.model.pretrained and not cfg.model.reference_layers
+    assert (cfg.train.epochs, cfg.train.seed, cfg.train.feature_loss, cfg.score.image_score) == (3, 4, 0.0, "max")  # the user's options
+    assert cfg.score.kinds == scratch.score.kinds  # the feature score the user asked for needs pretrained features
+    build_model(cfg.model)
+    cfg, _ = resolve_run_config("tiny", objective="reconstruct")  # the segmentation head learns from restore's anomalies
+    assert cfg.preset == "scratch" and cfg.train.objective == "reconstruct" and "segment" not in cfg.score.kinds
+    assert not cfg.model.segment_head and cfg.score.kinds
+    # an encoder the user chose keeps its architecture: the same model from a random initialisation
+    cfg, where = resolve_run_config("tiny", encoder="vit_small_patch16_224")
+    assert cfg.preset == "tiny" and cfg.model.encoder == "vit_small_patch16_224" and "random initialisation" in where
+    # presets without a from-scratch counterpart, and runs whose weights are found, are unchanged
+    assert resolve_run_config("paper")[0].preset == "paper"
+    file = tmp_path / "vit_tiny_patch16_224.safetensors"
+    file.write_bytes(b"x")
+    monkeypatch.setenv(weights_mod.WEIGHTS_ENV, str(file))
+    cfg, where = resolve_run_config("tiny", epochs=3)
+    assert cfg == replace(resolve_config("tiny", epochs=3, encoder_weights=str(file)), preset="tiny") and str(file) in where
+
+
 @pytest.mark.skipif(not SHARED_WEIGHTS.is_file(), reason=f"{SHARED_WEIGHTS} is absent (only the project's machines have it)")
 def test_tiny_preset_keeps_the_pretrained_encoder_as_its_reference() -> None:
     from safetensors.torch import load_file

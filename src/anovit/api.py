@@ -26,7 +26,7 @@ from .backends import Backend, Scorer, load_scorer
 from .config import Precision, RunConfig
 from .data.images import as_rgb, model_input, open_rgb, upright
 from .errors import InputError
-from .presets import DEFAULT_PRESET, resolve_config
+from .presets import DEFAULT_PRESET, resolve_run_config
 from .thresholds import Thresholds, load_thresholds
 
 
@@ -172,6 +172,6 @@ def train(
     """
     from .runs import train_run
 
-    cfg = resolve_config(preset, model=model, **options)  # type: ignore[arg-type]
+    cfg, _ = resolve_run_config(preset, model=model, **options)  # the weights found, or the from-scratch fallback (logged)
     train_run(cfg, Path(data).expanduser(), category, Path(out), device, force, progress)
     return load_run(out, device=device)

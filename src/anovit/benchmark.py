@@ -29,7 +29,7 @@ from .data.oneclass import DATASETS as ONE_CLASS_DATASETS
 from .data.oneclass import class_names, one_class_data
 from .errors import InputError
 from .paper_results import TABLE1, paper_value
-from .presets import DEFAULT_PRESET, resolve_config
+from .presets import DEFAULT_PRESET, resolve_config, resolve_run_config
 from .runs import figure_indices, test_on, train_on
 from .viz import figure3
 
@@ -64,9 +64,13 @@ TINY_DIGITS: dict[str, dict[str, Any]] = {
 
 
 def benchmark_config(
-    dataset: str, model: str, preset: str, epochs: int | None, image_size: int | None, **options: Any
+    dataset: str, model: str, preset: str, epochs: int | None, image_size: int | None, find_weights: bool = False, **options: Any
 ) -> RunConfig:
-    """The run configuration for one model: the preset, its image size per dataset, the user's options."""
+    """The run configuration for one model: the preset, its image size per dataset, the user's options.
+
+    ``find_weights``: also find the encoder's pretrained weights, or fall back to a from-scratch
+    preset without them (:func:`anovit.presets.resolve_run_config`), as training does.
+    """
     if preset == "paper" and dataset != "mvtec":
         # MNIST and CIFAR-10 at 224 px (paper, section 4.1.1): ViT-B/16 at 224, same pretraining.
         image_size = image_size or 224
@@ -76,7 +80,8 @@ def benchmark_config(
         chosen = TINY_DIGITS[model]
         image_size = image_size or chosen["image_size"]
         options = {**{k: v for k, v in chosen.items() if k != "image_size"}, **{k: v for k, v in options.items() if v is not None}}
-    cfg = resolve_config(preset, model=model, epochs=epochs, image_size=image_size, **options)
+    kw = dict(model=model, epochs=epochs, image_size=image_size, **options)
+    cfg = resolve_run_config(preset, **kw)[0] if find_weights else resolve_config(preset, **kw)
     if dataset == "cifar10":
         cfg = replace(cfg, data=replace(cfg.data, val_fraction=0.1))  # 4,500 / 500
     return cfg
@@ -111,7 +116,7 @@ def run_benchmark(
     if dataset != "mvtec":
         names = class_names(dataset, data_root)
         cats = [names[int(c)] if c.isdigit() and c not in names else c for c in cats]
-    configs = {m: benchmark_config(dataset, m, preset, epochs, image_size, **options) for m in models}
+    configs = {m: benchmark_config(dataset, m, preset, epochs, image_size, find_weights=True, **options) for m in models}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     devices = _devices(device)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from .cli_args import build_parser
 from .config import RunConfig
 from .errors import InputError, TrainingDiverged
-from .presets import resolve_config
+from .presets import resolve_run_config
 
 log = logging.getLogger("anovit")
 
@@ -28,7 +28,7 @@ def cmd_train(args: argparse.Namespace) -> None:
                   val_dir=args.val, cache=args.cache)  # fmt: skip
         print(f"resumed and finished the run in {args.out}")
         return
-    cfg = resolve_config(
+    cfg, _ = resolve_run_config(  # the encoder's weights found, or the from-scratch fallback (logged)
         preset=args.preset, model=args.model, image_size=args.image_size, epochs=args.epochs,
         batch_size=args.batch_size, seed=args.seed, lr=args.lr, precision=args.precision,
         encoder=args.encoder, pretrained=args.pretrained, encoder_weights=args.encoder_weights, sigma=args.sigma,

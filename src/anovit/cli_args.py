@@ -49,10 +49,10 @@ def _add_method(p: argparse.ArgumentParser) -> None:
     p.add_argument("--border", type=float, help="share of the image size at each edge that the image score ignores, e.g. 0.05")
     p.add_argument("--image-score", metavar="max|mean|topP",
                    help="image score from the map: max (the paper; paper and small presets), mean, or topP = mean of its highest P%% "
-                        "pixels, e.g. top1 (the tiny preset's)")
+                        "pixels, e.g. top1 (the tiny and scratch presets')")
     p.add_argument("--test-flips", choices=list(TEST_FLIPS),
                    help="also score the image flipped (h: horizontally, v: vertically, hv: each of the three flips) and average "
-                        "the maps; costs 2x / 4x the scoring (tiny preset: hv; paper and small: none)")  # fmt: skip
+                        "the maps; costs 2x / 4x the scoring (tiny and scratch presets: hv; paper and small: none)")  # fmt: skip
     p.add_argument("--feature-layers", type=_layers, metavar="I,J,...", help="blocks of the reference encoder for --score feature")
     p.add_argument("--feature-loss", type=float, metavar="W",
                    help="add W x the reference encoder's feature distance (output vs target) to the L2 loss; 0: L2 alone")
@@ -67,7 +67,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--category", required=True, help="category folder under --data, e.g. bottle")
     p.add_argument("--model", required=True, choices=["anovit", "cae"])
     p.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
-                   help=f"{DEFAULT_PRESET} (default): the CPU default, a pretrained ViT-Ti/16 at 224 px; paper: ViT-B/16 at 384 px; "
+                   help=f"{DEFAULT_PRESET} (default): the CPU default, a pretrained ViT-Ti/16 at 224 px (without its weights: "
+                        "scratch); scratch: a from-scratch ViT at 128 px, no weights needed; paper: ViT-B/16 at 384 px; "
                         "small: a from-scratch ViT at 64 px")  # fmt: skip
     p.add_argument("--image-size", type=int)
     p.add_argument("--epochs", type=int)

@@ -10,7 +10,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from .errors import InputError
 
@@ -165,11 +165,24 @@ class RunConfig:
     def load(cls, path: Path) -> RunConfig:
         try:
             raw = json.loads(Path(path).read_text())
-            return cls.from_dict(raw)
+            cfg = cls.from_dict(raw)
+            _check_score_names(cfg.score)
+            return cfg
         except FileNotFoundError:
             raise InputError(f"{path}: no config.json here; is this a run folder written by 'anovit train'?") from None
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise InputError(f"{path}: not a valid anovit config ({exc})") from None
+
+
+def _check_score_names(score: ScoreConfig) -> None:
+    """ValueError unless the score's map kinds and image score are names the scoring knows."""
+    unknown = [k for k in score.kinds if k not in SCORE_KINDS]
+    if unknown:
+        raise ValueError(f"ScoreConfig.kinds has {', '.join(map(repr, unknown))}; expected names from {', '.join(SCORE_KINDS)}")
+    try:
+        image_score_share(score.image_score)
+    except InputError:
+        raise ValueError(f"ScoreConfig.image_score is {score.image_score!r}; expected max, mean or topP (P in (0, 100])") from None
 
 
 def _build(cls: type, raw: dict[str, Any]) -> Any:
@@ -179,4 +192,9 @@ def _build(cls: type, raw: dict[str, Any]) -> Any:
     if unknown:
         raise KeyError(f"unknown {cls.__name__} keys {sorted(unknown)}")
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+    hints = get_type_hints(cls)
+    for name, value in values.items():  # a Literal field holds one of its names (a hand-edited file may not)
+        allowed = get_args(hints[name]) if get_origin(hints[name]) is Literal else ()
+        if allowed and value not in allowed:
+            raise ValueError(f"{cls.__name__}.{name} is {value!r}; expected one of {', '.join(map(str, allowed))}")
     return cls(**values)

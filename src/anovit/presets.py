@@ -1,8 +1,10 @@
-"""Presets (``paper``, ``small``, ``tiny``) and :func:`resolve_config`: a preset plus the options a user gave."""
+"""Presets (``paper``, ``small``, ``scratch``, ``tiny``), :func:`resolve_config` (a preset plus the options a user gave)
+and :func:`resolve_run_config` (the same, with the encoder's weights found, or the from-scratch fallback)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from .config import (
     ANOMALY_FILLS,
@@ -33,6 +35,11 @@ DEFAULT_FEATURE_LAYERS = (2, 5, 8)
 #        ImageNet-1k, at 384 px). Needs the pretrained weights (hub or --encoder-weights) and a GPU.
 # small: a ViT with 8-px patches and 4 blocks at 64 px, trained from scratch; it trains on a
 #        2-core CPU in a minute (tests, quick experiments).
+# scratch: what ``tiny`` falls back to without its pretrained weights (resolve_run_config), chosen by
+#        benchmarks/ablation.py among from-scratch settings: small's 4-block ViT with 8-px patches at
+#        128 px restoring synthetic anomalies, with the DRAEM-style segmentation head; scored by
+#        gradient-magnitude similarity (GMS) and the head's map. 70 epochs keep ~200 images within
+#        10 minutes on 2 CPU cores.
 # tiny:  the CPU default (make demo), chosen by benchmarks/ablation.py: the ImageNet-pretrained
 #        ViT-Ti/16 at its own 224 px fine-tuned to restore synthetic anomalies, with the feature
 #        loss and the feature score; a frozen copy of the pretrained encoder serves both. A narrow
@@ -69,6 +76,22 @@ PRESETS: dict[str, RunConfig] = {
         score=ScoreConfig(sigma=2.0),
         preset="small",
     ),
+    "scratch": RunConfig(
+        model=ModelConfig(
+            image_size=128,
+            encoder="vit_tiny_patch16_224",
+            patch_size=8,
+            encoder_overrides={"embed_dim": 128, "depth": 4, "num_heads": 4},
+            pretrained=False,
+            decoder_channels=(128, 64, 32, 32, 16),
+            cae_base_channels=32,
+            cae_latent_dim=64,
+        ),
+        data=DataConfig(image_size=128),
+        train=TrainConfig(epochs=70, batch_size=16, lr=1e-3, objective="restore"),
+        score=ScoreConfig(sigma=2.0, kinds=("gms", "segment"), image_score="top1", test_flips="hv"),
+        preset="scratch",
+    ),
     "tiny": RunConfig(
         model=ModelConfig(
             image_size=224,
@@ -88,6 +111,41 @@ PRESETS: dict[str, RunConfig] = {
         preset="tiny",
     ),
 }
+
+
+# a preset that wants pretrained weights -> the from-scratch preset it trains as where they cannot be found
+SCRATCH_FALLBACK: dict[str, str] = {"tiny": "scratch"}
+# options about the pretrained encoder, which a from-scratch preset does not take
+_PRETRAINED_ONLY = ("encoder", "pretrained", "encoder_weights", "feature_layers", "feature_loss")
+
+
+def resolve_run_config(preset: str = DEFAULT_PRESET, **options: Any) -> tuple[RunConfig, str]:
+    """:func:`resolve_config`, then where the encoder's weights come from
+    (:func:`anovit.models.weights.resolve_encoder_source`), and a sentence saying so.
+
+    A preset of :data:`SCRATCH_FALLBACK` that finds no weights (offline, no file) trains as its
+    from-scratch counterpart with the same options instead, unless the user chose the encoder.
+    """
+    from .models.weights import resolve_encoder_source  # torch comes with it; predict on ONNX Runtime does without
+
+    cfg = resolve_config(preset, **options)
+    return resolve_encoder_source(cfg, _scratch_fallback(preset, options))
+
+
+def _scratch_fallback(preset: str, options: dict[str, Any]) -> RunConfig | None:
+    """The from-scratch preset ``preset`` falls back to, with the options that apply to it; None: no such preset."""
+    scratch = SCRATCH_FALLBACK.get(preset)
+    if scratch is None or options.get("encoder") is not None or (options.get("model") or "anovit") != "anovit":
+        return None
+    kept = {k: v for k, v in options.items() if k not in _PRETRAINED_ONLY}
+    if "feature" in (kept.get("score") or ()):  # pretrained features; the from-scratch preset's own score instead
+        kept["score"] = None
+    if kept.get("objective") not in (None, "restore") and not kept.get("score"):  # its segmentation head learns from restore
+        kept["score"] = tuple(k for k in PRESETS[scratch].score.kinds if k != "segment") or ("l2",)
+    try:
+        return resolve_config(scratch, **kept)
+    except InputError:  # an option that only makes sense with the pretrained preset: the same-model fallback
+        return None
 
 
 def resolve_config(

@@ -5,8 +5,10 @@ For a config that asks for pretrained weights (``ModelConfig.pretrained``) witho
 1. ``$ANOVIT_ENCODER_WEIGHTS``: a local file for this encoder (its name must contain the encoder's
    base name, e.g. ``vit_tiny_patch16_224.safetensors``), for machines without the internet;
 2. the Hugging Face hub through timm (when online; cached by huggingface_hub);
-3. otherwise the same setting from a random initialisation, without the ``feature`` score (it
-   needs pretrained features), and a warning saying so.
+3. otherwise the from-scratch configuration the caller gives (``fallback``; for the ``tiny`` preset,
+   :func:`anovit.presets.resolve_run_config` gives the ``scratch`` preset with the same options), or
+   without one the same setting from a random initialisation, without the ``feature`` score (it
+   needs pretrained features); either with a warning saying which.
 
 The resolved file goes into the run's config (``encoder_weights``), so the run says what it used.
 """
@@ -72,8 +74,12 @@ def hub_weights(encoder: str) -> Path | None:
         return None
 
 
-def resolve_encoder_source(cfg: RunConfig) -> tuple[RunConfig, str]:
-    """The config with its encoder weights made concrete, and a sentence saying where they came from."""
+def resolve_encoder_source(cfg: RunConfig, fallback: RunConfig | None = None) -> tuple[RunConfig, str]:
+    """The config with its encoder weights made concrete, and a sentence saying where they came from.
+
+    Where no weights can be found, ``fallback`` (a from-scratch configuration) is what trains instead;
+    without it, ``cfg`` from a random initialisation without the ``feature`` score.
+    """
     m = cfg.model
     if m.name != "anovit":
         return cfg, "no encoder (l2-CAE)"
@@ -89,10 +95,16 @@ def resolve_encoder_source(cfg: RunConfig) -> tuple[RunConfig, str]:
         path, where = hub_weights(m.encoder), "the Hugging Face hub"
     if path is not None:
         return replace(cfg, model=replace(m, pretrained=False, encoder_weights=str(path))), f"encoder weights from {where} ({path})"
+    missing = f"no pretrained weights for {m.encoder} (offline, no --encoder-weights, no ${WEIGHTS_ENV})"
+    if fallback is not None:
+        f = fallback
+        message = (f"{missing}: training the from-scratch preset {f.preset!r} instead ({f.model.image_size} px, "
+                   f"{f.model.patch_size}-px patches, objective {f.train.objective}, score {'+'.join(f.score.kinds)})")  # fmt: skip
+        log.warning(message)
+        return fallback, message
     kinds = tuple(k for k in cfg.score.kinds if k != "feature") or ("l2",)
     fallback = replace(cfg, model=replace(m, pretrained=False, reference_layers=()), score=replace(cfg.score, kinds=kinds, scales=()),
                        train=replace(cfg.train, feature_loss=0.0))  # fmt: skip
-    message = (f"no pretrained weights for {m.encoder} (offline, no --encoder-weights, no ${WEIGHTS_ENV}): training it from a "
-               f"random initialisation, score {'+'.join(kinds)} instead of {'+'.join(cfg.score.kinds)}")  # fmt: skip
+    message = f"{missing}: training it from a random initialisation, score {'+'.join(kinds)} instead of {'+'.join(cfg.score.kinds)}"
     log.warning(message)
     return fallback, message
