@@ -38,8 +38,8 @@ DEFAULT_FEATURE_LAYERS = (2, 5, 8)
 # scratch: what ``tiny`` falls back to without its pretrained weights (resolve_run_config), chosen by
 #        benchmarks/ablation.py among from-scratch settings: small's 4-block ViT with 8-px patches at
 #        128 px restoring synthetic anomalies, with the DRAEM-style segmentation head; scored by
-#        gradient-magnitude similarity (GMS) and the head's map. 70 epochs keep ~200 images within
-#        10 minutes on 2 CPU cores.
+#        gradient-magnitude similarity (GMS) and the head's map. 70 epochs: about 10 minutes for
+#        ~200 images on 2 CPU cores (bottle's 209: 614 s).
 # tiny:  the CPU default (make demo), chosen by benchmarks/ablation.py: the ImageNet-pretrained
 #        ViT-Ti/16 at its own 224 px fine-tuned to restore synthetic anomalies, with the feature
 #        loss and the feature score; a frozen copy of the pretrained encoder serves both. A narrow
