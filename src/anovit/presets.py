@@ -44,6 +44,17 @@ DEFAULT_FEATURE_LAYERS = (2, 5, 8)
 #        ViT-Ti/16 at its own 224 px fine-tuned to restore synthetic anomalies, with the feature
 #        loss and the feature score; a frozen copy of the pretrained encoder serves both. A narrow
 #        decoder and 300 steps keep one ~200-image category within 10 minutes on 2 CPU cores.
+# small's and scratch's model: a 4-block ViT with 8-px patches and 128-d tokens from a random initialisation
+# (the ViT-Ti architecture narrowed), and the l2-CAE with a 64-d latent
+SMALL_VIT = ModelConfig(
+    encoder="vit_tiny_patch16_224",
+    patch_size=8,
+    encoder_overrides={"embed_dim": 128, "depth": 4, "num_heads": 4},
+    pretrained=False,
+    decoder_channels=(128, 64, 32, 32, 16),
+    cae_base_channels=32,
+    cae_latent_dim=64,
+)
 PRESETS: dict[str, RunConfig] = {
     "paper": RunConfig(
         model=ModelConfig(
@@ -61,32 +72,14 @@ PRESETS: dict[str, RunConfig] = {
         preset="paper",
     ),
     "small": RunConfig(
-        model=ModelConfig(
-            image_size=64,
-            encoder="vit_tiny_patch16_224",
-            patch_size=8,
-            encoder_overrides={"embed_dim": 128, "depth": 4, "num_heads": 4},
-            pretrained=False,
-            decoder_channels=(128, 64, 32, 32, 16),
-            cae_base_channels=32,
-            cae_latent_dim=64,
-        ),
+        model=replace(SMALL_VIT, image_size=64),
         data=DataConfig(image_size=64),
         train=TrainConfig(epochs=80, batch_size=16, lr=1e-3),
         score=ScoreConfig(sigma=2.0),
         preset="small",
     ),
     "scratch": RunConfig(
-        model=ModelConfig(
-            image_size=128,
-            encoder="vit_tiny_patch16_224",
-            patch_size=8,
-            encoder_overrides={"embed_dim": 128, "depth": 4, "num_heads": 4},
-            pretrained=False,
-            decoder_channels=(128, 64, 32, 32, 16),
-            cae_base_channels=32,
-            cae_latent_dim=64,
-        ),
+        model=replace(SMALL_VIT, image_size=128),
         data=DataConfig(image_size=128),
         train=TrainConfig(epochs=70, batch_size=16, lr=1e-3, objective="restore"),
         score=ScoreConfig(sigma=2.0, kinds=("gms", "segment"), image_score="top1", test_flips="hv"),
