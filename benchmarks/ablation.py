@@ -82,7 +82,6 @@ SETTINGS: dict[str, tuple[str, dict]] = {
     "tiny-random-reconstruct": ("tiny", opts(RANDOM, AT128, objective="reconstruct")),
     # offline without the weights file: what the default falls back to (224 px, from scratch), and candidates for it
     "fallback": ("tiny", dict(RANDOM)),
-    "fallback-segment": ("tiny", opts(RANDOM, score=("l2", "segment"))),  # + the DRAEM-style segmentation head
     "small-restore-128": ("small", dict(image_size=128, objective="restore", score=("l2",))),  # 8-px patches, 4 blocks, 128 px
     "small-restore-segment-128": ("small", dict(image_size=128, objective="restore", score=("gms", "segment"))),  # 80 epochs
     "scratch": ("scratch", {}),  # the from-scratch preset: small-restore-segment-128 in 70 epochs
