@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 # Offline machines: a local copy of the default preset's pretrained ViT-Ti/16 (the project's machines
 # have one in ../shared/weights). Without it, anovit fetches it through timm when online, and
-# otherwise trains from a random initialisation, saying so.
+# otherwise trains the from-scratch preset `scratch` instead, saying so.
 SHARED_WEIGHTS := $(abspath ../shared/weights/vit_tiny_patch16_224.safetensors)
 ANOVIT_ENCODER_WEIGHTS ?= $(if $(wildcard $(SHARED_WEIGHTS)),$(SHARED_WEIGHTS),)
 export ANOVIT_ENCODER_WEIGHTS

@@ -42,6 +42,7 @@ def test_bad_config_is_clear(tmp_path: Path) -> None:
         ("train", "precision", "int8", "TrainConfig.precision is 'int8'"),
         ("score", "kinds", ["l2", "lpips"], "ScoreConfig.kinds has 'lpips'"),
         ("score", "image_score", "top200", "ScoreConfig.image_score is 'top200'"),
+        ("model", "segment_scale", 0, "ModelConfig.segment_scale is 0"),
     ],
 )
 def test_hand_edited_config_with_an_unknown_name_fails_at_load(tmp_path: Path, section: str, key: str, value: object, named: str) -> None:

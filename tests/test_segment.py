@@ -91,15 +91,33 @@ def test_segment_score_is_checked_against_objective_and_model() -> None:
         resolve_config("small", objective="reconstruct", score=("segment",))
     with pytest.raises(InputError, match="l2-CAE"):
         resolve_config("small", model="cae", objective="restore", score=("segment",))
+    # a preset with the head and another objective: its other scores, no head (nothing would teach it)
+    other = resolve_config("scratch", objective="reconstruct")
+    assert other.score.kinds == ("gms",) and not other.model.segment_head
+    assert resolve_config("scratch", objective="inpaint", score=("l2",)).score.kinds == ("l2",)
+    default = resolve_config("tiny", encoder_weights="vit.safetensors")  # the CPU default carries the head at half scale
+    assert default.model.segment_head and default.model.segment_scale == 2 and "segment" in default.score.kinds
+    paper_objective = resolve_config("tiny", encoder_weights="vit.safetensors", objective="reconstruct")
+    assert paper_objective.score.kinds == ("feature",) and not paper_objective.model.segment_head
 
 
-@pytest.fixture(scope="module")
-def segment_run(mvtec_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def test_segment_head_at_a_lower_scale_sees_fewer_pixels_and_answers_at_full_size() -> None:
+    head = SegmentationHead(scale=2)
+    seen: list[torch.Size] = []
+    head.down[0].register_forward_hook(lambda _m, inputs, _out: seen.append(inputs[0].shape))
+    x = torch.rand(2, 3, 30, 30)
+    assert head(x, x).shape == (2, 30, 30) and seen == [torch.Size([2, 6, 15, 15])]
+    with pytest.raises(ValueError, match="scale"):
+        SegmentationHead(scale=0)
+
+
+@pytest.fixture(scope="module", params=[1, 2], ids=["full-scale", "half-scale"])
+def segment_run(mvtec_root: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
     from anovit.runs import train_run
 
     base = tiny_run_config(epochs=2)
-    cfg = replace(base, model=replace(base.model, segment_head=True), train=replace(base.train, objective="restore"),
-                  score=replace(base.score, kinds=("l2", "segment")))  # fmt: skip
+    cfg = replace(base, model=replace(base.model, segment_head=True, segment_scale=request.param),
+                  train=replace(base.train, objective="restore"), score=replace(base.score, kinds=("l2", "segment")))  # fmt: skip
     run = tmp_path_factory.mktemp("segment") / "run"
     train_run(cfg, mvtec_root, "weave", run, device="cpu", progress=False)
     return run
@@ -110,6 +128,7 @@ def test_segment_run_saves_and_scores_with_its_head(segment_run: Path) -> None:
     assert cfg.model.segment_head and cfg.score.kinds == ("l2", "segment") and len(cfg.score.scales) == 2
     _, model = load_trained_model(segment_run)
     assert model.segmenter is not None and not model.segmenter.training
+    assert model.segmenter.scale == cfg.model.segment_scale  # built from config.json as trained
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         maps = score_batch(model, x, replace(cfg.score, kinds=("segment",), scales=(), sigma=0)).maps

@@ -51,6 +51,8 @@ class ModelConfig:
     # A light segmentation head on (image, reconstruction), trained on the restore objective's
     # synthetic anomalies (the ``segment`` score; anovit.models.segmenter).
     segment_head: bool = False
+    # The head sees the pair downscaled by this factor and upsamples its map back (2: a quarter of the pixels, ~1/7 of the time).
+    segment_scale: int = 1
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,8 @@ class RunConfig:
             raw = json.loads(Path(path).read_text())
             cfg = cls.from_dict(raw)
             _check_score_names(cfg.score)
+            if not (isinstance(cfg.model.segment_scale, int) and cfg.model.segment_scale >= 1):
+                raise ValueError(f"ModelConfig.segment_scale is {cfg.model.segment_scale!r}; expected an integer >= 1")
             return cfg
         except FileNotFoundError:
             raise InputError(f"{path}: no config.json here; is this a run folder written by 'anovit train'?") from None

@@ -90,7 +90,7 @@ def train_on(
     run_dir = Path(run_dir)
     dev = resolve_device(device)
     if not resume:
-        cfg, where = resolve_encoder_source(cfg)  # warns itself when the encoder starts from random weights
+        cfg, where = resolve_encoder_source(cfg)  # warns itself where wanted pretrained weights are missing
         log.info("%s", where)
     seed_everything(cfg.train.seed)  # the initial weights depend on the seed alone
     model = build_model(cfg.model)

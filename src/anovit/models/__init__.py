@@ -30,6 +30,7 @@ def build_model(cfg: ModelConfig, load_encoder_weights: bool = True) -> nn.Modul
             mask_token=cfg.mask_token,
             reference_layers=tuple(cfg.reference_layers),
             segment_head=cfg.segment_head,
+            segment_scale=cfg.segment_scale,
         )
     if cfg.name == "cae":
         if cfg.mask_token or cfg.reference_layers or cfg.segment_head:

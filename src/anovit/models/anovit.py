@@ -37,12 +37,13 @@ class AnoViT(nn.Module):
         mask_token: bool = False,
         reference_layers: tuple[int, ...] = (),
         segment_head: bool = False,
+        segment_scale: int = 1,
     ) -> None:
         super().__init__()
         self.encoder = ViTEncoder(encoder, image_size, patch_size, encoder_overrides, pretrained, encoder_weights, mask_token)
         self.decoder = ConvTransposeDecoder(self.encoder.embed_dim, decoder_channels, patch_size, image_size)
         self.reference = FeatureReference(self.encoder, tuple(reference_layers)) if reference_layers else None
-        self.segmenter = SegmentationHead() if segment_head else None
+        self.segmenter = SegmentationHead(scale=segment_scale) if segment_head else None
 
     @property
     def grid(self) -> tuple[int, int]:

@@ -86,9 +86,8 @@ def resolve_encoder_source(cfg: RunConfig, fallback: RunConfig | None = None) ->
     if m.encoder_weights:
         return cfg, f"encoder weights from {m.encoder_weights}"
     if not m.pretrained:
-        message = f"encoder {m.encoder} is randomly initialised (no --pretrained, no --encoder-weights)"
-        log.warning(message)
-        return cfg, message
+        # chosen (a from-scratch preset, --no-pretrained): not a warning; the caller logs the sentence
+        return cfg, f"encoder {m.encoder} is randomly initialised (no --pretrained, no --encoder-weights)"
     path = env_weights(m.encoder)
     where = f"${WEIGHTS_ENV}"
     if path is None:
