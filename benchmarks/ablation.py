@@ -44,13 +44,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from photo_sets import PHOTOS, make_photo_mvtec  # noqa: E402
 
-from anovit import checkpoint as ckpt  # noqa: E402
 from anovit.config import PRE_BLUR_FILLS, RunConfig, ScoreConfig  # noqa: E402
-from anovit.data import ImageDataset, make_synthetic_mvtec, mvtec_samples, split_train_val  # noqa: E402
+from anovit.data import (  # noqa: E402
+    ImageDataset,
+    make_synthetic_mvtec,
+    mvtec_samples,
+    split_train_val,
+)
 from anovit.data.oneclass import one_class_data  # noqa: E402
-from anovit.engine import evaluate, measure_scales, resolve_device  # noqa: E402
+from anovit.evaluation.evaluate import evaluate, measure_scales  # noqa: E402
+from anovit.files import WEIGHTS_FILE
+from anovit.models.checkpoint import load_trained_model
 from anovit.presets import resolve_config  # noqa: E402
-from anovit.runs import train_on  # noqa: E402
+from anovit.runs.train import train_on  # noqa: E402
+from anovit.runtime.device import resolve_device
 
 WEIGHTS = os.environ.get("ANOVIT_ENCODER_WEIGHTS", str(Path(__file__).resolve().parents[2] / "shared/weights/vit_tiny_patch16_224.safetensors"))
 SYNTHETIC = ("weave", "sand", "fibres", "tiles", "capsule", "nut")
@@ -199,13 +206,13 @@ def main() -> None:
             if not todo:
                 continue
             normal, test = load_set(label, root, category, cfg.data.image_size)
-            if (run_dir / ckpt.WEIGHTS_FILE).is_file() and (run_dir / "train_seconds.txt").is_file():
+            if (run_dir / WEIGHTS_FILE).is_file() and (run_dir / "train_seconds.txt").is_file():
                 seconds = float((run_dir / "train_seconds.txt").read_text())
             else:
                 result = train_on(cfg, normal, run_dir, progress=True, calibrate=False)
                 seconds = result.seconds
                 (run_dir / "train_seconds.txt").write_text(f"{seconds:.1f}")
-            cfg, model = ckpt.load_trained_model(run_dir, dev)
+            cfg, model = load_trained_model(run_dir, dev)
             _, val_idx = split_train_val(len(normal), cfg.data.val_fraction, cfg.train.seed)
             val = normal.subset(val_idx)
             for score in todo:
@@ -265,14 +272,14 @@ def _num(v: float | None) -> str:
 
 def draw_figure(label: str, root: Path, category: str, settings: list[str], out: Path, dev: torch.device, n: int = 4) -> None:
     """Image, ground truth and each setting's score map for ``n`` anomalous test images (one per defect kind first)."""
-    from anovit.engine import score_images
-    from anovit.runs import figure_indices
-    from anovit.viz import figure3
+    from anovit.evaluation.evaluate import score_images
+    from anovit.evaluation.figures import figure3
+    from anovit.runs.test import figure_indices
 
     if root is None:  # digits: no ground-truth masks to draw
         return
     runs = out / "runs" / label.replace("/", "_")
-    cfgs = {s: ckpt.load_trained_model(runs / s, dev) for s in settings if (runs / s / ckpt.WEIGHTS_FILE).is_file()}
+    cfgs = {s: load_trained_model(runs / s, dev) for s in settings if (runs / s / WEIGHTS_FILE).is_file()}
     if not cfgs:
         return
     size = max(cfg.data.image_size for cfg, _ in cfgs.values())

@@ -28,16 +28,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from anovit import checkpoint as ckpt
-from anovit.backends import load_scorer
 from anovit.config import RunConfig
 from anovit.data import make_synthetic_mvtec
-from anovit.engine import seed_everything
-from anovit.export import export_model
+from anovit.deploy.backends import load_scorer
+from anovit.deploy.export import export_model
+from anovit.files import WEIGHTS_FILE, save_config, write_json
 from anovit.models import build_model
-from anovit.precision import cpu_flags, cpu_name, cpu_probe
+from anovit.models.checkpoint import save_weights
 from anovit.presets import PRESETS
-from anovit.runs import test_run, train_run
+from anovit.runs.test import test_run
+from anovit.runs.train import train_run
+from anovit.runtime.device import seed_everything
+from anovit.runtime.precision import cpu_flags, cpu_name, cpu_probe
 
 HERE = Path(__file__).resolve().parent
 # (label, backend, exported file or None, precision)
@@ -67,9 +69,9 @@ def random_run(cfg: RunConfig, folder: Path, calib_root: Path) -> Path:
     """A run folder with randomly initialised weights (for speed), calibrating on ``calib_root``/weave."""
     seed_everything(0)
     model = build_model(replace(cfg.model, pretrained=False), load_encoder_weights=False)
-    ckpt.save_config(folder, cfg)
-    ckpt.save_weights(model, folder / ckpt.WEIGHTS_FILE)
-    ckpt.write_json(folder / "data.json", {"data": str(calib_root), "category": "weave"})
+    save_config(folder, cfg)
+    save_weights(model, folder / WEIGHTS_FILE)
+    write_json(folder / "data.json", {"data": str(calib_root), "category": "weave"})
     return folder
 
 

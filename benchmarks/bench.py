@@ -37,12 +37,13 @@ from torch.utils.data import DataLoader
 from anovit.config import ModelConfig, RunConfig
 from anovit.data import ImageDataset, make_synthetic_mvtec, mvtec_samples
 from anovit.data.transforms import build_augment
-from anovit.engine import evaluate, resolve_device, seed_everything
-from anovit.metrics import StreamingPixelMetrics
+from anovit.evaluation.evaluate import evaluate
+from anovit.evaluation.metrics import StreamingPixelMetrics
 from anovit.models import build_model
-from anovit.precision import autocast, cpu_probe, resolve_precision
 from anovit.presets import PRESETS
-from anovit.training import train_one_epoch
+from anovit.runtime.device import resolve_device, seed_everything
+from anovit.runtime.precision import autocast, cpu_probe, resolve_precision
+from anovit.training.loop import train_one_epoch
 
 HERE = Path(__file__).resolve().parent
 MVTEC_TEST_IMAGES = 1725
@@ -154,8 +155,8 @@ def eval_anovit(model: torch.nn.Module, data: ImageDataset, cfg: RunConfig, batc
 @torch.no_grad()
 def postprocess(model: torch.nn.Module, data: ImageDataset, sigma: float, batch_size: int, device: torch.device) -> dict[str, Any]:
     """Smoothing + image and pixel AUROC alone, on the same raw error maps: per-map scipy + sklearn vs batched torch + streaming."""
-    from anovit.metrics import image_auroc
-    from anovit.scoring import gaussian_blur
+    from anovit.evaluation.metrics import image_auroc
+    from anovit.scoring.smoothing import gaussian_blur
 
     errors, masks = [], []
     for batch in DataLoader(data, batch_size=batch_size):

@@ -50,7 +50,7 @@ _MEASURED = (
 
 _IMPORTS_ONLY = (
     "import resource, sys\n"
-    "import anovit.cli, anovit.predict, anovit.models, timm, matplotlib.pyplot\n"
+    "import anovit.cli, anovit.deploy.predict, anovit.models, timm, matplotlib.pyplot\n"
     "print('PEAK_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
 )
 

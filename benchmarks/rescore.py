@@ -35,9 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from ablation import _num, _write_markdown, datasets, load_set  # noqa: E402
 
-from anovit import checkpoint as ckpt  # noqa: E402
 from anovit.data.oneclass import one_class_data  # noqa: E402
-from anovit.engine import evaluate, resolve_device  # noqa: E402
+from anovit.evaluation.evaluate import evaluate  # noqa: E402
+from anovit.files import WEIGHTS_FILE
+from anovit.models.checkpoint import load_trained_model
+from anovit.runtime.device import resolve_device
 
 
 def parse_variant(text: str) -> dict[str, str]:
@@ -69,9 +71,9 @@ def main() -> None:
     done = {(r["data"], r["setting"], r["variant"]) for r in rows}
     variants = args.variants.split(",")
     for label, setting, run, test_set in runs_to_score(args, out):
-        if not (run / ckpt.WEIGHTS_FILE).is_file() or all((label, setting, v) in done for v in variants):
+        if not (run / WEIGHTS_FILE).is_file() or all((label, setting, v) in done for v in variants):
             continue
-        cfg, model = ckpt.load_trained_model(run, dev)
+        cfg, model = load_trained_model(run, dev)
         test = test_set(cfg.data.image_size)
         reference = getattr(model, "reference", None)
         own_layers = reference.layers if reference is not None else ()

@@ -42,8 +42,9 @@ def make_runs(work: Path, quick: bool) -> dict[str, Path]:
     """The small run (trained 1 epoch) and, unless quick, a randomly initialised paper run with the same thresholds."""
     from dataclasses import replace
 
-    from anovit import checkpoint as ckpt
+    from anovit.files import WEIGHTS_FILE, save_config
     from anovit.models import build_model
+    from anovit.models.checkpoint import save_weights
     from anovit.presets import PRESETS
 
     anovit = [sys.executable, "-m", "anovit", "-q"]
@@ -55,8 +56,8 @@ def make_runs(work: Path, quick: bool) -> dict[str, Path]:
     if not quick:
         paper = work / "paper"
         cfg = replace(PRESETS["paper"], model=replace(PRESETS["paper"].model, name="anovit", pretrained=False))
-        ckpt.save_config(paper, cfg)
-        ckpt.save_weights(build_model(cfg.model, load_encoder_weights=False), paper / ckpt.WEIGHTS_FILE)
+        save_config(paper, cfg)
+        save_weights(build_model(cfg.model, load_encoder_weights=False), paper / WEIGHTS_FILE)
         shutil.copy(small / "thresholds.json", paper / "thresholds.json")
         runs["paper ViT-B/16 (384 px)"] = paper
     return runs

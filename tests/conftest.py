@@ -55,7 +55,7 @@ def tiny_run_config(name: str = "anovit", epochs: int = 2) -> RunConfig:
 @pytest.fixture(scope="session")
 def trained_run(mvtec_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny AnoViT trained 2 epochs on ``mvtec_root``/weave, with its hold-out thresholds. Do not modify it."""
-    from anovit.runs import train_run
+    from anovit.runs.train import train_run
 
     run = tmp_path_factory.mktemp("trained") / "run"
     train_run(tiny_run_config(), mvtec_root, "weave", run, device="cpu", progress=False)

@@ -14,13 +14,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from anovit.api import resize_map
-from anovit.backends import load_scorer
 from anovit.cli import main
-from anovit.colours import jet
 from anovit.data import ImageDataset, mvtec_samples
+from anovit.deploy.api import resize_map
+from anovit.deploy.backends import load_scorer
+from anovit.deploy.export import export_model
 from anovit.errors import InputError
-from anovit.export import export_model
+from anovit.evaluation.colours import jet
 
 pytest.importorskip("onnxruntime")
 openvino = pytest.importorskip("openvino", reason="the openvino backend needs: pip install 'anovit[openvino]'")

@@ -8,8 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from anovit.benchmark import benchmark_config, build_results, results_markdown
 from anovit.cli import main
+from anovit.experiments.benchmark import (
+    benchmark_config,
+    build_results,
+    results_markdown,
+)
 from anovit.presets import PRESETS
 
 from .test_oneclass import make_mnist

@@ -14,9 +14,9 @@ from anovit.cli import main
 from anovit.config import ScoreConfig, TrainConfig
 from anovit.data import ImageDataset, mvtec_samples
 from anovit.data import datasets as ds
-from anovit.engine import evaluate
+from anovit.evaluation.evaluate import evaluate
 from anovit.models import build_model
-from anovit.training import fit
+from anovit.training.loop import fit
 
 from .conftest import tiny_model_config
 

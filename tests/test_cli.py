@@ -11,8 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from anovit.checkpoint import load_trained_model
 from anovit.cli import main
+from anovit.models.checkpoint import load_trained_model
 
 
 @pytest.mark.parametrize("model", ["anovit", "cae"])

@@ -9,10 +9,10 @@ from sklearn.metrics import roc_auc_score
 
 from anovit.config import ScoreConfig, TrainConfig
 from anovit.data import ImageDataset, mvtec_samples
-from anovit.engine import evaluate
+from anovit.evaluation.evaluate import evaluate
+from anovit.evaluation.figures import figure3
 from anovit.models import build_model
-from anovit.training import fit
-from anovit.viz import figure3
+from anovit.training.loop import fit
 
 from .conftest import tiny_model_config
 

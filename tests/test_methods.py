@@ -10,16 +10,26 @@ import pytest
 import torch
 from torch import nn
 
-from anovit.checkpoint import load_config, load_trained_model
 from anovit.config import ANOMALY_FILLS, RunConfig
-from anovit.data.anomalies import perlin_noise, synthesize, visible_change
 from anovit.errors import InputError
+from anovit.files import load_config
 from anovit.models import build_model
 from anovit.models import weights as weights_mod
-from anovit.objectives import build_objective
+from anovit.models.checkpoint import load_trained_model
 from anovit.presets import PRESETS, resolve_config
-from anovit.scoring import combine, component_maps, gaussian_blur, image_scores, mask_groups, reconstruct, score_batch, score_maps
-from anovit.similarity import gms_map, ssim_map
+from anovit.scoring.maps import (
+    combine,
+    component_maps,
+    image_scores,
+    mask_groups,
+    reconstruct,
+    score_batch,
+    score_maps,
+)
+from anovit.scoring.similarity import gms_map, ssim_map
+from anovit.scoring.smoothing import gaussian_blur
+from anovit.training.anomalies import perlin_noise, synthesize, visible_change
+from anovit.training.objectives import build_objective
 from tests.conftest import tiny_run_config
 
 SHARED_WEIGHTS = Path(__file__).resolve().parents[2] / "shared/weights/vit_tiny_patch16_224.safetensors"
@@ -202,7 +212,8 @@ def test_hidden_patches_change_the_reconstruction_only_through_the_mask_token() 
 
 @pytest.mark.parametrize("objective", ["reconstruct", "inpaint", "restore"])
 def test_every_objective_trains(objective: str, mvtec_root: Path, tmp_path: Path) -> None:
-    from anovit.runs import test_run, train_run
+    from anovit.runs.test import test_run
+    from anovit.runs.train import train_run
 
     base = tiny_run_config(epochs=3)
     cfg = replace(base, model=replace(base.model, mask_token=objective == "inpaint"), train=replace(base.train, objective=objective, lr=3e-3),
@@ -229,7 +240,7 @@ def test_objectives_are_seeded() -> None:
 @pytest.fixture(scope="module")
 def method_run(mvtec_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """inpaint + test masks + every score (the reference encoder is random here: only the plumbing is tested)."""
-    from anovit.runs import train_run
+    from anovit.runs.train import train_run
 
     base = tiny_run_config(epochs=2)
     cfg = replace(base, model=replace(base.model, mask_token=True, reference_layers=(0,)), train=replace(base.train, objective="inpaint"),
@@ -256,7 +267,7 @@ def test_scales_are_measured_after_training(method_run: Path) -> None:
 
 def test_every_score_exports_to_onnx(method_run: Path, tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
-    from anovit.export import export_model
+    from anovit.deploy.export import export_model
 
     result = export_model(method_run, "onnx", out=tmp_path / "model.onnx")
     assert result.map_error is not None and result.map_error < 1e-4 and result.score_error < 1e-4
@@ -282,7 +293,7 @@ def test_weights_come_from_the_variable_else_the_run_falls_back(monkeypatch: pyt
 
 def test_default_without_weights_trains_the_scratch_preset_with_the_users_options(monkeypatch: pytest.MonkeyPatch,
                                                                                    tmp_path: Path) -> None:
-    from anovit.presets import resolve_run_config
+    from anovit.models.weights import resolve_run_config
 
     monkeypatch.delenv(weights_mod.WEIGHTS_ENV, raising=False)
     monkeypatch.setattr(weights_mod, "hub_weights", lambda encoder: None)  # offline, nothing cached
@@ -322,7 +333,7 @@ def test_tiny_preset_keeps_the_pretrained_encoder_as_its_reference() -> None:
     size = cfg.model.image_size
     x = torch.rand(1, 3, size, size)
     with torch.no_grad():
-        from anovit.scoring import feature_map
+        from anovit.scoring.maps import feature_map
 
         assert feature_map(model.reference, x, x).abs().max() < 1e-5
         assert feature_map(model.reference, x, torch.full_like(x, 0.5)).mean() > 0.1
@@ -368,7 +379,7 @@ def test_cli_method_options_reach_the_run(mvtec_root: Path, tmp_path: Path, caps
 
 
 def test_min_steps_adds_epochs_on_small_training_sets() -> None:
-    from anovit.training import epochs_for
+    from anovit.training.loop import epochs_for
 
     cfg = replace(PRESETS["tiny"].train, epochs=40, batch_size=16, min_steps=400)
     assert epochs_for(cfg, 167) == 40  # 10 steps an epoch: 400 steps in 40 epochs

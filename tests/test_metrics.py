@@ -5,7 +5,14 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from anovit.metrics import PerDefectMetrics, StreamingAUPRO, StreamingAUROC, StreamingPixelMetrics, auroc_from_histograms, image_auroc
+from anovit.evaluation.metrics import (
+    PerDefectMetrics,
+    StreamingAUPRO,
+    StreamingAUROC,
+    StreamingPixelMetrics,
+    auroc_from_histograms,
+    image_auroc,
+)
 
 
 @pytest.mark.parametrize("seed", range(5))

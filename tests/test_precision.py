@@ -8,8 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from anovit import precision as prec
-from anovit.precision import BF16_MARGIN, Probe, choose, cpu_probe, resolve_precision
+from anovit.runtime import precision as prec
+from anovit.runtime.precision import (
+    BF16_MARGIN,
+    Probe,
+    choose,
+    cpu_probe,
+    resolve_precision,
+)
 
 CPU = torch.device("cpu")
 

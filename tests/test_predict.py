@@ -13,9 +13,9 @@ from PIL import Image
 
 from anovit.cli import main
 from anovit.data import labelled_folder_samples
+from anovit.deploy.predict import collect_inputs
 from anovit.errors import InputError
-from anovit.predict import collect_inputs
-from anovit.thresholds import THRESHOLDS_FILE, load_thresholds
+from anovit.evaluation.thresholds import THRESHOLDS_FILE, load_thresholds
 
 
 def _mixed_folder(root: Path, weave_image: Path) -> dict[str, tuple[int, int]]:

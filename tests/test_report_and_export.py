@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from anovit.checkpoint import load_trained_model
 from anovit.cli import main
-from anovit.export import ScoringModel, export_onnx
-from anovit.report import gallery_order
-from anovit.runs import train_run
-from anovit.thresholds import load_thresholds
+from anovit.deploy.export import ScoringModel, export_onnx
+from anovit.evaluation.report import gallery_order
+from anovit.evaluation.thresholds import load_thresholds
+from anovit.models.checkpoint import load_trained_model
+from anovit.runs.train import train_run
 from tests.conftest import tiny_run_config
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

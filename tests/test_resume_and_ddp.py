@@ -16,13 +16,13 @@ import torch
 import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
-from anovit.checkpoint import load_weights
 from anovit.config import ScoreConfig, TrainConfig
 from anovit.data import ImageDataset, mvtec_samples
-from anovit.engine import evaluate
-from anovit.errors import InputError
+from anovit.errors import InputError, TrainingDiverged
+from anovit.evaluation.evaluate import evaluate
 from anovit.models import build_model
-from anovit.training import TrainingDiverged, fit
+from anovit.models.checkpoint import load_weights
+from anovit.training.loop import fit
 
 from .conftest import tiny_model_config
 
@@ -272,7 +272,7 @@ def _ddp_nan_worker(rank: int, world: int, port: int, root: str, out: str) -> No
     """Rank 1 alone sees a NaN loss at its 4th step; every rank must stop there with the same message."""
     import torch.distributed as tdist
 
-    from anovit.training import TrainingDiverged
+    from anovit.errors import TrainingDiverged
 
     _join_gloo(rank, world, port)
     try:

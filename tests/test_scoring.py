@@ -5,7 +5,8 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from anovit.scoring import gaussian_blur, gaussian_kernel1d, reconstruction_error, score_maps
+from anovit.scoring.maps import reconstruction_error, score_maps
+from anovit.scoring.smoothing import gaussian_blur, gaussian_kernel1d
 
 
 @pytest.mark.parametrize("sigma", [0.7, 2.0, 4.0, 6.5])
@@ -73,7 +74,7 @@ class _BlankTopLeft(torch.nn.Module):
 )
 def test_test_flips_average_each_views_map_flipped_back(flips: str, quarters: tuple[float, ...]) -> None:
     from anovit.config import ScoreConfig
-    from anovit.scoring import combined_map, score_batch
+    from anovit.scoring.maps import combined_map, score_batch
 
     images = torch.ones(2, 3, 8, 10)
     cfg = ScoreConfig(sigma=0.0, kinds=("l2",), test_flips=flips)

@@ -10,14 +10,15 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from anovit.checkpoint import load_config, load_trained_model
-from anovit.data.anomalies import FILLS, perlin_noise, synthesize, visible_change
 from anovit.errors import InputError
+from anovit.files import load_config
 from anovit.models import build_model
+from anovit.models.checkpoint import load_trained_model
 from anovit.models.segmenter import SegmentationHead
-from anovit.objectives import Step, build_objective, segmentation_loss
 from anovit.presets import resolve_config
-from anovit.scoring import score_batch
+from anovit.scoring.maps import score_batch
+from anovit.training.anomalies import FILLS, perlin_noise, synthesize, visible_change
+from anovit.training.objectives import Step, build_objective, segmentation_loss
 from tests.conftest import tiny_run_config
 
 
@@ -113,7 +114,7 @@ def test_segment_head_at_a_lower_scale_sees_fewer_pixels_and_answers_at_full_siz
 
 @pytest.fixture(scope="module", params=[1, 2], ids=["full-scale", "half-scale"])
 def segment_run(mvtec_root: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
-    from anovit.runs import train_run
+    from anovit.runs.train import train_run
 
     base = tiny_run_config(epochs=2)
     cfg = replace(base, model=replace(base.model, segment_head=True, segment_scale=request.param),
@@ -137,7 +138,7 @@ def test_segment_run_saves_and_scores_with_its_head(segment_run: Path) -> None:
 
 def test_segment_score_exports_to_onnx(segment_run: Path, tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
-    from anovit.export import export_model
+    from anovit.deploy.export import export_model
 
     result = export_model(segment_run, "onnx", out=tmp_path / "model.onnx")
     assert result.map_error is not None and result.map_error < 1e-4 and result.score_error < 1e-4

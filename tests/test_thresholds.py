@@ -10,10 +10,17 @@ import pytest
 import torch
 from sklearn.metrics import f1_score
 
-from anovit.engine import Evaluation
 from anovit.errors import InputError
-from anovit.metrics import StreamingAUROC, image_f1_at, image_f1_max
-from anovit.thresholds import THRESHOLDS_FILE, Thresholds, calibrate, decision_metrics, load_thresholds, save_thresholds
+from anovit.evaluation.evaluate import Evaluation
+from anovit.evaluation.metrics import StreamingAUROC, image_f1_at, image_f1_max
+from anovit.evaluation.thresholds import (
+    THRESHOLDS_FILE,
+    Thresholds,
+    calibrate,
+    decision_metrics,
+    load_thresholds,
+    save_thresholds,
+)
 
 
 def _brute_f1_max(scores: np.ndarray, labels: np.ndarray) -> float:

@@ -8,24 +8,23 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from .config import DataConfig, ModelConfig, RunConfig, ScoreConfig, TrainConfig
-from .errors import InputError
-from .presets import PRESETS, resolve_config
+from anovit.config import DataConfig, ModelConfig, RunConfig, ScoreConfig, TrainConfig
+from anovit.errors import InputError
+from anovit.presets import PRESETS, resolve_config
 
 __version__ = "0.1.0"
 
 __all__ = ["PRESETS", "DataConfig", "ImageResult", "InputError", "ModelConfig", "Run", "RunConfig", "ScoreConfig", "TrainConfig",
            "load_run", "resolve_config", "train"]  # fmt: skip
 
-_API = ("ImageResult", "Run", "load_run", "train")
+# the rest of the public API, imported on first use (``import anovit`` stays light and torch-free)
+_API = {"ImageResult": "anovit.deploy.api", "Run": "anovit.deploy.api", "load_run": "anovit.deploy.api", "train": "anovit.runs.train"}
 
 
 def __getattr__(name: str) -> Any:
-    """The API of :mod:`anovit.api`, imported on first use (``import anovit`` stays light)."""
     if name in _API:
-        from . import api
-
-        return getattr(api, name)
+        return getattr(importlib.import_module(_API[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from .errors import InputError
+from anovit.errors import InputError
 
 ModelName = Literal["anovit", "cae"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
@@ -22,7 +22,7 @@ SCORE_KINDS: tuple[str, ...] = ("l2", "ssim", "gms", "feature", "segment")
 # test-time flips (ScoreConfig.test_flips): the maps of the image and of these flips of it, each flipped back, are averaged
 TestFlips = Literal["none", "h", "v", "hv"]
 TEST_FLIPS: tuple[str, ...] = ("none", "h", "v", "hv")
-# restore's synthetic anomaly fills (anovit.data.anomalies); a config.json without anomaly_fills was trained before "blur"
+# restore's synthetic anomaly fills (anovit.training.anomalies); a config.json without anomaly_fills was trained before "blur"
 PRE_BLUR_FILLS: tuple[str, ...] = ("patch", "shift", "colour", "noise", "flat")
 ANOMALY_FILLS: tuple[str, ...] = (*PRE_BLUR_FILLS, "blur")
 
@@ -87,12 +87,12 @@ class TrainConfig:
     objective: Objective = "reconstruct"
     mask_ratio: tuple[float, float] = (0.25, 0.75)
     anomaly_fraction: float = 0.5
-    anomaly_fills: tuple[str, ...] = ANOMALY_FILLS  # what restore's anomalies are made of (anovit.data.anomalies)
+    anomaly_fills: tuple[str, ...] = ANOMALY_FILLS  # what restore's anomalies are made of (anovit.training.anomalies)
     # > 0: add this times the reference encoder's feature distance between output and target to the
-    # L2 loss (needs ModelConfig.reference_layers; see anovit.objectives.feature_loss).
+    # L2 loss (needs ModelConfig.reference_layers; see anovit.training.objectives.feature_loss).
     feature_loss: float = 0.0
     # > 0: train at least this many optimiser steps, adding epochs on small training sets
-    # (anovit.training.epochs_for); the run's config.json records the epochs it got. --epochs sets 0.
+    # (anovit.training.loop.epochs_for); the run's config.json records the epochs it got. --epochs sets 0.
     min_steps: int = 0
 
 

@@ -1,7 +1,8 @@
-"""Atomic file writes, without torch: every file is written to a temporary name beside it and renamed.
+"""The run folder's files, written atomically, without torch.
 
-A killed process never leaves a half-written file; the deployment path (``predict`` with
-ONNX Runtime or OpenVINO) uses these without importing torch.
+Every file is written to a temporary name beside it and renamed into place, so a killed process
+never leaves a half-written file. The deployment path (``predict`` with ONNX Runtime or
+OpenVINO) reads and writes run folders through this module without importing torch.
 """
 
 from __future__ import annotations
@@ -12,6 +13,17 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from anovit.config import RunConfig
+from anovit.errors import InputError
+
+# The files of a run folder (thresholds.json: anovit.evaluation.thresholds; report.html: anovit.runs.test)
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+CHECKPOINT_FILE = "checkpoint.pt"
+BEST_FILE = "best.safetensors"  # the best weights while training runs; renamed model.safetensors at the end
+LOG_FILE = "log.csv"
+METRICS_FILE = "metrics.json"
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -38,3 +50,15 @@ def write_text(path: Path, text: str) -> None:
 
 def write_json(path: Path, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+
+def save_config(run_dir: Path, cfg: RunConfig) -> None:
+    write_text(Path(run_dir) / CONFIG_FILE, cfg.to_json() + "\n")
+
+
+def load_config(run_dir: Path) -> RunConfig:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise InputError(f"{run_dir}: run folder not found")
+    return RunConfig.load(run_dir / CONFIG_FILE)

@@ -1,12 +1,13 @@
-"""Presets (``paper``, ``small``, ``scratch``, ``tiny``), :func:`resolve_config` (a preset plus the options a user gave)
-and :func:`resolve_run_config` (the same, with the encoder's weights found, or the from-scratch fallback)."""
+"""Presets (``paper``, ``small``, ``scratch``, ``tiny``) and :func:`resolve_config`: a preset plus the options a user gave.
+
+Torch-free. Where the encoder's weights come from (or the from-scratch fallback) is decided by
+:func:`anovit.models.weights.resolve_run_config`."""
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
-from .config import (
+from anovit.config import (
     ANOMALY_FILLS,
     OBJECTIVES,
     SCORE_KINDS,
@@ -22,7 +23,7 @@ from .config import (
     TrainConfig,
     image_score_share,
 )
-from .errors import InputError
+from anovit.errors import InputError
 
 DEFAULT_PRESET = "tiny"  # the CPU default (issue 10's ablation, benchmarks/ablation.md)
 DEFAULT_TEST_MASKS = 4
@@ -108,39 +109,6 @@ PRESETS: dict[str, RunConfig] = {
         preset="tiny",
     ),
 }
-
-
-# a preset that wants pretrained weights -> the from-scratch preset it trains as where they cannot be found
-SCRATCH_FALLBACK: dict[str, str] = {"tiny": "scratch"}
-# options about the pretrained encoder, which a from-scratch preset does not take
-_PRETRAINED_ONLY = ("encoder", "pretrained", "encoder_weights", "feature_layers", "feature_loss")
-
-
-def resolve_run_config(preset: str = DEFAULT_PRESET, **options: Any) -> tuple[RunConfig, str]:
-    """:func:`resolve_config`, then where the encoder's weights come from
-    (:func:`anovit.models.weights.resolve_encoder_source`), and a sentence saying so.
-
-    A preset of :data:`SCRATCH_FALLBACK` that finds no weights (offline, no file) trains as its
-    from-scratch counterpart with the same options instead, unless the user chose the encoder.
-    """
-    from .models.weights import resolve_encoder_source  # torch comes with it; predict on ONNX Runtime does without
-
-    cfg = resolve_config(preset, **options)
-    return resolve_encoder_source(cfg, _scratch_fallback(preset, options))
-
-
-def _scratch_fallback(preset: str, options: dict[str, Any]) -> RunConfig | None:
-    """The from-scratch preset ``preset`` falls back to, with the options that apply to it; None: no such preset."""
-    scratch = SCRATCH_FALLBACK.get(preset)
-    if scratch is None or options.get("encoder") is not None or (options.get("model") or "anovit") != "anovit":
-        return None
-    kept = {k: v for k, v in options.items() if k not in _PRETRAINED_ONLY}
-    if "feature" in (kept.get("score") or ()):  # pretrained features; the from-scratch preset's own score instead
-        kept["score"] = None
-    try:
-        return resolve_config(scratch, **kept)
-    except InputError:  # an option that only makes sense with the pretrained preset: the same-model fallback
-        return None
 
 
 def resolve_config(

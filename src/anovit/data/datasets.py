@@ -11,21 +11,31 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from .images import load_image, load_mask
-from .mvtec import Sample
+from anovit.data.images import load_image, load_mask
+from anovit.data.mvtec import Sample
 
 log = logging.getLogger(__name__)
 
 CacheMode = Literal["auto", "memory", "none"]
 CACHE_MODES = ("auto", "memory", "none")
 MAX_CACHE_BYTES = 4 * 2**30  # auto never caches more than this, whatever the machine has
+
+
+class SplittableDataset(Protocol):
+    """A dataset of labelled samples that splits into subsets (:class:`ImageDataset`, the one-class datasets)."""
+
+    samples: list[Sample]
+
+    def __len__(self) -> int: ...
+
+    def subset(self, indices: list[int], augment: Any = None) -> Dataset: ...
 
 
 def memory_budget() -> int:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..errors import ImageTooLarge, InputError
+from anovit.errors import ImageTooLarge, InputError
 
 if TYPE_CHECKING:
     import torch
@@ -129,3 +129,11 @@ def load_mask(path: Path, size: int) -> torch.Tensor:
 def list_images(folder: Path) -> list[Path]:
     """Image files directly in ``folder``, sorted by name."""
     return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def as_float_images(images: np.ndarray) -> np.ndarray:
+    """uint8 (B, 3, S, S) -> float32 in [0, 1]; float input is passed on as float32."""
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / np.float32(255.0)
+    return np.ascontiguousarray(images, dtype=np.float32)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..errors import InputError
-from .images import list_images
+from anovit.data.images import list_images
+from anovit.errors import InputError
 
 OBJECTS = ("bottle", "cable", "capsule", "hazelnut", "metal_nut", "pill", "screw", "toothbrush", "transistor", "zipper")
 TEXTURES = ("carpet", "grid", "leather", "tile", "wood")

@@ -28,9 +28,9 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
-from ..errors import InputError
-from .images import list_images, load_image
-from .mvtec import Sample
+from anovit.data.images import list_images, load_image
+from anovit.data.mvtec import Sample
+from anovit.errors import InputError
 
 MNIST_CLASSES = tuple(str(d) for d in range(10))
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")

@@ -15,7 +15,7 @@ from torch import nn
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from ..config import DataConfig
+from anovit.config import DataConfig
 
 
 class ReflectAffine(nn.Module):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..config import ModelConfig
-from ..errors import InputError
-from .anovit import AnoViT
-from .cae import L2CAE
+from anovit.config import ModelConfig
+from anovit.errors import InputError
+from anovit.models.anovit import AnoViT
+from anovit.models.cae import L2CAE
 
 __all__ = ["AnoViT", "L2CAE", "build_model"]
 

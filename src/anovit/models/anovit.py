@@ -8,9 +8,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .decoder import ConvTransposeDecoder
-from .encoder import FeatureReference, ViTEncoder
-from .segmenter import SegmentationHead
+from anovit.models.decoder import ConvTransposeDecoder
+from anovit.models.encoder import FeatureReference, ViTEncoder
+from anovit.models.segmenter import SegmentationHead
 
 
 class AnoViT(nn.Module):

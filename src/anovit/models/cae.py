@@ -15,7 +15,7 @@ import math
 import torch
 from torch import nn
 
-from ..errors import InputError
+from anovit.errors import InputError
 
 
 def _act() -> nn.Module:

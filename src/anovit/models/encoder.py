@@ -15,7 +15,7 @@ import timm
 import torch
 from torch import nn
 
-from ..errors import InputError
+from anovit.errors import InputError
 
 log = logging.getLogger(__name__)
 

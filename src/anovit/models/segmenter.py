@@ -2,7 +2,7 @@
 
 Trained beside the ``restore`` objective: it sees an image with a synthetic anomaly next to the
 model's restoration of it and learns to output the anomaly's mask (focal loss,
-:func:`anovit.objectives.segmentation_loss`). At test time its probability map is the
+:func:`anovit.training.objectives.segmentation_loss`). At test time its probability map is the
 ``segment`` score. A small U-Net (three levels, 16-32-64 channels by default). At full
 resolution its convolutions cost more than ViT-Ti's blocks at 224 px (fp32 training step on 2 CPU
 cores, batch 16: 2.1 s against 1.3 s); ``scale`` 2 runs it on the pair averaged over 2 x 2 pixels,

@@ -6,7 +6,7 @@ For a config that asks for pretrained weights (``ModelConfig.pretrained``) witho
    base name, e.g. ``vit_tiny_patch16_224.safetensors``), for machines without the internet;
 2. the Hugging Face hub through timm (when online; cached by huggingface_hub);
 3. otherwise the from-scratch configuration the caller gives (``fallback``; for the ``tiny`` preset,
-   :func:`anovit.presets.resolve_run_config` gives the ``scratch`` preset with the same options), or
+   :func:`resolve_run_config` gives the ``scratch`` preset with the same options), or
    without one the same setting from a random initialisation, without the ``feature`` score (it
    needs pretrained features); either with a warning saying which.
 
@@ -20,8 +20,13 @@ import os
 import socket
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from ..config import RunConfig
+from anovit.config import (
+    RunConfig,
+)
+from anovit.errors import InputError
+from anovit.presets import DEFAULT_PRESET, resolve_config
 
 log = logging.getLogger(__name__)
 
@@ -107,3 +112,34 @@ def resolve_encoder_source(cfg: RunConfig, fallback: RunConfig | None = None) ->
     message = f"{missing}: training it from a random initialisation, score {'+'.join(kinds)} instead of {'+'.join(cfg.score.kinds)}"
     log.warning(message)
     return fallback, message
+
+
+# a preset that wants pretrained weights -> the from-scratch preset it trains as where they cannot be found
+SCRATCH_FALLBACK: dict[str, str] = {"tiny": "scratch"}
+# options about the pretrained encoder, which a from-scratch preset does not take
+_PRETRAINED_ONLY = ("encoder", "pretrained", "encoder_weights", "feature_layers", "feature_loss")
+
+
+def resolve_run_config(preset: str = DEFAULT_PRESET, **options: Any) -> tuple[RunConfig, str]:
+    """:func:`anovit.presets.resolve_config`, then where the encoder's weights come from
+    (:func:`resolve_encoder_source`), and a sentence saying so.
+
+    A preset of :data:`SCRATCH_FALLBACK` that finds no weights (offline, no file) trains as its
+    from-scratch counterpart with the same options instead, unless the user chose the encoder.
+    """
+    cfg = resolve_config(preset, **options)
+    return resolve_encoder_source(cfg, _scratch_fallback(preset, options))
+
+
+def _scratch_fallback(preset: str, options: dict[str, Any]) -> RunConfig | None:
+    """The from-scratch preset ``preset`` falls back to, with the options that apply to it; None: no such preset."""
+    scratch = SCRATCH_FALLBACK.get(preset)
+    if scratch is None or options.get("encoder") is not None or (options.get("model") or "anovit") != "anovit":
+        return None
+    kept = {k: v for k, v in options.items() if k not in _PRETRAINED_ONLY}
+    if "feature" in (kept.get("score") or ()):  # pretrained features; the from-scratch preset's own score instead
+        kept["score"] = None
+    try:
+        return resolve_config(scratch, **kept)
+    except InputError:  # an option that only makes sense with the pretrained preset: the same-model fallback
+        return None

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .config import ANOMALY_FILLS, OBJECTIVES, SCORE_KINDS, TEST_FLIPS
-from .presets import DEFAULT_PRESET, PRESETS
+from anovit.config import ANOMALY_FILLS, OBJECTIVES, SCORE_KINDS, TEST_FLIPS
+from anovit.presets import DEFAULT_PRESET, PRESETS
 
 DESCRIPTION = """anovit: AnoViT anomaly detection and localisation (train, test, predict, export, serve, ...).
 

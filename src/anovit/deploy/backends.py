@@ -21,8 +21,9 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from .config import Precision, RunConfig
-from .errors import InputError
+from anovit.config import Precision, RunConfig
+from anovit.data.images import as_float_images
+from anovit.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -40,35 +41,6 @@ class Scorer(Protocol):
 
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
-
-def as_float_images(images: np.ndarray) -> np.ndarray:
-    """uint8 (B, 3, S, S) -> float32 in [0, 1]; float input is passed on as float32."""
-    images = np.asarray(images)
-    if images.dtype == np.uint8:
-        return images.astype(np.float32) / np.float32(255.0)
-    return np.ascontiguousarray(images, dtype=np.float32)
-
-
-class TorchScorer:
-    """The run's PyTorch model (``model.safetensors``) on ``device`` at ``precision``."""
-
-    def __init__(self, run_dir: Path, device: str = "auto", precision: Precision | None = None) -> None:
-        from . import checkpoint as ckpt
-        from .engine import resolve_device
-
-        self.device = resolve_device(device)
-        self.cfg, self.model = ckpt.load_trained_model(run_dir, self.device)
-        self.precision: Precision = precision or self.cfg.train.precision
-        self.image_size = self.cfg.data.image_size
-        self.description = f"torch ({self.device}, {self.precision})"
-
-    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        import torch
-
-        from .engine import score_images
-
-        scores = score_images(self.model, torch.from_numpy(as_float_images(images)), self.cfg.score, self.device, self.precision)
-        return scores.maps.float().cpu().numpy(), scores.image.float().cpu().numpy()
 
 
 class OnnxRuntimeScorer:
@@ -143,6 +115,10 @@ def load_scorer(
     if backend == "torch":
         if model_file is not None:
             raise InputError("--model is for an exported file (--backend onnxruntime or openvino); torch reads the run's model.safetensors")
+        from anovit.deploy.torch_scorer import (
+            TorchScorer,  # torch only where it is asked for
+        )
+
         return TorchScorer(run_dir, device, precision)
     if device not in ("auto", "cpu"):
         raise InputError(f"--device {device}: the {backend} backend runs on the CPU")

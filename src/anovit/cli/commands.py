@@ -1,4 +1,4 @@
-"""The command line: parse, build the config, call the library (the arguments are in :mod:`anovit.cli_args`).
+"""The command line: parse, build the config, call the library (the arguments are in :mod:`anovit.cli.args`).
 
 Exit codes: 0 ok, 1 internal error (or a diverged training), 2 usage or input error, 3 ``predict
 --on-error skip`` scored every readable image but some could not be read, 130 interrupted.
@@ -12,16 +12,16 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .cli_args import build_parser
-from .config import RunConfig
-from .errors import InputError, TrainingDiverged
-from .presets import resolve_run_config
+from anovit.cli.args import build_parser
+from anovit.config import RunConfig
+from anovit.errors import InputError, TrainingDiverged
 
 log = logging.getLogger("anovit")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from .runs import train_run
+    from anovit.models.weights import resolve_run_config
+    from anovit.runs.train import train_run
 
     if args.resume:
         train_run(_resume_config(args), args.data, args.category, args.out, args.device, progress=not args.quiet, resume=True,
@@ -54,7 +54,7 @@ def _resume_config(args: argparse.Namespace) -> RunConfig:
     """The saved configuration of the run to resume; only --epochs may change (to train longer)."""
     from dataclasses import replace
 
-    from .checkpoint import load_config
+    from anovit.files import load_config
 
     cfg = load_config(args.out)
     if cfg.model.name != args.model:
@@ -67,7 +67,8 @@ def _resume_config(args: argparse.Namespace) -> RunConfig:
 
 
 def cmd_test(args: argparse.Namespace) -> None:
-    from .runs import format_table, test_run
+    from anovit.cli.output import format_table
+    from anovit.runs.test import test_run
 
     result, _ = test_run(
         args.run, args.data, args.category, args.out, args.device, args.precision, args.batch_size,
@@ -81,7 +82,7 @@ def cmd_test(args: argparse.Namespace) -> None:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> None:
-    from .runs import calibrate_run
+    from anovit.runs.calibrate import calibrate_run
 
     t = calibrate_run(args.run, args.val, args.device, args.precision, args.quantile, progress=not args.quiet, cache=args.cache)
     f1 = lambda v: "" if v is None else f", F1 {v:.3f}"  # noqa: E731
@@ -96,7 +97,7 @@ EXIT_SOME_FAILED = 3  # predict --on-error skip: every readable image was scored
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .predict import predict
+    from anovit.deploy.predict import predict
 
     results = predict(args.run, args.paths, args.out, args.device, args.precision, args.batch_size, args.force,
                       progress=not args.quiet, on_error=args.on_error, backend=args.backend, model_file=args.model_file)  # fmt: skip
@@ -112,7 +113,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from .export import export_model
+    from anovit.deploy.export import export_model
 
     result = export_model(args.run, args.format, args.int8, args.out, args.calib)
     print(f"wrote {result.path}" + (f" (+ {result.path.with_suffix('.bin').name})" if args.format == "openvino" else ""))
@@ -123,7 +124,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> None:
-    from .benchmark import run_benchmark
+    from anovit.experiments.benchmark import run_benchmark
 
     picked = args.categories or args.classes
     run_benchmark(
@@ -138,7 +139,7 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from .demo import run_demo
+    from anovit.cli.demo import run_demo
 
     run_demo(args.out, epochs=args.epochs, device=args.device, force=args.force, progress=not args.quiet)
 
@@ -148,7 +149,7 @@ def cmd_info(args: argparse.Namespace) -> None:
 
     import torch
 
-    from . import precision
+    from anovit.runtime import precision
 
     probe = precision.cpu_probe(refresh=args.refresh)
     print(f"cpu: {precision.cpu_name()}; bf16 flags: {', '.join(precision.cpu_flags()) or 'none'}")
@@ -164,14 +165,14 @@ def cmd_info(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from .serve import serve
+    from anovit.deploy.serve import serve
 
     serve([str(r) for r in args.runs], args.host, args.port, args.backend, args.device, args.precision, args.max_batch,
           args.max_wait_ms, args.queue_size, args.max_bytes)  # fmt: skip
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
-    from .data import make_synthetic_mvtec
+    from anovit.data import make_synthetic_mvtec
 
     cats = tuple(c for c in args.categories.split(",") if c)
     make_synthetic_mvtec(args.out, categories=cats, size=args.size, seed=args.seed, progress=not args.quiet)
@@ -194,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.quiet = True
     try:
         if torchrun:
-            from . import distributed
+            from anovit.runtime import distributed
 
             distributed.setup()
         code = COMMANDS[args.command](args)
@@ -215,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         if torchrun:
-            from . import distributed
+            from anovit.runtime import distributed
 
             distributed.teardown()
     return code or 0

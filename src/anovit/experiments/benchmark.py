@@ -21,17 +21,19 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import checkpoint as ckpt
-from .config import RunConfig
-from .data import ImageDataset, mvtec_samples
-from .data.mvtec import CATEGORIES, OBJECTS, TEXTURES
-from .data.oneclass import DATASETS as ONE_CLASS_DATASETS
-from .data.oneclass import class_names, one_class_data
-from .errors import InputError
-from .paper_results import TABLE1, paper_value
-from .presets import DEFAULT_PRESET, resolve_config, resolve_run_config
-from .runs import figure_indices, test_on, train_on
-from .viz import figure3
+from anovit.config import RunConfig
+from anovit.data import ImageDataset, mvtec_samples
+from anovit.data.mvtec import CATEGORIES, OBJECTS, TEXTURES
+from anovit.data.oneclass import DATASETS as ONE_CLASS_DATASETS
+from anovit.data.oneclass import class_names, one_class_data
+from anovit.errors import InputError
+from anovit.evaluation.figures import figure3
+from anovit.experiments.paper_results import TABLE1, paper_value
+from anovit.files import METRICS_FILE, write_json, write_text
+from anovit.models.weights import resolve_run_config
+from anovit.presets import DEFAULT_PRESET, resolve_config
+from anovit.runs.test import figure_indices, test_on
+from anovit.runs.train import train_on
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +71,7 @@ def benchmark_config(
     """The run configuration for one model: the preset, its image size per dataset, the user's options.
 
     ``find_weights``: also find the encoder's pretrained weights, or fall back to a from-scratch
-    preset without them (:func:`anovit.presets.resolve_run_config`), as training does.
+    preset without them (:func:`anovit.models.weights.resolve_run_config`), as training does.
     """
     if preset == "paper" and dataset != "mvtec":
         # MNIST and CIFAR-10 at 224 px (paper, section 4.1.1): ViT-B/16 at 224, same pretraining.
@@ -182,7 +184,7 @@ def run_category(
     """Train (unless finished) and test each model on one category; draw its Figure 3. Returns its row."""
     device = device or _WORKER_DEVICE or "auto"
     row: dict[str, Any] = {"category": category}
-    done = (ckpt.METRICS_FILE, "report.html") if report else (ckpt.METRICS_FILE,)
+    done = (METRICS_FILE, "report.html") if report else (METRICS_FILE,)
     todo = [m for m in models if not all((out / "runs" / category / m / f).is_file() for f in done)]
     figure_path = out / "figures" / f"{category}.png"
     need_figure = dataset == "mvtec" and not figure_path.is_file()
@@ -196,14 +198,14 @@ def run_category(
             cfg = configs[m]
             if data is None or data["size"] != cfg.data.image_size:
                 data = _load(dataset, data_root, category, cfg.data.image_size, progress)
-            if m in todo and not (run_dir / ckpt.METRICS_FILE).is_file():  # a missing report alone needs no training
+            if m in todo and not (run_dir / METRICS_FILE).is_file():  # a missing report alone needs no training
                 train_cfg = replace(cfg, data=replace(cfg.data, val_fraction=data["val_fraction"] or cfg.data.val_fraction))
                 source = {"dataset": dataset, "data": str(data_root), "category": category}
                 train_on(train_cfg, data["train"], run_dir, device, progress, source)
             result = test_on(run_dir, data["test"], device=device, keep_maps=FIGURE_ROWS if dataset == "mvtec" else 0,
                              progress=progress, extra={"dataset": dataset, "category": category}, report=report)  # fmt: skip
             maps[m] = [result.maps[i] for i in sorted(result.maps)]
-        metrics = _read_metrics(run_dir / ckpt.METRICS_FILE)
+        metrics = _read_metrics(run_dir / METRICS_FILE)
         row[m] = {"image_auroc": metrics.get("image_auroc"), "pixel_auroc": metrics.get("pixel_auroc")}
         if bar is not None:
             bar.update(1)
@@ -257,9 +259,9 @@ def build_results(dataset: str, models: list[str], rows: list[dict[str, Any]]) -
 
 
 def write_results(out: Path, results: dict[str, Any]) -> None:
-    ckpt.write_json(out / "results.json", results)
-    ckpt.write_text(out / "results.csv", results_csv(results))
-    ckpt.write_text(out / "results.md", results_markdown(results))
+    write_json(out / "results.json", results)
+    write_text(out / "results.csv", results_csv(results))
+    write_text(out / "results.md", results_markdown(results))
 
 
 def results_csv(results: dict[str, Any]) -> str:

@@ -4,9 +4,9 @@
 - ``inpaint`` (after RIAD and InTra): a random share of the patches (``mask_ratio``) is replaced by
   a learned mask token inside the encoder; the model still outputs the whole image, so it learns
   to predict hidden patches from their context. At test time ``ScoreConfig.test_masks`` hides
-  every patch once (:func:`anovit.scoring.reconstruct`), so no pixel is reconstructed from itself.
+  every patch once (:func:`anovit.scoring.maps.reconstruct`), so no pixel is reconstructed from itself.
 - ``restore`` (after DRAEM, with no outside data): a synthetic anomaly
-  (:mod:`anovit.data.anomalies`) is planted in ``anomaly_fraction`` of the images and the clean
+  (:mod:`anovit.training.anomalies`) is planted in ``anomaly_fraction`` of the images and the clean
   image is the target, so copying the input is no longer the answer.
 
 Each objective is a function ``(model, images, generator) -> Step``; the loss is the paper's L2
@@ -26,9 +26,9 @@ import torch
 from torch import nn
 from torchvision.ops import sigmoid_focal_loss
 
-from .config import TrainConfig
-from .data.anomalies import synthesize, visible_change
-from .similarity import patch_distance
+from anovit.config import TrainConfig
+from anovit.scoring.similarity import patch_distance
+from anovit.training.anomalies import synthesize, visible_change
 
 
 class Step(NamedTuple):
@@ -90,7 +90,7 @@ def feature_loss(model: nn.Module, output: torch.Tensor, target: torch.Tensor) -
 
 def segmentation_loss(model: nn.Module, step: Step) -> torch.Tensor | None:
     """Focal loss (gamma 2, as DRAEM) of the model's segmentation head on the visibly changed part of the
-    step's anomaly mask (:func:`~anovit.data.anomalies.visible_change`); None when the model has no head.
+    step's anomaly mask (:func:`~anovit.training.anomalies.visible_change`); None when the model has no head.
     The head sees the output detached: it does not steer the restoration."""
     head = getattr(_unwrap(model), "segmenter", None)
     if head is None:

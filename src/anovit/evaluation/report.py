@@ -26,15 +26,15 @@ from PIL import Image  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 from torch import nn  # noqa: E402
 
-from .checkpoint import write_text  # noqa: E402
-from .colours import heat_colours, heat_overlay  # noqa: E402
-from .config import Precision, RunConfig  # noqa: E402
-from .engine import score_images  # noqa: E402
-from .scoring import Scores  # noqa: E402
-from .thresholds import Thresholds  # noqa: E402
+from anovit.config import Precision, RunConfig  # noqa: E402
+from anovit.evaluation.colours import heat_colours, heat_overlay  # noqa: E402
+from anovit.evaluation.evaluate import score_images  # noqa: E402
+from anovit.evaluation.thresholds import Thresholds  # noqa: E402
+from anovit.files import write_text  # noqa: E402
+from anovit.scoring.maps import Scores  # noqa: E402
 
 if TYPE_CHECKING:
-    from .engine import Evaluation
+    from anovit.evaluation.evaluate import Evaluation
 
 THUMB = 160  # gallery picture size, pixels
 GALLERY_MAX = 48

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import InputError
-from .files import write_json
+from anovit.errors import InputError
+from anovit.files import write_json
 
 if TYPE_CHECKING:
-    from .engine import Evaluation
+    from anovit.evaluation.evaluate import Evaluation
 
 THRESHOLDS_FILE = "thresholds.json"
 DEFAULT_QUANTILE = 0.99
@@ -67,7 +67,9 @@ def calibrate(evaluation: Evaluation, source: str, quantile: float = DEFAULT_QUA
     n_anomalous = int(labels.sum())
     n_normal = len(labels) - n_anomalous
     notes: list[str] = []
-    from .metrics import image_f1_max  # late: metrics imports torch; predict reads thresholds without it
+    from anovit.evaluation.metrics import (
+        image_f1_max,  # late: metrics imports torch; predict reads thresholds without it
+    )
 
     best = image_f1_max(scores, labels)
     if best is not None:
@@ -124,7 +126,7 @@ def load_thresholds(run_dir: Path) -> Thresholds:
 
 def decision_metrics(evaluation: Evaluation, thresholds: Thresholds) -> dict[str, Any]:
     """F1 of a test set at the run's thresholds (what a user of those thresholds gets)."""
-    from .metrics import image_f1_at
+    from anovit.evaluation.metrics import image_f1_at
 
     hist = evaluation.pixel_hist
     return {

@@ -1,88 +1,54 @@
-"""Run-folder I/O: atomic writes, safetensors weights, the resolved config.
+"""The resumable train state: the epoch log, ``checkpoint.pt`` (model, optimiser, random state) and
+``best.safetensors`` (the best weights so far).
 
-Nothing here executes code on load: weights are safetensors, everything else is JSON or CSV.
-Every file is written to a temporary name in the same folder and renamed into place, so a
-killed process never leaves a half-written file.
+Nothing here executes code on load: ``torch.load(weights_only=True)`` reads plain tensors and numbers.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .config import RunConfig
-from .errors import InputError
-from .files import atomic_write, write_json, write_text  # noqa: F401 (re-exported: ckpt.write_text ...)
-
-if TYPE_CHECKING:
-    from .training import TrainState
-
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-CHECKPOINT_FILE = "checkpoint.pt"
-BEST_FILE = "best.safetensors"  # the best weights while training runs; renamed model.safetensors at the end
-LOG_FILE = "log.csv"
-METRICS_FILE = "metrics.json"
+from anovit.errors import InputError
+from anovit.files import BEST_FILE, WEIGHTS_FILE, atomic_write
+from anovit.models.checkpoint import check_state_dict
 
 
-def save_weights(model: nn.Module, path: Path, metadata: dict[str, str] | None = None) -> None:
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=metadata))
+@dataclass
+class EpochLog:
+    epoch: int
+    train_loss: float
+    val_loss: float | None
 
 
-def load_weights(model: nn.Module, path: Path) -> None:
-    """Load safetensors weights into ``model``; a file of another model or size is a clear error."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: weights file not found")
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a readable safetensors file ({exc})") from None
-    _check_state_dict(path, model, state)
-    model.load_state_dict(state)
+@dataclass
+class TrainState:
+    """What a resumed run needs besides the model and optimiser."""
+
+    epoch: int = 0
+    step: int = 0
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    best_weights: dict[str, torch.Tensor] | None = None
+    history: list[EpochLog] = field(default_factory=list)
 
 
-def _check_state_dict(path: Path, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """A clear error when ``state`` belongs to another model or configuration."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise InputError(
-            f"{path}: weights do not belong to this model configuration "
-            f"(missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
-            f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''})"
-        )
-    for key, value in state.items():
-        if own[key].shape != value.shape:
-            raise InputError(f"{path}: {key} has shape {tuple(value.shape)}, this configuration expects {tuple(own[key].shape)}")
-
-
-def save_config(run_dir: Path, cfg: RunConfig) -> None:
-    write_text(Path(run_dir) / CONFIG_FILE, cfg.to_json() + "\n")
-
-
-def load_config(run_dir: Path) -> RunConfig:
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise InputError(f"{run_dir}: run folder not found")
-    return RunConfig.load(run_dir / CONFIG_FILE)
-
-
-def load_trained_model(run_dir: Path, device: torch.device | str = "cpu") -> tuple[RunConfig, nn.Module]:
-    """Rebuild a trained model from its run folder (config.json + model.safetensors), in eval mode."""
-    from .models import build_model  # late import: models import timm, which is slow to load
-
-    cfg = load_config(run_dir)
-    model = build_model(cfg.model, load_encoder_weights=False)
-    load_weights(model, Path(run_dir) / WEIGHTS_FILE)
-    return cfg, model.to(device).eval()
+def history_csv(history: Sequence[EpochLog]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["epoch", "train_loss", "val_loss"])
+    for h in history:
+        writer.writerow([h.epoch, f"{h.train_loss:.8f}", "" if h.val_loss is None else f"{h.val_loss:.8f}"])
+    return buf.getvalue()
 
 
 def save_best(path: Path, weights: dict[str, torch.Tensor], epoch: int, loss: float) -> None:
@@ -145,8 +111,6 @@ def load_train_state(
     scaler: torch.amp.GradScaler | None,
 ) -> TrainState:
     """Restore model, optimiser and random state from :func:`save_train_state`; returns the rest."""
-    from .training import EpochLog, TrainState
-
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no checkpoint to resume from (the run stopped before its first epoch ended)")
@@ -156,7 +120,7 @@ def load_train_state(
             raise ValueError("not an anovit training checkpoint")
     except Exception as exc:  # pickle errors of many kinds for a corrupted or foreign file
         raise InputError(f"{path}: cannot resume from this file ({type(exc).__name__}: {str(exc)[:200]})") from None
-    _check_state_dict(path, model, payload["model"])
+    check_state_dict(path, model, payload["model"])
     model.load_state_dict(payload["model"])
     optimizer.load_state_dict(payload["optimizer"])
     torch.set_rng_state(payload["torch_rng"])

@@ -22,12 +22,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .backends import Backend, Scorer, load_scorer
-from .config import Precision, RunConfig
-from .data.images import as_rgb, model_input, open_rgb, upright
-from .errors import InputError
-from .presets import DEFAULT_PRESET, resolve_run_config
-from .thresholds import Thresholds, load_thresholds
+from anovit.config import Precision, RunConfig
+from anovit.data.images import as_rgb, model_input, open_rgb, upright
+from anovit.deploy.backends import Backend, Scorer, load_scorer
+from anovit.errors import InputError
+from anovit.evaluation.thresholds import Thresholds, load_thresholds
 
 
 @dataclass(frozen=True)
@@ -154,24 +153,3 @@ def load_run(
     return Run(run_dir, scorer, thresholds, RunConfig.load(run_dir / "config.json"))
 
 
-def train(
-    data: str | Path,
-    category: str,
-    out: str | Path,
-    model: str = "anovit",
-    preset: str = DEFAULT_PRESET,
-    device: str = "auto",
-    force: bool = False,
-    progress: bool = True,
-    **options: Any,
-) -> Run:
-    """Train on ``data``/``category``/train/good into ``out`` and return the loaded run.
-
-    ``options`` are those of :func:`anovit.presets.resolve_config` (``epochs``, ``image_size``,
-    ``encoder_weights``, ...).
-    """
-    from .runs import train_run
-
-    cfg, _ = resolve_run_config(preset, model=model, **options)  # the weights found, or the from-scratch fallback (logged)
-    train_run(cfg, Path(data).expanduser(), category, Path(out), device, force, progress)
-    return load_run(out, device=device)

@@ -1,14 +1,10 @@
-"""The engine's shared pieces and evaluation: ``resolve_device``, ``seed_everything``, ``score_images``, ``evaluate``.
-
-Training (``fit``, ``train_one_epoch``, ``validate``) is in :mod:`anovit.training`.
-"""
+"""Evaluation as plain functions: ``score_images`` (one batch), ``evaluate`` (a labelled dataset ->
+:class:`Evaluation` with its AUROCs) and ``measure_scales`` (the score maps' means on normal images)."""
 
 from __future__ import annotations
 
 import logging
-import os
-import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,37 +14,21 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from . import distributed as dist
-from .config import Precision, ScoreConfig
-from .data.datasets import loader_workers
-from .errors import InputError
-from .metrics import PerDefectMetrics, StreamingAUROC, StreamingPixelMetrics, image_auroc, image_f1_max
-from .precision import autocast
-from .scoring import Scores, component_maps, score_batch
+from anovit.config import Precision, ScoreConfig
+from anovit.data.datasets import loader_workers
+from anovit.evaluation.metrics import (
+    PerDefectMetrics,
+    StreamingAUROC,
+    StreamingPixelMetrics,
+    image_auroc,
+    image_f1_max,
+)
+from anovit.runtime import distributed as dist
+from anovit.runtime.device import batches_on
+from anovit.runtime.precision import autocast
+from anovit.scoring.maps import Scores, component_maps, score_batch
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto``: this process's GPU (LOCAL_RANK under torchrun) when there is one, else the CPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {name}: CUDA is not available on this machine")
-    return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def batches_on(loader: DataLoader, device: torch.device) -> Iterator[dict[str, torch.Tensor]]:
-    for batch in loader:
-        yield {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
 def _cat(parts: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
@@ -102,7 +82,7 @@ def score_images(model: nn.Module, images: torch.Tensor, score: ScoreConfig, dev
 def measure_scales(model: nn.Module, dataset: Dataset, score: ScoreConfig, device: torch.device, precision: Precision = "fp32",
                    batch_size: int = 16) -> tuple[float, ...]:  # fmt: skip
     """The mean of each of ``score.kinds``' maps over ``dataset`` (normal images), over all ranks: what
-    :func:`anovit.scoring.combine` divides each map by, so that each weighs the same."""
+    :func:`anovit.scoring.maps.combine` divides each map by, so that each weighs the same."""
     model.eval().to(device)
     sums = torch.zeros(len(score.kinds) + 1, dtype=torch.float64)  # (sum of each map's means, images)
     loader = DataLoader(dataset, batch_size=batch_size, sampler=dist.ShardSampler(len(dataset)), num_workers=loader_workers(dataset))

@@ -34,11 +34,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import checkpoint as ckpt
-from .config import RunConfig, ScoreConfig
-from .errors import InputError
-from .scoring import score_batch
-from .thresholds import THRESHOLDS_FILE, load_thresholds
+from anovit.config import RunConfig, ScoreConfig
+from anovit.errors import InputError
+from anovit.evaluation.thresholds import THRESHOLDS_FILE, load_thresholds
+from anovit.files import atomic_write
+from anovit.models.checkpoint import load_trained_model
+from anovit.scoring.maps import score_batch
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +122,8 @@ def _quantize_onnx(src: Path, dst: Path) -> None:
 
 def calibration_images(run_dir: Path, size: int, calib: Path | None, n: int = CALIBRATION_IMAGES) -> np.ndarray:
     """Up to ``n`` normal images (n, 3, S, S) float32 in [0, 1]: from ``calib``, else the run's own training folder."""
-    from .backends import as_float_images
-    from .data.images import model_input, open_rgb
-    from .predict import collect_inputs
+    from anovit.data.images import as_float_images, model_input, open_rgb
+    from anovit.deploy.predict import collect_inputs
 
     if calib is None:
         source = json.loads((run_dir / "data.json").read_text()) if (run_dir / "data.json").is_file() else {}
@@ -190,7 +190,7 @@ def export_model(
             _require("nncf", "openvino")
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else default_path(run_dir, fmt, int8)
-    cfg, model = ckpt.load_trained_model(run_dir, "cpu")
+    cfg, model = load_trained_model(run_dir, "cpu")
     scorer = ScoringModel(model, cfg.score).eval()
     size = cfg.data.image_size
     calib = calibration_images(run_dir, size, calib, calib_images) if int8 and fmt == "openvino" else None
@@ -198,9 +198,9 @@ def export_model(
         fp32 = Path(tmp) / "model.onnx"
         _write_onnx(scorer, cfg, run_dir, fp32, opset)
         if fmt == "onnx" and not int8:
-            ckpt.atomic_write(out, lambda t: shutil.copyfile(fp32, t))
+            atomic_write(out, lambda t: shutil.copyfile(fp32, t))
         elif fmt == "onnx":
-            ckpt.atomic_write(out, lambda t: _quantize_onnx(fp32, t))
+            atomic_write(out, lambda t: _quantize_onnx(fp32, t))
         else:
             _write_openvino(fp32, out, int8, calib)
     log.info("exported %s to %s", cfg.model.name, out)
@@ -218,7 +218,7 @@ def export_onnx(run_dir: Path, out: Path | None = None, opset: int = OPSET, veri
 
 def check_parity(scorer: nn.Module, path: Path, images: torch.Tensor, runtime: str = "onnxruntime") -> tuple[float, float]:
     """Run the exported file and PyTorch fp32 on ``images`` (B, 3, S, S): max abs differences (maps, scores)."""
-    from .backends import OnnxRuntimeScorer, OpenVinoScorer
+    from anovit.deploy.backends import OnnxRuntimeScorer, OpenVinoScorer
 
     size = images.shape[-1]
     run = OnnxRuntimeScorer(path, size) if runtime == "onnxruntime" else OpenVinoScorer(path, size, "fp32")

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-from .config import Precision
-from .errors import InputError
+from anovit.config import Precision
+from anovit.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def cpu_probe(refresh: bool = False) -> Probe:
     probe = measure()
     entries[key] = asdict(probe)
     try:
-        from .files import write_text
+        from anovit.files import write_text
 
         write_text(path, json.dumps(entries, indent=2) + "\n")
     except OSError as exc:

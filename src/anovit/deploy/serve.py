@@ -37,10 +37,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .api import ImageResult, Run
-from .colours import heat_overlay
-from .data.images import decode_bytes
-from .errors import ImageTooLarge, InputError
+from anovit.data.images import decode_bytes
+from anovit.deploy.api import ImageResult, Run
+from anovit.errors import ImageTooLarge, InputError
+from anovit.evaluation.colours import heat_overlay
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ def create_app(
     from starlette.responses import HTMLResponse, JSONResponse, Response
     from starlette.routing import Route
 
-    from .webpage import PAGE
+    from anovit.deploy.webpage import PAGE
 
     by_name = {run.name: run for run in runs}
     if len(by_name) != len(runs):
@@ -319,7 +319,7 @@ def serve(
         import uvicorn
     except ImportError:
         raise InputError("anovit serve needs: pip install 'anovit[serve]'") from None
-    from .api import load_run
+    from anovit.deploy.api import load_run
 
     runs = [load_run(d, backend, device=device, precision=precision) for d in run_dirs]  # type: ignore[arg-type]
     app = create_app(runs, max_batch, max_wait_ms, queue_size, max_bytes)

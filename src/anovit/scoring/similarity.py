@@ -82,6 +82,6 @@ def patch_distance(got: Sequence[torch.Tensor], wanted: Sequence[torch.Tensor]) 
     """1 - cosine similarity of two images' patch tokens, mean over the reference encoder's layers.
 
     ``got``, ``wanted``: [(B, D, gh, gw) per layer] -> (B, gh, gw) fp32. The ``feature`` score
-    (:func:`anovit.scoring.feature_map`) and the feature loss (:func:`anovit.objectives.feature_loss`).
+    (:func:`anovit.scoring.maps.feature_map`) and the feature loss (:func:`anovit.training.objectives.feature_loss`).
     """
     return torch.stack([1 - F.cosine_similarity(a.float(), b.float(), dim=1) for a, b in zip(got, wanted)]).mean(dim=0)

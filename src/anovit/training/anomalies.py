@@ -21,8 +21,8 @@ import math
 
 import torch
 
-from ..config import ANOMALY_FILLS
-from ..scoring import gaussian_blur
+from anovit.config import ANOMALY_FILLS
+from anovit.scoring.smoothing import gaussian_blur
 
 FILLS = ANOMALY_FILLS  # ("patch", "shift", "colour", "noise", "flat", "blur")
 VISIBLE = 0.02  # a mean absolute change (in [0, 1] intensity) below which a masked pixel counts as unchanged

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .checkpoint import atomic_write  # noqa: E402
+from anovit.files import atomic_write  # noqa: E402
 
 
 def figure3(

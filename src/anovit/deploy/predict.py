@@ -9,7 +9,7 @@ and the binary mask PNG (map >= the run's pixel threshold). One ``predictions.cs
 Overlay colours: 'jet' over score / (2 x pixel threshold), clipped to [0, 1]: dark blue is a
 score of 0, the middle of the scale (green) is the pixel threshold, red is twice it and above.
 
-The model runs on any backend of :mod:`anovit.backends`; with ONNX Runtime or OpenVINO this
+The model runs on any backend of :mod:`anovit.deploy.backends`; with ONNX Runtime or OpenVINO this
 module imports neither torch nor matplotlib.
 """
 
@@ -29,14 +29,14 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .api import ImageResult, load_run
-from .backends import Backend
-from .colours import heat_colours, heat_overlay  # noqa: F401 (heat_colours: also imported from here)
-from .config import Precision
-from .data.images import IMAGE_SUFFIXES, check_image, open_rgb
-from .errors import InputError
-from .files import atomic_write, write_text
-from .thresholds import Thresholds, load_thresholds
+from anovit.config import Precision
+from anovit.data.images import IMAGE_SUFFIXES, check_image, open_rgb
+from anovit.deploy.api import ImageResult, load_run
+from anovit.deploy.backends import Backend
+from anovit.errors import InputError
+from anovit.evaluation.colours import heat_colours, heat_overlay  # noqa: F401 (heat_colours: also imported from here)
+from anovit.evaluation.thresholds import Thresholds, load_thresholds
+from anovit.files import atomic_write, write_text
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def predict(
     ``on_error="stop"``: the first unreadable file ends the run with an :class:`InputError` (every
     header is checked before anything is written). ``"skip"``: it becomes a row with verdict
     ``"error"`` and its reason, and the other images are scored. ``backend`` / ``model_file``:
-    see :func:`anovit.backends.load_scorer`.
+    see :func:`anovit.deploy.backends.load_scorer`.
     """
     if on_error not in ("stop", "skip"):
         raise ValueError(f"on_error must be 'stop' or 'skip', got {on_error!r}")

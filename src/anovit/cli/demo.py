@@ -13,10 +13,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .benchmark import MODEL_LABELS, run_benchmark
-from .data import make_synthetic_mvtec
-from .presets import DEFAULT_PRESET
-from .runs import format_table
+from anovit.cli.output import format_table
+from anovit.data import make_synthetic_mvtec
+from anovit.experiments.benchmark import MODEL_LABELS, run_benchmark
+from anovit.presets import DEFAULT_PRESET
 
 CATEGORIES = ("weave", "capsule")
 MODELS = ("cae", "anovit")  # the paper's column order: baseline, then AnoViT

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -15,14 +11,30 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
-from . import checkpoint as ckpt
-from . import distributed as dist
-from .config import Precision, TrainConfig
-from .data.datasets import loader_workers
-from .engine import batches_on, seed_everything
-from .errors import TrainingDiverged
-from .objectives import Objective, Step, build_objective, feature_loss, reconstruct, segmentation_loss
-from .precision import autocast, resolve_precision
+from anovit.config import Precision, TrainConfig
+from anovit.data.datasets import loader_workers
+from anovit.errors import TrainingDiverged
+from anovit.files import BEST_FILE, CHECKPOINT_FILE, LOG_FILE, WEIGHTS_FILE, write_text
+from anovit.models.checkpoint import save_weights
+from anovit.runtime import distributed as dist
+from anovit.runtime.device import batches_on, seed_everything
+from anovit.runtime.precision import autocast, resolve_precision
+from anovit.training.objectives import (
+    Objective,
+    Step,
+    build_objective,
+    feature_loss,
+    reconstruct,
+    segmentation_loss,
+)
+from anovit.training.state import (
+    EpochLog,
+    TrainState,
+    history_csv,
+    load_train_state,
+    save_best,
+    save_train_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +88,7 @@ def train_one_epoch(
 ) -> tuple[float, int]:
     """One pass over ``loader``. Returns (mean loss over all ranks, global step after the epoch).
 
-    ``objective`` turns a batch into a :class:`anovit.objectives.Step` (output, target, ...); its
+    ``objective`` turns a batch into a :class:`anovit.training.objectives.Step` (output, target, ...); its
     random choices come from ``generator``. The loss is :func:`step_loss`.
     """
     model.train()
@@ -130,13 +142,6 @@ def epochs_for(cfg: TrainConfig, n_train: int, world_size: int = 1) -> int:
     return max(cfg.epochs, math.ceil(cfg.min_steps / steps))
 
 
-@dataclass
-class EpochLog:
-    epoch: int
-    train_loss: float
-    val_loss: float | None
-
-
 def fit(
     model: nn.Module,
     train_set: Dataset,
@@ -187,7 +192,7 @@ def fit(
     if resume:
         if run_dir is None:
             raise ValueError("resume needs a run_dir")
-        state = ckpt.load_train_state(Path(run_dir) / ckpt.CHECKPOINT_FILE, model, optimizer, generator, scaler)
+        state = load_train_state(Path(run_dir) / CHECKPOINT_FILE, model, optimizer, generator, scaler)
         log.info("resuming after epoch %d of %d", state.epoch, cfg.epochs)
     writes = run_dir is not None and dist.is_main()
     saved_epoch, best_saved = state.epoch, state.best_weights is not None
@@ -217,39 +222,20 @@ def fit(
             best_saved = False
         state.epoch = epoch
         if writes:
-            ckpt.write_text(Path(run_dir) / ckpt.LOG_FILE, _history_csv(state.history))
+            write_text(Path(run_dir) / LOG_FILE, history_csv(state.history))
         every = cfg.checkpoint_every
         if run_dir is not None and every > 0 and (epoch % every == 0 or epoch == cfg.epochs):
             if writes:
                 if not best_saved and state.best_weights is not None:  # before the checkpoint that refers to them
-                    ckpt.save_best(Path(run_dir) / ckpt.BEST_FILE, state.best_weights, state.best_epoch, state.best_loss)
-                ckpt.save_train_state(Path(run_dir) / ckpt.CHECKPOINT_FILE, state, model, optimizer, generator, scaler)
+                    save_best(Path(run_dir) / BEST_FILE, state.best_weights, state.best_epoch, state.best_loss)
+                save_train_state(Path(run_dir) / CHECKPOINT_FILE, state, model, optimizer, generator, scaler)
             saved_epoch, best_saved = epoch, True  # on every rank, so that they all say the same on a NaN
     if state.best_weights is not None:
         model.load_state_dict(state.best_weights)
     if writes:
-        ckpt.save_weights(model, Path(run_dir) / ckpt.WEIGHTS_FILE, metadata={"epoch": str(state.best_epoch), "loss": repr(float(state.best_loss))})
-        (Path(run_dir) / ckpt.BEST_FILE).unlink(missing_ok=True)  # now model.safetensors
+        save_weights(model, Path(run_dir) / WEIGHTS_FILE, metadata={"epoch": str(state.best_epoch), "loss": repr(float(state.best_loss))})
+        (Path(run_dir) / BEST_FILE).unlink(missing_ok=True)  # now model.safetensors
     dist.barrier()
     return state.history
 
 
-@dataclass
-class TrainState:
-    """What a resumed run needs besides the model and optimiser."""
-
-    epoch: int = 0
-    step: int = 0
-    best_loss: float = math.inf
-    best_epoch: int = 0
-    best_weights: dict[str, torch.Tensor] | None = None
-    history: list[EpochLog] = field(default_factory=list)
-
-
-def _history_csv(history: Sequence[EpochLog]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["epoch", "train_loss", "val_loss"])
-    for h in history:
-        writer.writerow([h.epoch, f"{h.train_loss:.8f}", "" if h.val_loss is None else f"{h.val_loss:.8f}"])
-    return buf.getvalue()

@@ -1,0 +1,1 @@
+"""Scoring new images with a trained run: the Python API, backends, predict, export and serve."""

@@ -1,0 +1,1 @@
+"""Benchmarks over datasets and models, with the paper's published numbers beside them."""

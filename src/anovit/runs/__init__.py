@@ -1,0 +1,1 @@
+"""Train, calibrate and test runs: the steps that make and judge a run folder."""

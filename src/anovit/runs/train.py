@@ -1,0 +1,182 @@
+"""Train a run: the glue between data, models, the training loop and the run folder.
+
+``train_on`` works on any dataset of this package (MVTec layout or one-class); ``train_run`` reads
+the MVTec layout from disk first; ``train`` is the public API (:func:`anovit.train`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from anovit.config import RunConfig
+from anovit.data import (
+    ImageDataset,
+    labelled_folder_samples,
+    mvtec_samples,
+    split_train_val,
+)
+from anovit.data.datasets import CacheMode, SplittableDataset
+from anovit.data.transforms import build_augment
+from anovit.deploy.api import Run, load_run
+from anovit.errors import InputError
+from anovit.evaluation.evaluate import measure_scales
+from anovit.files import (
+    CHECKPOINT_FILE,
+    LOG_FILE,
+    WEIGHTS_FILE,
+    save_config,
+    write_json,
+)
+from anovit.models import build_model
+from anovit.models.weights import resolve_encoder_source, resolve_run_config
+from anovit.presets import DEFAULT_PRESET
+from anovit.runs.calibrate import calibrate_on, calibrate_run
+from anovit.runtime import distributed as dist
+from anovit.runtime.device import resolve_device, seed_everything
+from anovit.runtime.precision import resolve_precision
+from anovit.training.loop import epochs_for, fit
+from anovit.training.state import EpochLog
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    history: list[EpochLog]
+    seconds: float
+
+
+def check_run_dir(run_dir: Path, force: bool) -> None:
+    """Refuse to overwrite a finished run unless ``force``."""
+    if (Path(run_dir) / WEIGHTS_FILE).exists() and not force:
+        raise InputError(f"{run_dir}: already holds a trained model; pass --force to overwrite it or choose another --out")
+
+
+def check_resumable(run_dir: Path, epochs: int) -> None:
+    """``--resume`` needs a checkpoint; on a finished run, it needs more epochs than were trained (to train longer)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CHECKPOINT_FILE).is_file():
+        raise InputError(f"{run_dir / CHECKPOINT_FILE}: no checkpoint to resume from (none written yet, or --checkpoint-every 0)")
+    log_file = run_dir / LOG_FILE
+    done = len(log_file.read_text().splitlines()) - 1 if log_file.is_file() else 0
+    if (run_dir / WEIGHTS_FILE).exists() and epochs <= done:
+        raise InputError(f"{run_dir}: this run finished its {done} epochs; pass --resume --epochs N with N > {done} to train "
+                         "longer, or --force to train it again")  # fmt: skip
+
+
+def train_on(
+    cfg: RunConfig,
+    normal: SplittableDataset,
+    run_dir: Path,
+    device: str = "auto",
+    progress: bool = True,
+    source: dict[str, Any] | None = None,
+    resume: bool = False,
+    calibrate: bool = True,
+) -> TrainResult:
+    """Train ``cfg.model`` on the normal images ``normal`` (split into train/validation) into ``run_dir``.
+
+    ``resume`` continues a killed run from its ``checkpoint.pt``. ``calibrate`` sets the run's
+    thresholds from the hold-out (the training images when there is none) after training.
+    """
+    run_dir = Path(run_dir)
+    dev = resolve_device(device)
+    if not resume:
+        cfg, where = resolve_encoder_source(cfg)  # warns itself where wanted pretrained weights are missing
+        log.info("%s", where)
+    seed_everything(cfg.train.seed)  # the initial weights depend on the seed alone
+    model = build_model(cfg.model)
+    train_idx, val_idx = split_train_val(len(normal), cfg.data.val_fraction, cfg.train.seed)
+    if not resume and cfg.train.min_steps > 0:  # the epochs that make the preset's number of steps, recorded in config.json
+        epochs = epochs_for(cfg.train, len(train_idx), dist.world_size())
+        if epochs != cfg.train.epochs:
+            log.info("%d training images: %d epochs for at least %d steps", len(train_idx), epochs, cfg.train.min_steps)
+        cfg = replace(cfg, train=replace(cfg.train, epochs=epochs, min_steps=0))
+    train_set = normal.subset(train_idx, augment=build_augment(cfg.data))
+    val_set = normal.subset(val_idx) if val_idx else None
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info(
+        "training %s (%.2fM parameters): %d train, %d validation images, %s, %s",
+        cfg.model.name, n_params / 1e6, len(train_idx), len(val_idx), dev, resolve_precision(cfg.train.precision, dev),
+    )  # fmt: skip
+    if dist.is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(run_dir, cfg)
+        write_json(run_dir / "data.json", (source or {}) | {"n_train": len(train_idx), "n_val": len(val_idx)})
+    start = time.perf_counter()
+    history = fit(model, train_set, val_set, cfg.train, dev, run_dir=run_dir, progress=progress, resume=resume)
+    seconds = time.perf_counter() - start
+    if len(cfg.score.kinds) > 1:
+        scale_set = val_set if val_set is not None else normal.subset(train_idx)
+        cfg = replace(cfg, score=replace(cfg.score, scales=measure_scales(model, scale_set, cfg.score, dev, cfg.train.precision)))
+        log.info("score scales (mean of each map on %d normal images): %s", len(scale_set),
+                 ", ".join(f"{k} {v:.4g}" for k, v in zip(cfg.score.kinds, cfg.score.scales)))  # fmt: skip
+        if dist.is_main():
+            save_config(run_dir, cfg)
+    if calibrate:
+        calib_set, about = (
+            (val_set, f"the validation hold-out of the training images ({len(val_idx)} normal)")
+            if val_set is not None
+            else (normal.subset(train_idx), f"the training images ({len(train_idx)} normal; no hold-out)")
+        )
+        calibrate_on(run_dir, calib_set, about, device, progress=progress)
+    return TrainResult(run_dir, history, seconds)
+
+
+def train_run(
+    cfg: RunConfig,
+    data_root: Path,
+    category: str,
+    run_dir: Path,
+    device: str = "auto",
+    force: bool = False,
+    progress: bool = True,
+    resume: bool = False,
+    val_dir: Path | None = None,
+    cache: CacheMode = "auto",
+) -> TrainResult:
+    """Train on the normal training images of one MVTec-layout category.
+
+    ``val_dir``: a labelled validation folder to set the thresholds on (default: the hold-out).
+    ``cache``: decoded images in memory, or decoded from disk every epoch (see :mod:`anovit.data.datasets`).
+    """
+    if resume:
+        check_resumable(run_dir, cfg.train.epochs)
+    else:
+        check_run_dir(run_dir, force)
+    samples = mvtec_samples(data_root, category, "train")  # fails before anything is written
+    if val_dir is not None:
+        labelled_folder_samples(val_dir)  # the same: check its layout before training
+    normal = ImageDataset(samples, cfg.data.image_size, desc=f"reading {category}/train", progress=progress and dist.is_main(),
+                          cache=cache)  # fmt: skip
+    source = {"data": str(data_root), "category": category}
+    result = train_on(cfg, normal, run_dir, device, progress, source, resume, calibrate=val_dir is None)
+    if val_dir is not None:
+        calibrate_run(run_dir, val_dir, device, progress=progress, cache=cache)
+    return result
+
+
+def train(
+    data: str | Path,
+    category: str,
+    out: str | Path,
+    model: str = "anovit",
+    preset: str = DEFAULT_PRESET,
+    device: str = "auto",
+    force: bool = False,
+    progress: bool = True,
+    **options: Any,
+) -> Run:
+    """Train on ``data``/``category``/train/good into ``out`` and return the loaded run.
+
+    ``options`` are those of :func:`anovit.presets.resolve_config` (``epochs``, ``image_size``,
+    ``encoder_weights``, ...).
+    """
+    cfg, _ = resolve_run_config(preset, model=model, **options)  # the weights found, or the from-scratch fallback (logged)
+    train_run(cfg, Path(data).expanduser(), category, Path(out), device, force, progress)
+    return load_run(out, device=device)
