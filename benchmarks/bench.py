@@ -38,7 +38,7 @@ from anovit.config import ModelConfig, RunConfig
 from anovit.data import ImageDataset, make_synthetic_mvtec, mvtec_samples
 from anovit.data.transforms import build_augment
 from anovit.evaluation.evaluate import evaluate
-from anovit.evaluation.metrics import StreamingPixelMetrics
+from anovit.evaluation.streaming import StreamingPixelMetrics
 from anovit.models import build_model
 from anovit.presets import PRESETS
 from anovit.runtime.device import resolve_device, seed_everything

@@ -5,13 +5,12 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from anovit.evaluation.metrics import (
+from anovit.evaluation.metrics import auroc_from_histograms, image_auroc
+from anovit.evaluation.streaming import (
     PerDefectMetrics,
     StreamingAUPRO,
     StreamingAUROC,
     StreamingPixelMetrics,
-    auroc_from_histograms,
-    image_auroc,
 )
 
 

@@ -12,7 +12,8 @@ from sklearn.metrics import f1_score
 
 from anovit.errors import InputError
 from anovit.evaluation.evaluate import Evaluation
-from anovit.evaluation.metrics import StreamingAUROC, image_f1_at, image_f1_max
+from anovit.evaluation.metrics import image_f1_at, image_f1_max
+from anovit.evaluation.streaming import StreamingAUROC
 from anovit.evaluation.thresholds import (
     THRESHOLDS_FILE,
     Thresholds,

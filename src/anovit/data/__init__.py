@@ -12,8 +12,8 @@ from typing import Any
 _WHERE = {
     "ImageDataset": "datasets",
     "split_train_val": "datasets",
-    "load_image": "images",
-    "load_mask": "images",
+    "load_image": "datasets",
+    "load_mask": "datasets",
     "Sample": "mvtec",
     "labelled_folder_samples": "mvtec",
     "mvtec_samples": "mvtec",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import torch
@@ -18,7 +19,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from anovit.data.images import load_image, load_mask
+from anovit.data.images import mask_input, model_input, open_rgb
 from anovit.data.mvtec import Sample
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,16 @@ log = logging.getLogger(__name__)
 CacheMode = Literal["auto", "memory", "none"]
 CACHE_MODES = ("auto", "memory", "none")
 MAX_CACHE_BYTES = 4 * 2**30  # auto never caches more than this, whatever the machine has
+
+
+def load_image(path: Path, size: int) -> torch.Tensor:
+    """Read an image, convert it to RGB and resize it to size x size. -> (3, S, S) uint8."""
+    return torch.from_numpy(model_input(open_rgb(path), size))
+
+
+def load_mask(path: Path, size: int) -> torch.Tensor:
+    """Read a ground-truth mask (non-zero = anomalous) resized with nearest neighbour. -> (S, S) bool."""
+    return torch.from_numpy(mask_input(path, size))
 
 
 class SplittableDataset(Protocol):

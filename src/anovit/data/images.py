@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from anovit.errors import ImageTooLarge, InputError
-
-if TYPE_CHECKING:
-    import torch
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -107,29 +104,20 @@ def model_input(img: Image.Image, size: int) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1))
 
 
-def load_image(path: Path, size: int) -> torch.Tensor:
-    """Read an image, convert it to RGB and resize it to size x size. -> (3, S, S) uint8."""
-    import torch  # here, not at the top: predict on ONNX Runtime / OpenVINO reads images without torch
-
-    return torch.from_numpy(model_input(open_rgb(path), size))
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def load_mask(path: Path, size: int) -> torch.Tensor:
-    """Read a ground-truth mask (non-zero = anomalous) resized with nearest neighbour. -> (S, S) bool."""
-    import torch
 
+def mask_input(path: Path, size: int) -> np.ndarray:
+    """A ground-truth mask (non-zero = anomalous) resized to size x size with nearest neighbour. -> (S, S) bool."""
     img = upright(_open(Path(path)))
     arr = np.asarray(img.convert("L") if img.mode not in ("L", "1", "I;16", "I", "F") else img)
     mask = Image.fromarray((arr > 0).astype(np.uint8) * 255)
     if mask.size != (size, size):
         mask = mask.resize((size, size), Image.Resampling.NEAREST)
-    return torch.from_numpy(np.asarray(mask) > 127)
-
-
-def list_images(folder: Path) -> list[Path]:
-    """Image files directly in ``folder``, sorted by name."""
-    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
+    return np.asarray(mask) > 127
 
 def as_float_images(images: np.ndarray) -> np.ndarray:
     """uint8 (B, 3, S, S) -> float32 in [0, 1]; float input is passed on as float32."""

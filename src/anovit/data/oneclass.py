@@ -28,7 +28,8 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
-from anovit.data.images import list_images, load_image
+from anovit.data.datasets import load_image
+from anovit.data.images import list_images
 from anovit.data.mvtec import Sample
 from anovit.errors import InputError
 

@@ -16,12 +16,11 @@ from tqdm.auto import tqdm
 
 from anovit.config import Precision, ScoreConfig
 from anovit.data.datasets import loader_workers
-from anovit.evaluation.metrics import (
+from anovit.evaluation.metrics import image_auroc, image_f1_max
+from anovit.evaluation.streaming import (
     PerDefectMetrics,
     StreamingAUROC,
     StreamingPixelMetrics,
-    image_auroc,
-    image_f1_max,
 )
 from anovit.runtime import distributed as dist
 from anovit.runtime.device import batches_on

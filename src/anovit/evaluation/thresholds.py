@@ -68,7 +68,7 @@ def calibrate(evaluation: Evaluation, source: str, quantile: float = DEFAULT_QUA
     n_normal = len(labels) - n_anomalous
     notes: list[str] = []
     from anovit.evaluation.metrics import (
-        image_f1_max,  # late: metrics imports torch; predict reads thresholds without it
+        image_f1_max,  # late: scikit-learn, which predict does without
     )
 
     best = image_f1_max(scores, labels)
