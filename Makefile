@@ -27,7 +27,11 @@ install: $(BIN)/.installed
 demo: install
 	$(BIN)/anovit demo --out runs/demo
 
+# Lint, format and the import layering (pyproject.toml) first, then every test.
 test: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 # Speed and memory against the straightforward way (benchmarks/results.json), then every inference

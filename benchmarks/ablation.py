@@ -13,7 +13,8 @@ The README's summary table, on the built-in sets and bottle, then on real photog
     python benchmarks/ablation.py --sets mvtec:../shared/data/mvtec:bottle,synthetic \
         --settings cae,tiny-reconstruct,tiny-128,tiny-inpaint-floss,tiny-5fills,tiny,tiny-random \
         --scores l2@max,feature@max,feature@top1,l2@top1
-    python benchmarks/ablation.py --sets mvtec:../shared/data/mvtec:bottle,photo --settings cae,tiny,tiny-reconstruct-224 \
+    python benchmarks/ablation.py --sets mvtec:../shared/data/mvtec:bottle,photo \
+        --settings cae,tiny,tiny-reconstruct-224 \
         --scores l2@max,feature@max,feature@top1,l2@top1
 
 Writes OUT/results.json (one row per dataset x setting x score), OUT/ablation.md and OUT/summary.md
@@ -42,8 +43,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from photo_sets import PHOTOS, make_photo_mvtec  # noqa: E402
-
 from anovit.config import PRE_BLUR_FILLS, RunConfig, ScoreConfig  # noqa: E402
 from anovit.data import (  # noqa: E402
     ImageDataset,
@@ -58,13 +57,19 @@ from anovit.models.checkpoint import load_trained_model
 from anovit.presets import resolve_config  # noqa: E402
 from anovit.runs.train import train_on  # noqa: E402
 from anovit.runtime.device import resolve_device
+from photo_sets import PHOTOS, make_photo_mvtec  # noqa: E402
 
-WEIGHTS = os.environ.get("ANOVIT_ENCODER_WEIGHTS", str(Path(__file__).resolve().parents[2] / "shared/weights/vit_tiny_patch16_224.safetensors"))
+WEIGHTS = os.environ.get(
+    "ANOVIT_ENCODER_WEIGHTS",
+    str(Path(__file__).resolve().parents[2] / "shared/weights/vit_tiny_patch16_224.safetensors"),
+)
 SYNTHETIC = ("weave", "sand", "fibres", "tiles", "capsule", "nut")
 
 # name -> (preset, options for resolve_config). Pretrained settings get the shared ViT-Ti (WEIGHTS).
 PRETRAINED = dict(encoder_weights=WEIGHTS)
 RANDOM = dict(pretrained=False, feature_loss=0.0, score=("l2",))
+
+
 def opts(*base: dict, **kw: object) -> dict:
     """The options of ``base`` dicts merged in order, then ``kw``."""
     return {k: v for d in (*base, kw) for k, v in d.items()}
@@ -78,7 +83,10 @@ NARROW = (128, 64, 32, 16, 16)
 SETTINGS: dict[str, tuple[str, dict]] = {
     "cae": ("tiny", dict(AT128, model="cae")),  # the paper's baseline, same size and steps as the 128-px settings
     "small": ("small", dict(score=("l2",))),  # the former CPU default: from scratch, 64 px, reconstruct
-    "tiny-reconstruct": ("tiny", opts(PRETRAINED, AT128, objective="reconstruct", feature_loss=0.0)),  # the paper's objective
+    "tiny-reconstruct": (
+        "tiny",
+        opts(PRETRAINED, AT128, objective="reconstruct", feature_loss=0.0),
+    ),  # the paper's objective
     "tiny-reconstruct-floss": ("tiny", opts(PRETRAINED, AT128, objective="reconstruct")),
     "tiny-inpaint-floss": ("tiny", opts(PRETRAINED, AT128, objective="inpaint")),
     "tiny-restore-l2loss": ("tiny", opts(PRETRAINED, AT128, feature_loss=0.0)),
@@ -89,25 +97,54 @@ SETTINGS: dict[str, tuple[str, dict]] = {
     "tiny-random-reconstruct": ("tiny", opts(RANDOM, AT128, objective="reconstruct")),
     # offline without the weights file: what the default falls back to (224 px, from scratch), and candidates for it
     "fallback": ("tiny", dict(RANDOM)),
-    "small-restore-128": ("small", dict(image_size=128, objective="restore", score=("l2",))),  # 8-px patches, 4 blocks, 128 px
-    "small-restore-segment-128": ("small", dict(image_size=128, objective="restore", score=("gms", "segment"))),  # 80 epochs
+    "small-restore-128": (
+        "small",
+        dict(image_size=128, objective="restore", score=("l2",)),
+    ),  # 8-px patches, 4 blocks, 128 px
+    "small-restore-segment-128": (
+        "small",
+        dict(image_size=128, objective="restore", score=("gms", "segment")),
+    ),  # 80 epochs
     "scratch": ("scratch", {}),  # the from-scratch preset: small-restore-segment-128 in 70 epochs
     # 224 px (the encoder's own size) within the CPU budget: a narrower decoder and fewer steps
-    "tiny-224-narrow-300": ("tiny", opts(PRETRAINED, AT128, image_size=224, decoder_channels=NARROW, min_steps=300)),  # 400 steps on bottle
-    "tiny-inpaint-224-narrow-300": ("tiny", dict(PRETRAINED, objective="inpaint", image_size=224, decoder_channels=NARROW, min_steps=300,
-                                                 preset_epochs=30)),
+    "tiny-224-narrow-300": (
+        "tiny",
+        opts(PRETRAINED, AT128, image_size=224, decoder_channels=NARROW, min_steps=300),
+    ),  # 400 steps on bottle
+    "tiny-inpaint-224-narrow-300": (
+        "tiny",
+        dict(PRETRAINED, objective="inpaint", image_size=224, decoder_channels=NARROW, min_steps=300, preset_epochs=30),
+    ),
     "tiny-192-narrow": ("tiny", opts(PRETRAINED, AT128, image_size=192, decoder_channels=NARROW)),
-    "tiny-segment-224": ("tiny", opts(PRETRAINED, FIVE_FILLS, score=("feature", "segment"))),  # tiny-5fills + a segmentation head
-    "tiny-segment-blur": ("tiny", opts(PRETRAINED, score=("feature", "segment"))),  # tiny (six fills) + a segmentation head
-    "tiny-segment-half": ("tiny", opts(PRETRAINED, score=("feature", "segment"), segment_scale=2)),  # the default: the head at 112 px
+    "tiny-segment-224": (
+        "tiny",
+        opts(PRETRAINED, FIVE_FILLS, score=("feature", "segment")),
+    ),  # tiny-5fills + a segmentation head
+    "tiny-segment-blur": (
+        "tiny",
+        opts(PRETRAINED, score=("feature", "segment")),
+    ),  # tiny (six fills) + a segmentation head
+    "tiny-segment-half": (
+        "tiny",
+        opts(PRETRAINED, score=("feature", "segment"), segment_scale=2),
+    ),  # the default: the head at 112 px
     "tiny-segment-half-seed1": ("tiny", opts(PRETRAINED, score=("feature", "segment"), segment_scale=2, seed=1)),
     "tiny-segment-half-seed2": ("tiny", opts(PRETRAINED, score=("feature", "segment"), segment_scale=2, seed=2)),
     "tiny-5fills": ("tiny", opts(PRETRAINED, FIVE_FILLS)),  # the second default: tiny without the blur fill
-    "tiny": ("tiny", dict(PRETRAINED)),  # the third default: restore + feature loss at 224 px, narrow decoder, 300 steps; feature score
-    "tiny-seed1": ("tiny", dict(PRETRAINED, seed=1)),  # the third default, other seeds: how much one training run varies
+    "tiny": (
+        "tiny",
+        dict(PRETRAINED),
+    ),  # the third default: restore + feature loss at 224 px, narrow decoder, 300 steps; feature score
+    "tiny-seed1": (
+        "tiny",
+        dict(PRETRAINED, seed=1),
+    ),  # the third default, other seeds: how much one training run varies
     "tiny-seed2": ("tiny", dict(PRETRAINED, seed=2)),
     "cae-224": ("tiny", dict(model="cae")),  # the paper's baseline at the default's size and steps
-    "tiny-reconstruct-224": ("tiny", opts(PRETRAINED, objective="reconstruct", feature_loss=0.0)),  # the paper's objective, the default's budget
+    "tiny-reconstruct-224": (
+        "tiny",
+        opts(PRETRAINED, objective="reconstruct", feature_loss=0.0),
+    ),  # the paper's objective, the default's budget
     # small sources (8 x 8 digits): coarse patch grids, 4 x 4 at 64 px, 3 x 3 at 48, 2 x 2 at 32
     "tiny-64": ("tiny", opts(PRETRAINED, FIVE_FILLS, image_size=64)),
     "tiny-inpaint-64": ("tiny", opts(PRETRAINED, image_size=64, objective="inpaint")),
@@ -117,8 +154,14 @@ SETTINGS: dict[str, tuple[str, dict]] = {
     "tiny-32": ("tiny", opts(PRETRAINED, FIVE_FILLS, image_size=32)),  # a 2 x 2 patch grid
     "cae-32": ("tiny", dict(model="cae", image_size=32)),
     "tiny-48": ("tiny", opts(PRETRAINED, FIVE_FILLS, image_size=48)),  # a 3 x 3 patch grid
-    "tiny-inpaint-32": ("tiny", opts(PRETRAINED, image_size=32, objective="inpaint")),  # each quarter filled in from the other three
-    "tiny-reconstruct-32": ("tiny", opts(PRETRAINED, image_size=32, objective="reconstruct", feature_loss=0.0)),  # the paper's recipe
+    "tiny-inpaint-32": (
+        "tiny",
+        opts(PRETRAINED, image_size=32, objective="inpaint"),
+    ),  # each quarter filled in from the other three
+    "tiny-reconstruct-32": (
+        "tiny",
+        opts(PRETRAINED, image_size=32, objective="reconstruct", feature_loss=0.0),
+    ),  # the paper's recipe
 }
 # KIND[+KIND...][@IMAGE_SCORE][/TEST_FLIPS]: the map(s), how the image score is taken from the map, and the test-time
 # flips (default: the setting's own)
@@ -137,20 +180,25 @@ def config_for(setting: str, epochs: int | None) -> RunConfig:
         cfg = replace(cfg, model=replace(cfg.model, decoder_channels=tuple(decoder)))
     if segment_scale is not None:
         cfg = replace(cfg, model=replace(cfg.model, segment_scale=segment_scale))
-    if min_steps is not None and epochs is None:  # the preset's rule: at least min_steps, and preset_epochs on larger sets
+    if (
+        min_steps is not None and epochs is None
+    ):  # the preset's rule: at least min_steps, and preset_epochs on larger sets
         cfg = replace(cfg, train=replace(cfg.train, min_steps=min_steps, epochs=preset_epochs or cfg.train.epochs))
     return cfg
 
 
 def datasets(spec: str, root: Path) -> list[tuple[str, Path | None, str]]:
-    """'mvtec:ROOT:cat1+cat2', 'synthetic[:cat1+cat2]', 'photo[:grass+gravel]' or 'digits:0+1' -> [(label, root, category)]."""
+    """'mvtec:ROOT:cat1+cat2', 'synthetic[:cat1+cat2]', 'photo[:grass+gravel]' or 'digits:0+1' -> [(label, root,
+    category)]."""
     out: list[tuple[str, Path | None, str]] = []
     for item in spec.split(","):
         if item.startswith("digits"):  # scikit-learn's digits, one class normal (no pixel masks)
             classes = item.split(":")[1].split("+") if ":" in item else [str(c) for c in range(10)]
             out += [(f"digits/{c}", None, c) for c in classes]
             continue
-        if item.startswith("photo"):  # photo or photo:brick+grass: real photographs with planted defects (photo_sets.py)
+        if item.startswith(
+            "photo"
+        ):  # photo or photo:brick+grass: real photographs with planted defects (photo_sets.py)
             names = item.split(":")[1].split("+") if ":" in item else list(PHOTOS)
             data = root / "photo"
             missing = tuple(n for n in names if not (data / n).is_dir())
@@ -177,7 +225,9 @@ def main() -> None:
     ap.add_argument("--scores", default=",".join(SCORES))
     ap.add_argument("--epochs", type=int, help="override every setting's epochs")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/ablation"))
-    ap.add_argument("--figure", help="only draw OUT/figures/<data>.png (Figure 3 layout) from these trained settings, e.g. cae,tiny")
+    ap.add_argument(
+        "--figure", help="only draw OUT/figures/<data>.png (Figure 3 layout) from these trained settings, e.g. cae,tiny"
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(os.cpu_count() or 2)
@@ -195,13 +245,22 @@ def main() -> None:
         for setting in args.settings.split(","):
             cfg = config_for(setting, args.epochs)
             l2_only = cfg.model.name == "cae" or setting == "small"
-            scores = [s for s in args.scores.split(",") if s.partition("@")[0] == "l2"] or ["l2"] if l2_only else [
-                s for s in args.scores.split(",")
-                if ("feature" not in s or cfg.model.reference_layers) and ("segment" not in s or cfg.model.segment_head)]  # fmt: skip
+            scores = (
+                [s for s in args.scores.split(",") if s.partition("@")[0] == "l2"] or ["l2"]
+                if l2_only
+                else [
+                    s
+                    for s in args.scores.split(",")
+                    if ("feature" not in s or cfg.model.reference_layers)
+                    and ("segment" not in s or cfg.model.segment_head)
+                ]
+            )
             run_dir = out / "runs" / label.replace("/", "_") / setting
             trained = (run_dir / "config.json").is_file()  # a trained run keeps its own scoring defaults
             own = RunConfig.load(run_dir / "config.json").score if trained else cfg.score
-            scores = list(dict.fromkeys(_named(s, own) for s in scores))  # rows always name the image score, and any test flips
+            scores = list(
+                dict.fromkeys(_named(s, own) for s in scores)
+            )  # rows always name the image score, and any test flips
             todo = [s for s in scores if (label, setting, s) not in done]
             if not todo:
                 continue
@@ -216,18 +275,34 @@ def main() -> None:
             _, val_idx = split_train_val(len(normal), cfg.data.val_fraction, cfg.train.seed)
             val = normal.subset(val_idx)
             for score in todo:
-                kinds, pool, flips = _parse_score(score)  # e.g. feature@mean/hv: the feature map, averaged into the image score
-                s = replace(cfg.score, kinds=kinds, scales=(), image_score=pool, test_flips=flips or "none")  # over the image and its flips
+                kinds, pool, flips = _parse_score(
+                    score
+                )  # e.g. feature@mean/hv: the feature map, averaged into the image score
+                s = replace(
+                    cfg.score, kinds=kinds, scales=(), image_score=pool, test_flips=flips or "none"
+                )  # over the image and its flips
                 if len(s.kinds) > 1:
                     s = replace(s, scales=measure_scales(model, val, s, dev, cfg.train.precision))
                 start = time.perf_counter()
                 ev = evaluate(model, test, s, dev, cfg.train.precision, progress=False)
-                row = dict(data=label, setting=setting, score=score, image_auroc=ev.image_auroc, pixel_auroc=ev.pixel_auroc,
-                           size=cfg.data.image_size, epochs=cfg.train.epochs, train_seconds=round(seconds, 1),
-                           test_seconds=round(time.perf_counter() - start, 1), per_defect=ev.per_defect)  # fmt: skip
+                row = dict(
+                    data=label,
+                    setting=setting,
+                    score=score,
+                    image_auroc=ev.image_auroc,
+                    pixel_auroc=ev.pixel_auroc,
+                    size=cfg.data.image_size,
+                    epochs=cfg.train.epochs,
+                    train_seconds=round(seconds, 1),
+                    test_seconds=round(time.perf_counter() - start, 1),
+                    per_defect=ev.per_defect,
+                )
                 rows.append(row)
-                print(f"{label:20s} {setting:22s} {score:18s} image {ev.image_auroc:.3f} pixel {_num(ev.pixel_auroc)} "
-                      f"train {seconds:.0f} s", flush=True)  # fmt: skip
+                print(
+                    f"{label:20s} {setting:22s} {score:18s} image {ev.image_auroc:.3f} pixel {_num(ev.pixel_auroc)} "
+                    f"train {seconds:.0f} s",
+                    flush=True,
+                )
                 results_file.write_text(json.dumps(rows, indent=1))
             write_tables(rows, out)
     write_tables(rows, out)  # also when every row was measured before: the tables follow this file's columns
@@ -244,7 +319,8 @@ def write_tables(rows: list[dict], out: Path) -> None:
 
 
 def _parse_score(score: str) -> tuple[tuple[str, ...], str, str | None]:
-    """``l2+feature@top1/hv`` -> (("l2", "feature"), "top1", "hv"); a part left out is "" (image score) or None (flips)."""
+    """``l2+feature@top1/hv`` -> (("l2", "feature"), "top1", "hv"); a part left out is "" (image score) or None
+    (flips)."""
     kinds, _, how = score.partition("@")
     pool, slash, flips = how.partition("/")
     return tuple(kinds.split("+")), pool, flips if slash else None
@@ -270,7 +346,9 @@ def _num(v: float | None) -> str:
     return "–" if v is None else f"{v:.3f}"
 
 
-def draw_figure(label: str, root: Path, category: str, settings: list[str], out: Path, dev: torch.device, n: int = 4) -> None:
+def draw_figure(
+    label: str, root: Path, category: str, settings: list[str], out: Path, dev: torch.device, n: int = 4
+) -> None:
     """Image, ground truth and each setting's score map for ``n`` anomalous test images (one per defect kind first)."""
     from anovit.evaluation.evaluate import score_images
     from anovit.evaluation.figures import figure3
@@ -293,8 +371,13 @@ def draw_figure(label: str, root: Path, category: str, settings: list[str], out:
         maps[setting] = list(torch.nn.functional.interpolate(m, size=size, mode="bilinear").squeeze(1).numpy())
     path = out / "figures" / f"{label.replace('/', '_')}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure3(list(images.permute(0, 2, 3, 1).numpy()), [test[i]["mask"].numpy() for i in shown], maps, path,
-            titles=[test.samples[i].defect for i in shown])  # fmt: skip
+    figure3(
+        list(images.permute(0, 2, 3, 1).numpy()),
+        [test[i]["mask"].numpy() for i in shown],
+        maps,
+        path,
+        titles=[test.samples[i].defect for i in shown],
+    )
     print(f"figure: {path}")
 
 
@@ -309,7 +392,11 @@ SUMMARY = (  # (column, setting, score)
     ("+ the blur fill", "tiny", "feature@max"),
     ("+ the top-1 % image score", "tiny", "feature@top1"),
     ("+ test-time flips (the third default)", "tiny", "feature@top1/hv"),
-    ("**tiny (default)**: + the segmentation head at 112 px, feature + segment score", "tiny-segment-half", "feature+segment@top1/hv"),
+    (
+        "**tiny (default)**: + the segmentation head at 112 px, feature + segment score",
+        "tiny-segment-half",
+        "feature+segment@top1/hv",
+    ),
     ("no pretrained weights: the `scratch` preset (128 px)", "scratch", "gms+segment@top1/hv"),
 )
 SCRATCH_SUMMARY = (  # (column, setting, score): what trains where the default finds no pretrained weights
@@ -324,7 +411,8 @@ SCRATCH_SUMMARY = (  # (column, setting, score): what trains where the default f
     ("**the same in 70 epochs: `scratch`**", "scratch", "gms+segment@top1/hv"),
 )
 
-HEAD_SUMMARY = (  # (column, setting, score): the segmentation head on the pretrained default, at full and half resolution
+# (column, setting, score): the segmentation head on the pretrained default, at full and half resolution
+HEAD_SUMMARY = (
     ("feature score (`tiny` before the head; the third default)", "tiny", "feature@top1/hv"),
     ("+ head at 224 px: segment", "tiny-segment-blur", "segment@top1/hv"),
     ("+ head at 224 px: feature + segment", "tiny-segment-blur", "segment+feature@top1/hv"),
@@ -336,7 +424,8 @@ HEAD_SUMMARY = (  # (column, setting, score): the segmentation head on the pretr
 
 
 def _unordered(score: str) -> str:
-    """``segment+feature@top1`` and ``feature+segment@top1`` are one score (a mean of scaled maps): one name for both."""
+    """``segment+feature@top1`` and ``feature+segment@top1`` are one score (a mean of scaled maps): one name for
+    both."""
     kinds, at, how = score.partition("@")
     return "+".join(sorted(kinds.split("+"))) + at + how
 
@@ -365,7 +454,8 @@ DIGITS_BASELINE = ("cae", "l2@mean")  # the strongest l2-CAE measured
 
 
 def write_digits_summary(rows: list[dict], path: Path) -> None:
-    """Image AUROC per digit class for the DIGITS_SUMMARY columns, their mean, and how often each beats DIGITS_BASELINE."""
+    """Image AUROC per digit class for the DIGITS_SUMMARY columns, their mean, and how often each beats
+    DIGITS_BASELINE."""
     found = {(r["data"], r["setting"], r["score"]): r["image_auroc"] for r in rows}
     classes = sorted({r["data"] for r in rows if r["data"].startswith("digits/")}, key=lambda d: int(d.split("/")[1]))
     body = [[d.split("/")[1], *(_num(found.get((d, st, sc))) for _, st, sc in DIGITS_SUMMARY)] for d in classes]
@@ -381,8 +471,19 @@ def write_digits_summary(rows: list[dict], path: Path) -> None:
 def write_table(rows: list[dict], path: Path) -> None:
     head = ["data", "setting", "score", "size", "epochs", "train s", "image AUROC", "pixel AUROC"]
     rows = sorted(rows, key=lambda r: (r["data"], r["setting"]))  # stable: scores keep their order
-    body = [[r["data"], r["setting"], r["score"], r["size"], r["epochs"], f"{r['train_seconds']:.0f}", f"{r['image_auroc']:.3f}",
-             _num(r["pixel_auroc"])] for r in rows]  # fmt: skip
+    body = [
+        [
+            r["data"],
+            r["setting"],
+            r["score"],
+            r["size"],
+            r["epochs"],
+            f"{r['train_seconds']:.0f}",
+            f"{r['image_auroc']:.3f}",
+            _num(r["pixel_auroc"]),
+        ]
+        for r in rows
+    ]
     _write_markdown(path, head, body)
 
 

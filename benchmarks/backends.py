@@ -96,44 +96,70 @@ def speed(run: Path, batch: int, repeats: int) -> dict[str, float]:
     return rates
 
 
-def accuracy(data: Path, category: str, work: Path, epochs: int, calib_images: int) -> dict[str, dict[str, float | None]]:
+def accuracy(
+    data: Path, category: str, work: Path, epochs: int, calib_images: int
+) -> dict[str, dict[str, float | None]]:
     run = work / f"run-{category}"
     cfg = resolve_small(epochs)
     train_run(cfg, data, category, run, device="cpu", progress=False)
     export_all(run, calib_images)
     out = {}
     for label, backend, file, precision in VARIANTS:
-        result, _ = test_run(run, data, category, work / f"eval-{category}-{label.replace(' ', '_')}", "cpu", precision,  # type: ignore[arg-type]
-                             progress=False, backend=backend, model_file=run / file if file else None)  # type: ignore[arg-type]
+        result, _ = test_run(
+            run,
+            data,
+            category,
+            work / f"eval-{category}-{label.replace(' ', '_')}",
+            "cpu",
+            precision,  # type: ignore[arg-type]
+            progress=False,
+            backend=backend,
+            model_file=run / file if file else None,
+        )  # type: ignore[arg-type]
         out[label] = {"image_auroc": result.image_auroc, "pixel_auroc": result.pixel_auroc}
     return out
 
 
 def resolve_small(epochs: int) -> RunConfig:
     small = PRESETS["small"]
-    return replace(small, model=replace(small.model, name="anovit"), train=replace(small.train, epochs=epochs, precision="fp32"))
+    return replace(
+        small, model=replace(small.model, name="anovit"), train=replace(small.train, epochs=epochs, precision="fp32")
+    )
 
 
 def tables(r: dict[str, Any]) -> str:
-    lines = [f"CPU: {r['cpu']} (bf16 flags: {r['bf16_flags'] or 'none'}), {r['threads']} threads, torch {r['torch']}; "
-             f"matmul probe fp32 {r['probe']['fp32_gflops']:.0f}, bf16 {r['probe']['bf16_gflops']:.0f} GFLOP/s "
-             f"(--precision auto: {r['probe']['auto']}).", ""]  # fmt: skip
+    lines = [
+        f"CPU: {r['cpu']} (bf16 flags: {r['bf16_flags'] or 'none'}), {r['threads']} threads, torch {r['torch']}; "
+        f"matmul probe fp32 {r['probe']['fp32_gflops']:.0f}, bf16 {r['probe']['bf16_gflops']:.0f} GFLOP/s "
+        f"(--precision auto: {r['probe']['auto']}).",
+        "",
+    ]
     models = list(r["speed"])
-    lines += ["| backend | " + " | ".join(f"{m} images/s | vs torch fp32" for m in models) + " |",
-              "|---|" + "---|---|" * len(models)]  # fmt: skip
+    lines += [
+        "| backend | " + " | ".join(f"{m} images/s | vs torch fp32" for m in models) + " |",
+        "|---|" + "---|---|" * len(models),
+    ]
     for label, *_ in VARIANTS:
         cells = []
         for m in models:
             rate, ref = r["speed"][m]["rates"][label], r["speed"][m]["rates"]["torch fp32"]
             cells += [f"{rate:.2f}", f"{rate / ref:.2f}x"]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += ["", "Batch: " + ", ".join(f"{m} {r['speed'][m]['batch']}" for m in models) + "; model + scoring, best of "
-              f"{r['repeats']} runs after a warm-up.", ""]  # fmt: skip
+    lines += [
+        "",
+        "Batch: " + ", ".join(f"{m} {r['speed'][m]['batch']}" for m in models) + "; model + scoring, best of "
+        f"{r['repeats']} runs after a warm-up.",
+        "",
+    ]
     cats = list(r["accuracy"])
-    lines += [f"Image / pixel AUROC of the `small` AnoViT trained {r['epochs']} epochs on each built-in category, and the difference "
-              "from torch fp32:", "",
-              "| backend | " + " | ".join(f"{c} image | {c} pixel" for c in cats) + " | max abs difference |",
-              "|---|" + "---|---|" * len(cats) + "---|"]  # fmt: skip
+    lines += [
+        f"Image / pixel AUROC of the `small` AnoViT trained {r['epochs']} epochs on each built-in category, and the "
+        "difference "
+        "from torch fp32:",
+        "",
+        "| backend | " + " | ".join(f"{c} image | {c} pixel" for c in cats) + " | max abs difference |",
+        "|---|" + "---|---|" * len(cats) + "---|",
+    ]
     for label, *_ in VARIANTS:
         cells, worst = [], 0.0
         for c in cats:
@@ -155,10 +181,17 @@ def main() -> None:
     args = parser.parse_args()
     start = time.perf_counter()
     probe = cpu_probe()
-    r: dict[str, Any] = {"cpu": cpu_name(), "bf16_flags": ", ".join(cpu_flags()), "threads": torch.get_num_threads(),
-                         "torch": torch.__version__, "probe": {"fp32_gflops": probe.fp32_gflops, "bf16_gflops": probe.bf16_gflops,
-                         "auto": probe.choice}, "speed": {}, "accuracy": {}, "repeats": 1 if args.quick else 3,
-                         "epochs": 2 if args.quick else args.epochs}  # fmt: skip
+    r: dict[str, Any] = {
+        "cpu": cpu_name(),
+        "bf16_flags": ", ".join(cpu_flags()),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "probe": {"fp32_gflops": probe.fp32_gflops, "bf16_gflops": probe.bf16_gflops, "auto": probe.choice},
+        "speed": {},
+        "accuracy": {},
+        "repeats": 1 if args.quick else 3,
+        "epochs": 2 if args.quick else args.epochs,
+    }
     calib_images = 4 if args.quick else 32
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -167,8 +200,15 @@ def main() -> None:
             models = {"paper ViT-B/16 (384 px)": (PRESETS["paper"], 4)} | models
         for name, (cfg, batch) in models.items():
             size = cfg.data.image_size
-            calib_root = make_synthetic_mvtec(work / f"calib{size}", categories=("weave",), size=size, n_train=calib_images,
-                                              n_test_good=1, n_per_defect=1, progress=False)  # fmt: skip
+            calib_root = make_synthetic_mvtec(
+                work / f"calib{size}",
+                categories=("weave",),
+                size=size,
+                n_train=calib_images,
+                n_test_good=1,
+                n_per_defect=1,
+                progress=False,
+            )
             run = random_run(replace(cfg, model=replace(cfg.model, name="anovit")), work / f"speed{size}", calib_root)
             print(f"[speed] {name}: exporting ...", flush=True)
             exports = export_all(run, calib_images)
@@ -176,15 +216,22 @@ def main() -> None:
             r["speed"][name] = {"batch": batch, "rates": speed(run, batch, r["repeats"]), "export_seconds": exports}
             shutil.rmtree(run)
         cats = [c for c in args.categories.split(",") if c][: 1 if args.quick else None]
-        data = make_synthetic_mvtec(work / "data", categories=tuple(cats), size=64 if not args.quick else 32,
-                                    **({"n_train": 12, "n_test_good": 4, "n_per_defect": 2} if args.quick else {}), progress=False)  # fmt: skip
+        data = make_synthetic_mvtec(
+            work / "data",
+            categories=tuple(cats),
+            size=64 if not args.quick else 32,
+            **({"n_train": 12, "n_test_good": 4, "n_per_defect": 2} if args.quick else {}),
+            progress=False,
+        )
         for c in cats:
             print(f"[accuracy] {c}: training {r['epochs']} epochs, exporting, testing on every backend ...", flush=True)
             r["accuracy"][c] = accuracy(data, c, work, r["epochs"], calib_images)
     r["total_seconds"] = time.perf_counter() - start
     text = tables(r)
     args.out.with_suffix(".json").write_text(json.dumps(r, indent=2) + "\n")
-    args.out.write_text(f"`python benchmarks/backends.py{' --quick' if args.quick else ''}` ({r['total_seconds']:.0f} s)\n\n" + text)
+    args.out.write_text(
+        f"`python benchmarks/backends.py{' --quick' if args.quick else ''}` ({r['total_seconds']:.0f} s)\n\n" + text
+    )
     print(text)
 
 

@@ -101,13 +101,19 @@ class PeakRSS:
 
 def model_config(quick: bool, paper: bool) -> ModelConfig:
     if quick:
-        return replace(PRESETS["small"].model, image_size=32, encoder_overrides={"embed_dim": 32, "depth": 1, "num_heads": 2},
-                       decoder_channels=(16, 8, 8, 8, 8))  # fmt: skip
+        return replace(
+            PRESETS["small"].model,
+            image_size=32,
+            encoder_overrides={"embed_dim": 32, "depth": 1, "num_heads": 2},
+            decoder_channels=(16, 8, 8, 8, 8),
+        )
     return replace((PRESETS["paper"] if paper else PRESETS["small"]).model, pretrained=False)
 
 
 def test_images(size: int, n_good: int, n_per_defect: int, root: Path) -> ImageDataset:
-    make_synthetic_mvtec(root, categories=("weave",), size=size, n_train=16, n_test_good=n_good, n_per_defect=n_per_defect)
+    make_synthetic_mvtec(
+        root, categories=("weave",), size=size, n_train=16, n_test_good=n_good, n_per_defect=n_per_defect
+    )
     return ImageDataset(mvtec_samples(root, "weave", "test"), size, progress=False)
 
 
@@ -125,7 +131,9 @@ def plain_aurocs(maps: list[np.ndarray], labels: np.ndarray, masks: np.ndarray) 
 
 
 @torch.no_grad()
-def eval_straightforward(model: torch.nn.Module, data: ImageDataset, sigma: float, batch_size: int, device: torch.device) -> dict[str, Any]:
+def eval_straightforward(
+    model: torch.nn.Module, data: ImageDataset, sigma: float, batch_size: int, device: torch.device
+) -> dict[str, Any]:
     """fp32; per-image scipy smoothing on the CPU; sklearn AUROC on every pixel at once."""
     model.eval().to(device)
     maps, masks = [], []
@@ -136,25 +144,46 @@ def eval_straightforward(model: torch.nn.Module, data: ImageDataset, sigma: floa
         masks.append(batch["mask"].numpy())
     image_auroc, pixel_auroc = plain_aurocs(maps, data.labels.numpy(), np.concatenate(masks))
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "images_per_s": len(data) / seconds, "image_auroc": image_auroc, "pixel_auroc": pixel_auroc,
-            "precision": "fp32", "image_scores": np.asarray([float(m.max()) for m in maps])}  # fmt: skip
+    return {
+        "seconds": seconds,
+        "images_per_s": len(data) / seconds,
+        "image_auroc": image_auroc,
+        "pixel_auroc": pixel_auroc,
+        "precision": "fp32",
+        "image_scores": np.asarray([float(m.max()) for m in maps]),
+    }
 
 
-def eval_anovit(model: torch.nn.Module, data: ImageDataset, cfg: RunConfig, batch_size: int, device: torch.device,
-                precision: str = "auto") -> dict[str, Any]:
+def eval_anovit(
+    model: torch.nn.Module,
+    data: ImageDataset,
+    cfg: RunConfig,
+    batch_size: int,
+    device: torch.device,
+    precision: str = "auto",
+) -> dict[str, Any]:
     """anovit's evaluate(): batched torch smoothing, streaming pixel AUROC + AUPRO, at ``precision`` (default auto)."""
     precision = resolve_precision(precision, device)  # type: ignore[arg-type]
     start = time.perf_counter()
     result = evaluate(model, data, cfg.score, device, precision, batch_size, progress=False)
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "images_per_s": len(data) / seconds, "image_auroc": result.image_auroc,
-            "pixel_auroc": result.pixel_auroc, "aupro": result.aupro, "precision": precision,
-            "image_scores": result.image_scores}  # fmt: skip
+    return {
+        "seconds": seconds,
+        "images_per_s": len(data) / seconds,
+        "image_auroc": result.image_auroc,
+        "pixel_auroc": result.pixel_auroc,
+        "aupro": result.aupro,
+        "precision": precision,
+        "image_scores": result.image_scores,
+    }
 
 
 @torch.no_grad()
-def postprocess(model: torch.nn.Module, data: ImageDataset, sigma: float, batch_size: int, device: torch.device) -> dict[str, Any]:
-    """Smoothing + image and pixel AUROC alone, on the same raw error maps: per-map scipy + sklearn vs batched torch + streaming."""
+def postprocess(
+    model: torch.nn.Module, data: ImageDataset, sigma: float, batch_size: int, device: torch.device
+) -> dict[str, Any]:
+    """Smoothing + image and pixel AUROC alone, on the same raw error maps: per-map scipy + sklearn vs batched torch +
+    streaming."""
     from anovit.evaluation.metrics import image_auroc
     from anovit.scoring.smoothing import gaussian_blur
 
@@ -179,20 +208,30 @@ def postprocess(model: torch.nn.Module, data: ImageDataset, sigma: float, batch_
         pixel.compute()
 
     t_plain, t_ours = _best_time(plain, device, 2), _best_time(ours, device, 2)
-    return {"straightforward_seconds": t_plain, "anovit_seconds": t_ours, "speedup": t_plain / t_ours,
-            "note": "anovit's side also computes AUPRO"}  # fmt: skip
+    return {
+        "straightforward_seconds": t_plain,
+        "anovit_seconds": t_ours,
+        "speedup": t_plain / t_ours,
+        "note": "anovit's side also computes AUPRO",
+    }
 
 
 # ----------------------------------------------------------------------------------------------
 # 2. Training: fp32 vs bf16
 # ----------------------------------------------------------------------------------------------
-def train_throughput(cfg: RunConfig, data: ImageDataset, precision: str, epochs: int, device: torch.device) -> dict[str, Any]:
+def train_throughput(
+    cfg: RunConfig, data: ImageDataset, precision: str, epochs: int, device: torch.device
+) -> dict[str, Any]:
     """``epochs`` passes of anovit's training step over ``data`` from the same initial weights; the first is warm-up."""
     seed_everything(0)
     model = build_model(cfg.model).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
-    loader = DataLoader(data.subset(range(len(data)), augment=build_augment(cfg.data)), batch_size=cfg.train.batch_size,
-                        shuffle=True, generator=torch.Generator().manual_seed(0))  # fmt: skip
+    loader = DataLoader(
+        data.subset(range(len(data)), augment=build_augment(cfg.data)),
+        batch_size=cfg.train.batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(0),
+    )
     losses, times = [], []
     for _ in range(epochs):
         _sync(device)
@@ -217,14 +256,18 @@ def synthetic_maps(n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Te
     yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
     for i in range(n):
         for _ in range(int(torch.randint(0, 4, (1,), generator=g))):
-            cy, cx, r = (torch.randint(0, size, (2,), generator=g)).tolist() + [int(torch.randint(3, size // 8 + 4, (1,), generator=g))]
+            cy, cx, r = (torch.randint(0, size, (2,), generator=g)).tolist() + [
+                int(torch.randint(3, size // 8 + 4, (1,), generator=g))
+            ]
             blob = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
             masks[i] |= blob
             maps[i][blob] += 0.03 + 0.05 * float(torch.rand(1, generator=g))
     return maps, masks
 
 
-def stream_metrics(n_images: int, size: int, batch_size: int, device: torch.device, check_images: int) -> dict[str, Any]:
+def stream_metrics(
+    n_images: int, size: int, batch_size: int, device: torch.device, check_images: int
+) -> dict[str, Any]:
     """Pixel AUROC + AUPRO over ``n_images`` maps in batches; the maps come from a pre-made pool (not timed)."""
     pool_maps, pool_masks = synthetic_maps(batch_size * 4, size, seed=1)
     pool_maps, pool_masks = pool_maps.to(device), pool_masks.to(device)
@@ -246,8 +289,13 @@ def stream_metrics(n_images: int, size: int, batch_size: int, device: torch.devi
         pixel_auroc, aupro = metrics.compute()
         _sync(device)
         seconds = time.perf_counter() - start
-    result = {"seconds": seconds, "peak_extra_rss_mib": memory.extra_mib, "pixel_auroc": pixel_auroc, "aupro": aupro,
-              "n_pixels": n_images * size * size}  # fmt: skip
+    result = {
+        "seconds": seconds,
+        "peak_extra_rss_mib": memory.extra_mib,
+        "pixel_auroc": pixel_auroc,
+        "aupro": aupro,
+        "n_pixels": n_images * size * size,
+    }
     # The straightforward way on the same stream: keep every map, then sklearn on all pixels at once (AUROC only).
     with PeakRSS() as memory:
         start = time.perf_counter()
@@ -259,8 +307,12 @@ def stream_metrics(n_images: int, size: int, batch_size: int, device: torch.devi
         exact = roc_auc_score(gt.ravel(), maps.ravel())
         del maps, gt
         sk_seconds = time.perf_counter() - start
-    result["sklearn_all_pixels"] = {"seconds": sk_seconds, "peak_extra_rss_mib": memory.extra_mib, "pixel_auroc": exact,
-                                    "abs_difference": abs(exact - pixel_auroc)}  # fmt: skip
+    result["sklearn_all_pixels"] = {
+        "seconds": sk_seconds,
+        "peak_extra_rss_mib": memory.extra_mib,
+        "pixel_auroc": exact,
+        "abs_difference": abs(exact - pixel_auroc),
+    }
     if device.type == "cuda":
         result["peak_extra_cuda_mib"] = (torch.cuda.max_memory_allocated(device) - cuda_base) / 2**20
     # Agreement with the exact value (sklearn on every pixel) on a subset small enough for sklearn.
@@ -269,7 +321,11 @@ def stream_metrics(n_images: int, size: int, batch_size: int, device: torch.devi
     streaming = StreamingPixelMetrics()
     for first in range(0, check_images, batch_size):
         streaming.update(maps[first : first + batch_size], masks[first : first + batch_size])
-    result["check"] = {"images": check_images, "exact_pixel_auroc": exact, "streaming_pixel_auroc": streaming.compute()[0]}
+    result["check"] = {
+        "images": check_images,
+        "exact_pixel_auroc": exact,
+        "streaming_pixel_auroc": streaming.compute()[0],
+    }
     result["check"]["abs_error"] = abs(result["check"]["streaming_pixel_auroc"] - exact)
     return result
 
@@ -285,7 +341,9 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int, repeats: int) 
 
 
 @torch.no_grad()
-def encoder_flops(model: torch.nn.Module, size: int, batch: int, device: torch.device, precision: str, repeats: int) -> dict[str, Any]:
+def encoder_flops(
+    model: torch.nn.Module, size: int, batch: int, device: torch.device, precision: str, repeats: int
+) -> dict[str, Any]:
     """FLOPs of one encoder forward (torch's FlopCounterMode: matmuls, convs, attention) and the FLOP/s achieved."""
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -301,8 +359,13 @@ def encoder_flops(model: torch.nn.Module, size: int, batch: int, device: torch.d
             encoder(x)
 
     seconds = _best_time(forward, device, repeats)
-    return {"flops_per_image": flops / batch, "seconds_per_batch": seconds, "batch": batch, "flops_per_s": flops / seconds,
-            "precision": precision}  # fmt: skip
+    return {
+        "flops_per_image": flops / batch,
+        "seconds_per_batch": seconds,
+        "batch": batch,
+        "flops_per_s": flops / seconds,
+        "precision": precision,
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -316,12 +379,19 @@ def run(quick: bool, device_name: str) -> dict[str, Any]:
     eval_cfg = replace(eval_cfg, data=replace(eval_cfg.data, image_size=eval_cfg.model.image_size))
     size = eval_cfg.model.image_size
     out: dict[str, Any] = {
-        "machine": {"device": str(device), "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                    "torch": torch.__version__, "fast_bf16": fast_bf16,
-                    "probe": {"fp32_gflops": probe.fp32_gflops, "bf16_gflops": probe.bf16_gflops, "auto": probe.choice} if probe else None,
-                    "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
+        "machine": {
+            "device": str(device),
+            "cpu": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "fast_bf16": fast_bf16,
+            "probe": {"fp32_gflops": probe.fp32_gflops, "bf16_gflops": probe.bf16_gflops, "auto": probe.choice}
+            if probe
+            else None,
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        },
         "quick": quick,
-    }  # fmt: skip
+    }
     with tempfile.TemporaryDirectory() as tmp:
         # 1. evaluation
         n_good, n_defect = (2, 1) if quick else (8, 6)
@@ -329,23 +399,35 @@ def run(quick: bool, device_name: str) -> dict[str, Any]:
         seed_everything(0)
         model = build_model(eval_cfg.model).to(device)
         batch = 4 if quick else 8
-        print(f"[1/4] evaluation: {eval_cfg.model.encoder} at {size} px, {len(data)} images, batch {batch} ...", flush=True)
+        print(
+            f"[1/4] evaluation: {eval_cfg.model.encoder} at {size} px, {len(data)} images, batch {batch} ...",
+            flush=True,
+        )
         with torch.no_grad():  # warm-up, untimed: first calls allocate and pick kernels
             model.eval()(torch.rand(batch, 3, size, size, device=device))
         ours = eval_anovit(model, data, eval_cfg, batch, device)
         plain = eval_straightforward(model, data, eval_cfg.score.sigma, batch, device)
         plain_scores = plain.pop("image_scores")
         # Agreement at the same precision (fp32 on both sides), then how far auto's precision moves the scores.
-        same = eval_anovit(model, data, eval_cfg, batch, device, precision="fp32") if ours["precision"] != "fp32" else ours
+        same = (
+            eval_anovit(model, data, eval_cfg, batch, device, precision="fp32") if ours["precision"] != "fp32" else ours
+        )
         score_diff = float(np.abs(same["image_scores"] - plain_scores).max())
         auto_diff = float((np.abs(ours.pop("image_scores") - plain_scores) / np.abs(plain_scores).max()).max())
         post = postprocess(model, data, eval_cfg.score.sigma, batch, device)
-        out["eval"] = {"model": eval_cfg.model.encoder, "image_size": size, "images": len(data), "batch": batch, "anovit": ours,
-                       "straightforward": plain, "max_image_score_difference": score_diff,
-                       "auto_precision_max_rel_score_difference": auto_diff,
-                       "pixel_auroc_difference": abs(ours["pixel_auroc"] - plain["pixel_auroc"]),
-                       "image_auroc_difference": abs(ours["image_auroc"] - plain["image_auroc"]),
-                       "scoring_and_metrics_only": post}  # fmt: skip
+        out["eval"] = {
+            "model": eval_cfg.model.encoder,
+            "image_size": size,
+            "images": len(data),
+            "batch": batch,
+            "anovit": ours,
+            "straightforward": plain,
+            "max_image_score_difference": score_diff,
+            "auto_precision_max_rel_score_difference": auto_diff,
+            "pixel_auroc_difference": abs(ours["pixel_auroc"] - plain["pixel_auroc"]),
+            "image_auroc_difference": abs(ours["image_auroc"] - plain["image_auroc"]),
+            "scoring_and_metrics_only": post,
+        }
         out["eval_speedup"] = ours["images_per_s"] / plain["images_per_s"]
 
         # 4. encoder FLOP/s (same model, right after evaluation)
@@ -360,26 +442,53 @@ def run(quick: bool, device_name: str) -> dict[str, Any]:
         del model
 
         # 2. training fp32 vs bf16: the paper model where bf16 is native, else the small preset (see the note)
-        train_cfg = replace(PRESETS["paper" if fast_bf16 and not quick else "small"], model=model_config(quick, fast_bf16 and not quick))
+        train_cfg = replace(
+            PRESETS["paper" if fast_bf16 and not quick else "small"], model=model_config(quick, fast_bf16 and not quick)
+        )
         tsize = train_cfg.model.image_size
         train_cfg = replace(train_cfg, data=replace(train_cfg.data, image_size=tsize))
-        make_synthetic_mvtec(Path(tmp) / "train", categories=("weave",), size=tsize, n_train=8 if quick else 32, n_test_good=1, n_per_defect=1)
+        make_synthetic_mvtec(
+            Path(tmp) / "train",
+            categories=("weave",),
+            size=tsize,
+            n_train=8 if quick else 32,
+            n_test_good=1,
+            n_per_defect=1,
+        )
         train_data = ImageDataset(mvtec_samples(Path(tmp) / "train", "weave", "train"), tsize, progress=False)
         epochs = 2 if quick else 4
-        print(f"[3/4] training: {train_cfg.model.encoder} at {tsize} px, {len(train_data)} images x {epochs} epochs, fp32 then bf16 ...", flush=True)
+        print(
+            f"[3/4] training: {train_cfg.model.encoder} at {tsize} px, {len(train_data)} images x {epochs} epochs, "
+            "fp32 then bf16 ...",
+            flush=True,
+        )
         fp32 = train_throughput(train_cfg, train_data, "fp32", epochs, device)
         bf16 = train_throughput(train_cfg, train_data, "bf16", epochs, device)
         drift = max(abs(a - b) / a for a, b in zip(fp32["losses"], bf16["losses"], strict=True))
-        out["train"] = {"model": train_cfg.model.encoder, "image_size": tsize, "images": len(train_data), "epochs": epochs,
-                        "batch": train_cfg.train.batch_size, "fp32": fp32, "bf16": bf16, "loss_max_rel_difference": drift}  # fmt: skip
+        out["train"] = {
+            "model": train_cfg.model.encoder,
+            "image_size": tsize,
+            "images": len(train_data),
+            "epochs": epochs,
+            "batch": train_cfg.train.batch_size,
+            "fp32": fp32,
+            "bf16": bf16,
+            "loss_max_rel_difference": drift,
+        }
         if not fast_bf16:
-            out["train"]["note"] = ("the matmul probe measured bf16 no faster than fp32 on this CPU (emulated, or native but "
-                                    "slower), so the small preset is measured (a ViT-B bf16 step can take minutes)")  # fmt: skip
+            out["train"]["note"] = (
+                "the matmul probe measured bf16 no faster than fp32 on this CPU (emulated, or native but "
+                "slower), so the small preset is measured (a ViT-B bf16 step can take minutes)"
+            )
         out["train_speedup_bf16"] = bf16["images_per_s"] / fp32["images_per_s"]
 
     # 3. metrics over an MVTec-sized stream
     n_maps, msize = (40, 64) if quick else (MVTEC_TEST_IMAGES, 384)
-    print(f"[4/4] streaming pixel AUROC + AUPRO over {n_maps} maps of {msize}x{msize} ({n_maps * msize * msize / 1e6:.0f} M pixels) ...", flush=True)
+    print(
+        f"[4/4] streaming pixel AUROC + AUPRO over {n_maps} maps of {msize}x{msize} "
+        f"({n_maps * msize * msize / 1e6:.0f} M pixels) ...",
+        flush=True,
+    )
     metrics = stream_metrics(n_maps, msize, 16, device, check_images=8 if quick else 100)
     out["metrics"] = metrics
     out["metrics_seconds_254M"] = metrics["seconds"]
@@ -390,24 +499,32 @@ def run(quick: bool, device_name: str) -> dict[str, Any]:
 def summary(r: dict[str, Any]) -> str:
     e, t, m, enc = r["eval"], r["train"], r["metrics"], r["encoder"]
     lines = [
-        f"machine: {r['machine']['device']} ({r['machine']['cpu']}, {r['machine']['threads']} threads, torch {r['machine']['torch']}, "
+        f"machine: {r['machine']['device']} ({r['machine']['cpu']}, {r['machine']['threads']} threads, torch "
+        f"{r['machine']['torch']}, "
         f"auto picks bf16: {r['machine']['fast_bf16']}{_probe_text(r['machine']['probe'])})",
         f"evaluation, {e['model']} at {e['image_size']} px, {e['images']} images:",
         f"  anovit          {e['anovit']['images_per_s']:8.2f} images/s  ({e['anovit']['precision']}; image AUROC "
         f"{e['anovit']['image_auroc']:.4f}, pixel AUROC {e['anovit']['pixel_auroc']:.4f})",
         f"  straightforward {e['straightforward']['images_per_s']:8.2f} images/s  (fp32; image AUROC "
         f"{e['straightforward']['image_auroc']:.4f}, pixel AUROC {e['straightforward']['pixel_auroc']:.4f})",
-        f"  eval_speedup {r['eval_speedup']:.2f}x; pixel AUROC differs by {e['pixel_auroc_difference']:.1e}; image scores by "
-        f"{e['max_image_score_difference']:.1e} at fp32 and by {100 * e['auto_precision_max_rel_score_difference']:.2g} % at "
+        f"  eval_speedup {r['eval_speedup']:.2f}x; pixel AUROC differs by {e['pixel_auroc_difference']:.1e}; image "
+        "scores by "
+        f"{e['max_image_score_difference']:.1e} at fp32 and by "
+        f"{100 * e['auto_precision_max_rel_score_difference']:.2g} % at "
         f"{e['anovit']['precision']}",
-        f"  smoothing + metrics alone: straightforward {e['scoring_and_metrics_only']['straightforward_seconds']:.2f} s, anovit "
+        f"  smoothing + metrics alone: straightforward {e['scoring_and_metrics_only']['straightforward_seconds']:.2f} "
+        "s, anovit "
         f"{e['scoring_and_metrics_only']['anovit_seconds']:.2f} s ({e['scoring_and_metrics_only']['speedup']:.1f}x)",
         f"training, {t['model']} at {t['image_size']} px: fp32 {t['fp32']['images_per_s']:.2f} images/s, bf16 "
-        f"{t['bf16']['images_per_s']:.2f} images/s -> train_speedup_bf16 {r['train_speedup_bf16']:.2f}x; losses differ by "
+        f"{t['bf16']['images_per_s']:.2f} images/s -> train_speedup_bf16 {r['train_speedup_bf16']:.2f}x; losses "
+        "differ by "
         f"<= {100 * t['loss_max_rel_difference']:.1f} %",
-        f"metrics over {m['n_pixels'] / 1e6:.0f} M pixels: pixel AUROC + AUPRO streaming {m['seconds']:.1f} s, peak extra memory "
-        f"{m['peak_extra_rss_mib']:.0f} MiB; sklearn (AUROC only, all pixels at once) {m['sklearn_all_pixels']['seconds']:.1f} s, "
-        f"{m['sklearn_all_pixels']['peak_extra_rss_mib']:.0f} MiB; |difference| {m['sklearn_all_pixels']['abs_difference']:.1e}",
+        f"metrics over {m['n_pixels'] / 1e6:.0f} M pixels: pixel AUROC + AUPRO streaming {m['seconds']:.1f} s, peak "
+        "extra memory "
+        f"{m['peak_extra_rss_mib']:.0f} MiB; sklearn (AUROC only, all pixels at once) "
+        f"{m['sklearn_all_pixels']['seconds']:.1f} s, "
+        f"{m['sklearn_all_pixels']['peak_extra_rss_mib']:.0f} MiB; |difference| "
+        f"{m['sklearn_all_pixels']['abs_difference']:.1e}",
         f"encoder: {enc['flops_per_image'] / 1e9:.1f} GFLOP/image, {enc['flops_per_s'] / 1e9:.1f} GFLOP/s = "
         f"{100 * r['encoder_flops_fraction_of_peak']:.0f} % of the {enc['matmul_dtype']} matmul peak "
         f"({enc['matmul_peak_flops_per_s'] / 1e9:.1f} GFLOP/s)",
@@ -425,7 +542,9 @@ def _probe_text(probe: dict[str, Any] | None) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="toy sizes: checks that the benchmark runs, measures nothing useful")
+    parser.add_argument(
+        "--quick", action="store_true", help="toy sizes: checks that the benchmark runs, measures nothing useful"
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
     args = parser.parse_args()

@@ -36,7 +36,9 @@ def bomb_png(path: Path, side: int = 30_000) -> None:
     """A 150-byte PNG whose header claims side x side RGB pixels (900 M for 30,000): a decompression bomb."""
     ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\0" * 64)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+    )
 
 
 def exif_rotated_jpeg(path: Path) -> np.ndarray:
@@ -72,7 +74,9 @@ def make_inputs(folder: Path) -> dict[str, tuple[Path, str]]:
     add("empty.jpg", "an empty file").write_bytes(b"")
     exif_rotated_jpeg(add("phone.jpg", "60 x 30 JPEG with EXIF orientation 6 (phone held upright)"))
     Image.fromarray(rng.integers(0, 65535, (40, 50), dtype=np.uint16)).save(add("deep16.tif", "16-bit grey TIFF"))
-    Image.fromarray(rng.random((40, 50), dtype=np.float32)).save(add("float32.tif", "32-bit float TIFF, values in [0, 1]"))
+    Image.fromarray(rng.random((40, 50), dtype=np.float32)).save(
+        add("float32.tif", "32-bit float TIFF, values in [0, 1]")
+    )
     Image.fromarray(good).convert("CMYK").save(add("print.jpg", "CMYK JPEG"), format="JPEG")
     Image.fromarray(rng.integers(0, 255, (40, 50, 4), dtype=np.uint8), "RGBA").save(add("alpha.webp", "RGBA WebP"))
     return cases
@@ -89,10 +93,31 @@ def _run(argv: list[str]) -> tuple[int, str]:
 def train_tiny_run(work: Path) -> Path:
     from anovit.data import make_synthetic_mvtec
 
-    data = make_synthetic_mvtec(work / "data", categories=("weave",), size=32, n_train=8, n_test_good=2, n_per_defect=1, progress=False)
+    data = make_synthetic_mvtec(
+        work / "data", categories=("weave",), size=32, n_train=8, n_test_good=2, n_per_defect=1, progress=False
+    )
     run = work / "run"
-    code, err = _run(["train", "--data", str(data), "--category", "weave", "--model", "cae", "--image-size", "32",
-                      "--epochs", "1", "--batch-size", "4", "--precision", "fp32", "--out", str(run)])  # fmt: skip
+    code, err = _run(
+        [
+            "train",
+            "--data",
+            str(data),
+            "--category",
+            "weave",
+            "--model",
+            "cae",
+            "--image-size",
+            "32",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--precision",
+            "fp32",
+            "--out",
+            str(run),
+        ]
+    )
     if code:
         raise RuntimeError(f"training the tiny run failed: {err}")
     return run
@@ -105,17 +130,30 @@ def run_all(work: Path) -> list[dict[str, Any]]:
     for name, (file, what) in cases.items():
         out = work / "out" / name
         code, message = _run(["predict", "--run", str(run), str(file), "--out", str(out), "--precision", "fp32"])
-        row: dict[str, Any] = {"input": name, "what": what, "exit": code, "message": message.replace(str(work) + "/", "")}
+        row: dict[str, Any] = {
+            "input": name,
+            "what": what,
+            "exit": code,
+            "message": message.replace(str(work) + "/", ""),
+        }
         if code == 0:
             p = json.loads((out / "predictions.json").read_text())["predictions"][0]
             row["message"] = f"scored: {p['width']} x {p['height']}, score {p['score']:.3g}, {p['verdict']}"
         rows.append(row)
     out = work / "out" / "all-skip"
-    code, message = _run(["predict", "--run", str(run), str(work / "in"), "--out", str(out), "--on-error", "skip", "--precision", "fp32"])
+    code, message = _run(
+        ["predict", "--run", str(run), str(work / "in"), "--out", str(out), "--on-error", "skip", "--precision", "fp32"]
+    )
     document = json.loads((out / "predictions.json").read_text())
-    rows.append({"input": "all of the above", "what": "the folder, --on-error skip", "exit": code,
-                 "message": f"{message.replace(str(work) + '/', '')} ({document['n_images'] - document['n_errors']} scored, "
-                            f"{document['n_errors']} error rows)"})  # fmt: skip
+    rows.append(
+        {
+            "input": "all of the above",
+            "what": "the folder, --on-error skip",
+            "exit": code,
+            "message": f"{message.replace(str(work) + '/', '')} ({document['n_images'] - document['n_errors']} scored, "
+            f"{document['n_errors']} error rows)",
+        }
+    )
     return rows
 
 
@@ -131,7 +169,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         text = table(run_all(Path(tmp)))
-    args.out.write_text("`python benchmarks/hostile_inputs.py`: each input alone through `anovit predict`, then all at once.\n\n" + text)
+    args.out.write_text(
+        "`python benchmarks/hostile_inputs.py`: each input alone through `anovit predict`, then all at once.\n\n" + text
+    )
     print(text)
 
 

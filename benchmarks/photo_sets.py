@@ -47,9 +47,14 @@ def _crop(img: np.ndarray, rows: tuple[int, int], size: int, rng: np.random.Gene
 
 
 def make_photo_mvtec(
-    root: Path, names: tuple[str, ...] = PHOTOS, crop: int = 160, n_train: int = 200, n_test_good: int = 20,
-    n_per_defect: int = 8, seed: int = 0,
-) -> Path:  # fmt: skip
+    root: Path,
+    names: tuple[str, ...] = PHOTOS,
+    crop: int = 160,
+    n_train: int = 200,
+    n_test_good: int = 20,
+    n_per_defect: int = 8,
+    seed: int = 0,
+) -> Path:
     """Write ROOT/<name>/{train/good, test/<kind>, ground_truth/<kind>} PNGs (MVTec layout). Returns ROOT."""
     for name in names:
         img = photograph(name)
@@ -66,7 +71,9 @@ def make_photo_mvtec(
                 (base / "ground_truth" / kind).mkdir(parents=True, exist_ok=True)
                 Image.fromarray(mask.astype(np.uint8) * 255).save(base / "ground_truth" / kind / f"{i:03d}_mask.png")
             (base / split_name / kind).mkdir(parents=True, exist_ok=True)
-            Image.fromarray((np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)).save(base / split_name / kind / f"{i:03d}.png")
+            Image.fromarray((np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)).save(
+                base / split_name / kind / f"{i:03d}.png"
+            )
     return root
 
 

@@ -83,8 +83,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         subprocess.run([*anovit, "synth", "--out", str(work / "data"), "--size", "64"], check=True, capture_output=True)
-        subprocess.run([*anovit, "train", "--data", str(work / "data"), "--category", "weave", "--model", "anovit", "--epochs", "1",
-                        "--out", str(work / "run")], check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [
+                *anovit,
+                "train",
+                "--data",
+                str(work / "data"),
+                "--category",
+                "weave",
+                "--model",
+                "anovit",
+                "--epochs",
+                "1",
+                "--out",
+                str(work / "run"),
+            ],
+            check=True,
+            capture_output=True,
+        )
         for n in sizes:
             folder = work / f"in{n}"
             print(f"writing {n} images ...", flush=True)
@@ -92,16 +108,36 @@ def main() -> None:
             # A few unreadable files among them, as production folders have.
             (folder / "part000" / "zz_broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
             print(f"predicting {n + 1} images ...", flush=True)
-            peak, seconds, code = peak_rss_mib(["-q", "predict", "--run", str(work / "run"), str(folder), "--out", str(work / f"out{n}"),
-                                                "--on-error", "skip"])  # fmt: skip
+            peak, seconds, code = peak_rss_mib(
+                [
+                    "-q",
+                    "predict",
+                    "--run",
+                    str(work / "run"),
+                    str(folder),
+                    "--out",
+                    str(work / f"out{n}"),
+                    "--on-error",
+                    "skip",
+                ]
+            )
             rows.append((n + 1, peak, seconds, code))
             print(f"  peak RSS {peak:.0f} MiB, {seconds:.0f} s, exit {code}", flush=True)
     floor = imports_rss_mib()
-    lines = ["| images (320 x 240 JPEG, 1 unreadable) | peak RSS of `anovit predict` | above the imports alone | wall time | images/s | exit |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| images (320 x 240 JPEG, 1 unreadable) | peak RSS of `anovit predict` | above the imports alone | wall time "
+        "| images/s | exit |",
+        "|---|---|---|---|---|---|",
+    ]
     lines += [f"| {n:,} | {p:.0f} MiB | {p - floor:.0f} MiB | {s:.0f} s | {n / s:.0f} | {c} |" for n, p, s, c in rows]
     lines += ["", f"The imports alone (torch, timm, matplotlib; no image read): {floor:.0f} MiB."]
-    text = "`python benchmarks/predict_memory.py --sizes " + args.sizes + "` (small preset AnoViT, 64 px, CPU, each size in a fresh process)\n\n" + "\n".join(lines) + "\n"
+    text = (
+        "`python benchmarks/predict_memory.py --sizes "
+        + args.sizes
+        + "` (small preset AnoViT, 64 px, CPU, each size in a fresh process)\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
     args.out.write_text(text)
     print(text)
 

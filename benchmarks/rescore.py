@@ -34,7 +34,6 @@ from torch.utils.data import Dataset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from ablation import _num, _write_markdown, datasets, load_set  # noqa: E402
-
 from anovit.data.oneclass import one_class_data  # noqa: E402
 from anovit.evaluation.evaluate import evaluate  # noqa: E402
 from anovit.files import WEIGHTS_FILE
@@ -57,11 +56,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sets", default="mvtec:../shared/data/mvtec:bottle,synthetic,photo")
     ap.add_argument("--setting", default="tiny")
-    ap.add_argument("--benchmark", type=Path, metavar="DIR", help="re-score the runs of this 'anovit benchmark' folder instead")
+    ap.add_argument(
+        "--benchmark", type=Path, metavar="DIR", help="re-score the runs of this 'anovit benchmark' folder instead"
+    )
     ap.add_argument("--data", type=Path, help="with --benchmark: the dataset's root (not needed for digits)")
     ap.add_argument("--variants", default="base,sigma=4,sigma=8,flips=h,flips=hv")
-    ap.add_argument("--out", type=Path, help="where rescore.json and the table go (default: benchmarks/ablation, or --benchmark's DIR)")
-    ap.add_argument("--table", default="rescore", help="the table's name: OUT/TABLE.md, with one column per variant given")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        help="where rescore.json and the table go (default: benchmarks/ablation, or --benchmark's DIR)",
+    )
+    ap.add_argument(
+        "--table", default="rescore", help="the table's name: OUT/TABLE.md, with one column per variant given"
+    )
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 2)
     dev = resolve_device("auto")
@@ -86,12 +93,27 @@ def main() -> None:
                 if reference is None or max(layers) >= len(reference.vit.blocks):
                     continue  # no reference encoder, or one without that block
                 reference.layers = layers
-            score = replace(cfg.score, sigma=float(opts.get("sigma", cfg.score.sigma)), test_flips=opts.get("flips", cfg.score.test_flips))
+            score = replace(
+                cfg.score,
+                sigma=float(opts.get("sigma", cfg.score.sigma)),
+                test_flips=opts.get("flips", cfg.score.test_flips),
+            )
             ev = evaluate(model, test, score, dev, cfg.train.precision, progress=False)
-            rows.append(dict(data=label, setting=setting, variant=v, image_auroc=ev.image_auroc, pixel_auroc=ev.pixel_auroc,
-                             aupro=ev.aupro))  # fmt: skip
-            print(f"{label:20s} {setting:8s} {v:16s} image {ev.image_auroc:.3f} pixel {_num(ev.pixel_auroc)} aupro {_num(ev.aupro)}",
-                  flush=True)  # fmt: skip
+            rows.append(
+                dict(
+                    data=label,
+                    setting=setting,
+                    variant=v,
+                    image_auroc=ev.image_auroc,
+                    pixel_auroc=ev.pixel_auroc,
+                    aupro=ev.aupro,
+                )
+            )
+            print(
+                f"{label:20s} {setting:8s} {v:16s} image {ev.image_auroc:.3f} pixel {_num(ev.pixel_auroc)} aupro "
+                f"{_num(ev.aupro)}",
+                flush=True,
+            )
             results_file.write_text(json.dumps(rows, indent=1))
             if reference is not None:
                 reference.layers = own_layers
@@ -99,18 +121,35 @@ def main() -> None:
 
 
 def runs_to_score(args: argparse.Namespace, out: Path) -> list[tuple[str, str, Path, Callable[[int], Dataset]]]:
-    """(data label, setting, run folder, image size -> test set) for each run to re-score; ``out``: the ablation's folder."""
+    """(data label, setting, run folder, image size -> test set) for each run to re-score; ``out``: the ablation's
+    folder."""
     if args.benchmark is None:
-        return [(label, args.setting, out / "runs" / label.replace("/", "_") / args.setting,
-                 lambda size, label=label, root=root, category=category: load_set(label, root, category, size)[1])
-                for label, root, category in datasets(args.sets, out)]  # fmt: skip
+        return [
+            (
+                label,
+                args.setting,
+                out / "runs" / label.replace("/", "_") / args.setting,
+                lambda size, label=label, root=root, category=category: load_set(label, root, category, size)[1],
+            )
+            for label, root, category in datasets(args.sets, out)
+        ]
     bench = json.loads((args.benchmark / "results.json").read_text())
     dataset = bench["dataset"]
     if dataset == "mvtec":
-        raise SystemExit("--benchmark: an MVTec AD benchmark's runs are re-scored from the ablation's layout; use --sets mvtec:ROOT:CATS")
-    return [(f"{dataset}/{row['category']}", model, args.benchmark / "runs" / row["category"] / model,
-             lambda size, c=row["category"]: one_class_data(dataset, args.data, c, size).test)
-            for row in bench["rows"] for model in bench["models"]]  # fmt: skip
+        raise SystemExit(
+            "--benchmark: an MVTec AD benchmark's runs are re-scored from the ablation's layout; use --sets "
+            "mvtec:ROOT:CATS"
+        )
+    return [
+        (
+            f"{dataset}/{row['category']}",
+            model,
+            args.benchmark / "runs" / row["category"] / model,
+            lambda size, c=row["category"]: one_class_data(dataset, args.data, c, size).test,
+        )
+        for row in bench["rows"]
+        for model in bench["models"]
+    ]
 
 
 def write_table(rows: list[dict], variants: list[str], path: Path) -> None:
@@ -119,8 +158,10 @@ def write_table(rows: list[dict], variants: list[str], path: Path) -> None:
     cell = {(r["data"], r["setting"], r["variant"]): r for r in rows}
 
     def both(got: list[dict]) -> str:
-        mean = {k: sum(r[k] for r in got) / len(got) if all(r[k] is not None for r in got) else None
-                for k in ("image_auroc", "pixel_auroc")}  # fmt: skip
+        mean = {
+            k: sum(r[k] for r in got) / len(got) if all(r[k] is not None for r in got) else None
+            for k in ("image_auroc", "pixel_auroc")
+        }
         return f"{_num(mean['image_auroc'])} / {_num(mean['pixel_auroc'])}"
 
     body = [[d, st, *(both([cell[d, st, v]]) if (d, st, v) in cell else "–" for v in variants)] for d, st in keys]

@@ -29,7 +29,10 @@ import numpy as np
 from PIL import Image
 
 HERE = Path(__file__).resolve().parent
-MODES = {"batching": ["--max-batch", "16", "--max-wait-ms", "10"], "no batching": ["--max-batch", "1", "--max-wait-ms", "0"]}
+MODES = {
+    "batching": ["--max-batch", "16", "--max-wait-ms", "10"],
+    "no batching": ["--max-batch", "1", "--max-wait-ms", "0"],
+}
 
 
 def _free_port() -> int:
@@ -50,8 +53,24 @@ def make_runs(work: Path, quick: bool) -> dict[str, Path]:
     anovit = [sys.executable, "-m", "anovit", "-q"]
     subprocess.run([*anovit, "synth", "--out", str(work / "data"), "--size", "64"], check=True, capture_output=True)
     small = work / "small"
-    subprocess.run([*anovit, "train", "--data", str(work / "data"), "--category", "weave", "--model", "anovit", "--epochs", "1",
-                    "--out", str(small)], check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [
+            *anovit,
+            "train",
+            "--data",
+            str(work / "data"),
+            "--category",
+            "weave",
+            "--model",
+            "anovit",
+            "--epochs",
+            "1",
+            "--out",
+            str(small),
+        ],
+        check=True,
+        capture_output=True,
+    )
     runs = {"small (64 px)": small}
     if not quick:
         paper = work / "paper"
@@ -65,7 +84,9 @@ def make_runs(work: Path, quick: bool) -> dict[str, Path]:
 
 def png(size: int, seed: int) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buf, format="PNG")
+    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (size, size, 3), dtype=np.uint8)).save(
+        buf, format="PNG"
+    )
     return buf.getvalue()
 
 
@@ -90,15 +111,26 @@ async def load(url: str, images: list[bytes], clients: int) -> dict[str, Any]:
         await asyncio.gather(*(client(http) for _ in range(clients)))
     seconds = time.perf_counter() - start
     lat = np.asarray(latencies) * 1000
-    return {"requests": len(images), "answered_200": statuses.count(200), "other_status": len(statuses) - statuses.count(200),
-            "lost": len(images) - len(statuses), "seconds": seconds, "images_per_s": len(images) / seconds,
-            "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99))}  # fmt: skip
+    return {
+        "requests": len(images),
+        "answered_200": statuses.count(200),
+        "other_status": len(statuses) - statuses.count(200),
+        "lost": len(images) - len(statuses),
+        "seconds": seconds,
+        "images_per_s": len(images) / seconds,
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p99_ms": float(np.percentile(lat, 99)),
+    }
 
 
 def serve_and_load(run: Path, mode: list[str], n: int, size: int, clients: int) -> dict[str, Any]:
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "anovit", "-q", "serve", "--run", str(run), "--port", str(port), *mode],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "anovit", "-q", "serve", "--run", str(run), "--port", str(port), *mode],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 180
@@ -133,13 +165,25 @@ def main() -> None:
                 print(f"{name}, {mode}: {n} requests from {args.clients} clients ...", flush=True)
                 r = serve_and_load(run, flags, n, size, args.clients)
                 rows.append((name, mode, r))
-                print(f"  {r['images_per_s']:.1f} images/s, p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms, "
-                      f"{r['answered_200']}/{r['requests']} answered 200", flush=True)  # fmt: skip
-    lines = [f"`python benchmarks/serve_load.py --clients {args.clients}{' --quick' if args.quick else ''}`: one-image PNG requests "
-             "on 127.0.0.1, the server on this machine's CPU (precision auto), after a warm-up.", "",
-             "| model | mode | requests | answered 200 | lost | images/s | p50 latency | p99 latency |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    lines += [f"| {name} | {mode} | {r['requests']} | {r['answered_200']} | {r['lost']} | {r['images_per_s']:.1f} | {r['p50_ms']:.0f} ms | "
-              f"{r['p99_ms']:.0f} ms |" for name, mode, r in rows]  # fmt: skip
+                print(
+                    f"  {r['images_per_s']:.1f} images/s, p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms, "
+                    f"{r['answered_200']}/{r['requests']} answered 200",
+                    flush=True,
+                )
+    lines = [
+        f"`python benchmarks/serve_load.py --clients {args.clients}{' --quick' if args.quick else ''}`: one-image PNG "
+        "requests "
+        "on 127.0.0.1, the server on this machine's CPU (precision auto), after a warm-up.",
+        "",
+        "| model | mode | requests | answered 200 | lost | images/s | p50 latency | p99 latency |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {name} | {mode} | {r['requests']} | {r['answered_200']} | {r['lost']} | {r['images_per_s']:.1f} | "
+        f"{r['p50_ms']:.0f} ms | "
+        f"{r['p99_ms']:.0f} ms |"
+        for name, mode, r in rows
+    ]
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -25,8 +25,15 @@ TINY_VIT = {"embed_dim": 32, "depth": 1, "num_heads": 2}
 def mvtec_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """ROOT/weave with 12 train images, 4 good and 2 x 4 defective test images at 32 px."""
     root = tmp_path_factory.mktemp("mvtec")
-    return make_synthetic_mvtec(root, categories=("weave",), size=32, n_train=12, n_test_good=4, n_per_defect=2,
-                                defects=("scratch", "spot", "crack", "stain"))  # fmt: skip
+    return make_synthetic_mvtec(
+        root,
+        categories=("weave",),
+        size=32,
+        n_train=12,
+        n_test_good=4,
+        n_per_defect=2,
+        defects=("scratch", "spot", "crack", "stain"),
+    )
 
 
 def tiny_model_config(name: str = "anovit", image_size: int = 32, patch_size: int = 8) -> ModelConfig:

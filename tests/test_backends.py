@@ -82,8 +82,28 @@ def test_test_and_predict_on_each_backend_agree_with_torch(exported: Path, mvtec
     for backend in ("torch", "onnxruntime", "openvino"):
         out = tmp_path / backend
         report = ["--report"] if backend == "openvino" else []  # its gallery is redrawn by the same backend
-        assert main(["-q", "test", "--run", str(exported), "--data", str(mvtec_root), "--category", "weave", "--out", str(out),
-                     "--backend", backend, "--precision", "fp32", *report]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "-q",
+                    "test",
+                    "--run",
+                    str(exported),
+                    "--data",
+                    str(mvtec_root),
+                    "--category",
+                    "weave",
+                    "--out",
+                    str(out),
+                    "--backend",
+                    backend,
+                    "--precision",
+                    "fp32",
+                    *report,
+                ]
+            )
+            == 0
+        )
         results[backend] = json.loads((out / "metrics.json").read_text())
         assert results[backend]["backend"] == backend
     assert 'class="card' in (tmp_path / "openvino" / "report.html").read_text()
@@ -93,8 +113,24 @@ def test_test_and_predict_on_each_backend_agree_with_torch(exported: Path, mvtec
     folder = mvtec_root / "weave" / "test" / "crack"
     rows = {}
     for backend in ("torch", "openvino"):
-        assert main(["-q", "predict", "--run", str(exported), str(folder), "--out", str(tmp_path / f"p-{backend}"),
-                     "--backend", backend, "--precision", "fp32"]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "-q",
+                    "predict",
+                    "--run",
+                    str(exported),
+                    str(folder),
+                    "--out",
+                    str(tmp_path / f"p-{backend}"),
+                    "--backend",
+                    backend,
+                    "--precision",
+                    "fp32",
+                ]
+            )
+            == 0
+        )
         rows[backend] = {r["image"]: r for r in csv.DictReader((tmp_path / f"p-{backend}" / "predictions.csv").open())}
     for image, r in rows["torch"].items():
         assert float(rows["openvino"][image]["score"]) == pytest.approx(float(r["score"]), abs=1e-4)
@@ -103,24 +139,73 @@ def test_test_and_predict_on_each_backend_agree_with_torch(exported: Path, mvtec
 def test_predict_without_torch(exported: Path, mvtec_root: Path, tmp_path: Path) -> None:
     """ONNX Runtime and OpenVINO scoring with torch, timm, matplotlib, scipy and scikit-learn unimportable."""
     folder = mvtec_root / "weave" / "test" / "spot"
-    assert main(["-q", "predict", "--run", str(exported), str(folder), "--out", str(tmp_path / "torch"), "--precision", "fp32"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "predict",
+                "--run",
+                str(exported),
+                str(folder),
+                "--out",
+                str(tmp_path / "torch"),
+                "--precision",
+                "fp32",
+            ]
+        )
+        == 0
+    )
     reference = {r["image"]: float(r["score"]) for r in csv.DictReader((tmp_path / "torch" / "predictions.csv").open())}
     for backend, model in (("onnxruntime", "model.onnx"), ("openvino", "model-int8.xml")):
         out = tmp_path / backend
-        run = subprocess.run([sys.executable, "-c", BLOCKER, "-q", "predict", "--run", str(exported), str(folder), "--out", str(out),
-                              "--backend", backend, "--model", str(exported / model)], capture_output=True, text=True)  # fmt: skip
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                BLOCKER,
+                "-q",
+                "predict",
+                "--run",
+                str(exported),
+                str(folder),
+                "--out",
+                str(out),
+                "--backend",
+                backend,
+                "--model",
+                str(exported / model),
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert run.returncode == 0, run.stderr[-2000:]
         rows = list(csv.DictReader((out / "predictions.csv").open()))
         assert len(rows) == len(reference) and all((out / r["overlay"]).is_file() for r in rows)
         tolerance = 1e-4 if backend == "onnxruntime" else 0.1 * max(reference.values())
         for r in rows:
             assert float(r["score"]) == pytest.approx(reference[r["image"]], abs=tolerance), backend
-    blocked = subprocess.run([sys.executable, "-c", BLOCKER, "-q", "predict", "--run", str(exported), str(folder), "--out",
-                              str(tmp_path / "t")], capture_output=True, text=True)  # fmt: skip
+    blocked = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            BLOCKER,
+            "-q",
+            "predict",
+            "--run",
+            str(exported),
+            str(folder),
+            "--out",
+            str(tmp_path / "t"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert blocked.returncode != 0 and "torch" in blocked.stderr  # the blocker works: the torch backend does need torch
 
 
-def test_backend_errors_are_one_line(exported: Path, trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_backend_errors_are_one_line(
+    exported: Path, trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     from PIL import Image
 
     Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
@@ -138,7 +223,12 @@ def test_backend_errors_are_one_line(exported: Path, trained_run: Path, tmp_path
     with pytest.raises(InputError, match="broken.xml: not a readable OpenVINO model"):
         (tmp_path / "broken.xml").write_text("<net>")
         load_scorer(exported, "openvino", tmp_path / "broken.xml")
-    assert main(["-q", "predict", "--run", str(trained_run), folder, "--out", str(tmp_path / "o"), "--backend", "openvino"]) == 2
+    assert (
+        main(
+            ["-q", "predict", "--run", str(trained_run), folder, "--out", str(tmp_path / "o"), "--backend", "openvino"]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert "model.xml: no exported model here" in err and len(err.splitlines()) == 1
 
@@ -151,5 +241,7 @@ def test_jet_is_matplotlibs_and_resize_is_torchs() -> None:
     rng = np.random.default_rng(0)
     for s, h, w in ((32, 70, 50), (64, 20, 100), (16, 333, 7), (32, 32, 32)):
         m = rng.random((s, s)).astype(np.float32)
-        expected = F.interpolate(torch.from_numpy(m)[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0].numpy()
+        expected = F.interpolate(torch.from_numpy(m)[None, None], size=(h, w), mode="bilinear", align_corners=False)[
+            0, 0
+        ].numpy()
         np.testing.assert_allclose(resize_map(m, h, w), expected, atol=1e-5)

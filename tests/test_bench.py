@@ -11,13 +11,23 @@ import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
-KEYS = ("eval_speedup", "train_speedup_bf16", "metrics_seconds_254M", "metrics_peak_mib_254M", "encoder_flops_fraction_of_peak")
+KEYS = (
+    "eval_speedup",
+    "train_speedup_bf16",
+    "metrics_seconds_254M",
+    "metrics_peak_mib_254M",
+    "encoder_flops_fraction_of_peak",
+)
 
 
 def test_quick_benchmark_writes_its_figures(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
-    run = subprocess.run([sys.executable, str(BENCH), "--quick", "--device", "cpu", "--out", str(out)],
-                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--device", "cpu", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     r = json.loads(out.read_text())
     for key in KEYS:
@@ -39,16 +49,27 @@ def test_quick_benchmark_writes_its_figures(tmp_path: Path) -> None:
 
 
 def test_quick_backends_benchmark_writes_its_tables(tmp_path: Path) -> None:
-    """``benchmarks/backends.py --quick``: every backend x precision timed and tested; fp32 backends agree with torch."""
+    """``benchmarks/backends.py --quick``: every backend x precision timed and tested; fp32 backends agree with
+    torch."""
     import pytest
 
     pytest.importorskip("openvino", reason="the backends benchmark needs: pip install 'anovit[openvino]'")
     out = tmp_path / "backends.md"
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "backends.py"
-    run = subprocess.run([sys.executable, str(script), "--quick", "--out", str(out)], capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [sys.executable, str(script), "--quick", "--out", str(out)], capture_output=True, text=True, timeout=600
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     r = json.loads(out.with_suffix(".json").read_text())
-    labels = ["torch fp32", "torch bf16", "onnxruntime fp32", "onnxruntime int8", "openvino fp32", "openvino bf16", "openvino int8"]
+    labels = [
+        "torch fp32",
+        "torch bf16",
+        "onnxruntime fp32",
+        "onnxruntime int8",
+        "openvino fp32",
+        "openvino bf16",
+        "openvino int8",
+    ]
     for model in r["speed"].values():
         assert all(model["rates"][label] > 0 for label in labels)
     for cat in r["accuracy"].values():

@@ -37,8 +37,21 @@ def _check_schema(results: dict, dataset: str, models: list[str], categories: li
 def test_mnist_benchmark_writes_three_files_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     make_mnist(tmp_path / "mnist", n_train_per_class=10, n_test_per_class=2)
     out = tmp_path / "bench"
-    args = ["-q", "benchmark", "--dataset", "mnist", "--data", str(tmp_path / "mnist"), "--models", "anovit,cae",
-            "--classes", "0,7", *TINY, "--out", str(out)]  # fmt: skip
+    args = [
+        "-q",
+        "benchmark",
+        "--dataset",
+        "mnist",
+        "--data",
+        str(tmp_path / "mnist"),
+        "--models",
+        "anovit,cae",
+        "--classes",
+        "0,7",
+        *TINY,
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     results = json.loads((out / "results.json").read_text())
     _check_schema(results, "mnist", ["anovit", "cae"], ["0", "7"])
@@ -62,19 +75,55 @@ def test_mnist_benchmark_writes_three_files_and_resumes(tmp_path: Path, capsys: 
 
 def test_mvtec_benchmark_has_localisation_and_figure(mvtec_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench"
-    assert main(["-q", "benchmark", "--dataset", "mvtec", "--data", str(mvtec_root), "--models", "cae,anovit", *TINY, "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "benchmark",
+                "--dataset",
+                "mvtec",
+                "--data",
+                str(mvtec_root),
+                "--models",
+                "cae,anovit",
+                *TINY,
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     results = json.loads((out / "results.json").read_text())
     _check_schema(results, "mvtec", ["cae", "anovit"], ["weave"])
     assert 0 <= results["rows"][0]["anovit"]["pixel_auroc"] <= 1
     md = (out / "results.md").read_text()
     assert "Anomaly localisation (pixel AUROC)" in md and "Anomaly detection (image AUROC)" in md
-    assert "| Category | weave |" in md  # not an MVTec AD category: neither Object nor Texture, and not a one-class "Class"
+    assert (
+        "| Category | weave |" in md
+    )  # not an MVTec AD category: neither Object nor Texture, and not a one-class "Class"
     assert (out / "figures" / "weave.png").stat().st_size > 1000
     assert not (out / "runs" / "weave" / "anovit" / "report.html").exists()
     # Asked again with --report: no retraining (the weights stay), a report per run.
     weights = (out / "runs" / "weave" / "anovit" / "model.safetensors").stat().st_mtime_ns
-    assert main(["-q", "benchmark", "--dataset", "mvtec", "--data", str(mvtec_root), "--models", "cae,anovit", *TINY,
-                 "--report", "--out", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "-q",
+                "benchmark",
+                "--dataset",
+                "mvtec",
+                "--data",
+                str(mvtec_root),
+                "--models",
+                "cae,anovit",
+                *TINY,
+                "--report",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert (out / "runs" / "weave" / "anovit" / "model.safetensors").stat().st_mtime_ns == weights
     for m in ("cae", "anovit"):
         assert 'class="card' in (out / "runs" / "weave" / m / "report.html").read_text()
@@ -83,16 +132,42 @@ def test_mvtec_benchmark_has_localisation_and_figure(mvtec_root: Path, tmp_path:
 def test_other_encoder_with_prefix_tokens_trains(mvtec_root: Path, tmp_path: Path) -> None:
     """DeiT (class + distillation token) through the same command, on a tiny config."""
     run = tmp_path / "deit"
-    assert main(["-q", "train", "--data", str(mvtec_root), "--category", "weave", "--model", "anovit",
-                 "--encoder", "deit_tiny_distilled_patch16_224", *TINY, "--out", str(run)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "-q",
+                "train",
+                "--data",
+                str(mvtec_root),
+                "--category",
+                "weave",
+                "--model",
+                "anovit",
+                "--encoder",
+                "deit_tiny_distilled_patch16_224",
+                *TINY,
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     assert json.loads((run / "config.json").read_text())["model"]["encoder"] == "deit_tiny_distilled_patch16_224"
     assert main(["-q", "test", "--run", str(run), "--data", str(mvtec_root), "--category", "weave"]) == 0
 
 
 def test_markdown_relative_improvement_and_object_texture_types() -> None:
     rows = [
-        {"category": "bottle", "cae": {"image_auroc": 0.5, "pixel_auroc": 0.8}, "anovit": {"image_auroc": 0.75, "pixel_auroc": 0.88}},
-        {"category": "wood", "cae": {"image_auroc": 0.9, "pixel_auroc": 0.8}, "anovit": {"image_auroc": 0.9, "pixel_auroc": 0.8}},
+        {
+            "category": "bottle",
+            "cae": {"image_auroc": 0.5, "pixel_auroc": 0.8},
+            "anovit": {"image_auroc": 0.75, "pixel_auroc": 0.88},
+        },
+        {
+            "category": "wood",
+            "cae": {"image_auroc": 0.9, "pixel_auroc": 0.8},
+            "anovit": {"image_auroc": 0.9, "pixel_auroc": 0.8},
+        },
     ]
     md = results_markdown(build_results("mvtec", ["anovit", "cae"], rows))
     assert "| Object | bottle | 0.500 | 0.750 | +50.00% | 0.770 | 0.830 |" in md  # ours, then Table 4's
@@ -108,7 +183,21 @@ def test_categories_run_in_parallel_on_several_devices(mvtec_root: Path, tmp_pat
     shutil.copytree(mvtec_root / "weave", root / "weave")
     shutil.copytree(mvtec_root / "weave", root / "felt")
     out = tmp_path / "bench"
-    args = ["-q", "benchmark", "--dataset", "mvtec", "--data", str(root), "--models", "cae", *TINY, "--device", "cpu,cpu", "--out", str(out)]
+    args = [
+        "-q",
+        "benchmark",
+        "--dataset",
+        "mvtec",
+        "--data",
+        str(root),
+        "--models",
+        "cae",
+        *TINY,
+        "--device",
+        "cpu,cpu",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     results = json.loads((out / "results.json").read_text())
     assert [r["category"] for r in results["rows"]] == ["felt", "weave"]
@@ -118,8 +207,16 @@ def test_categories_run_in_parallel_on_several_devices(mvtec_root: Path, tmp_pat
 
 
 def test_default_preset_on_digits_uses_each_models_measured_setting() -> None:
-    unset = dict(objective=None, score=None, test_masks=None, border=None, feature_layers=None, feature_loss=None, image_score=None,
-                 test_flips=None)
+    unset = dict(
+        objective=None,
+        score=None,
+        test_masks=None,
+        border=None,
+        feature_layers=None,
+        feature_loss=None,
+        image_score=None,
+        test_flips=None,
+    )
     vit = benchmark_config("digits", "anovit", "tiny", None, None, **unset)
     assert vit.data.image_size == vit.model.image_size == 32
     assert vit.train.objective == "inpaint" and vit.score.test_masks == 4  # each quarter of the 2 x 2 grid hidden once
@@ -127,7 +224,9 @@ def test_default_preset_on_digits_uses_each_models_measured_setting() -> None:
     cae = benchmark_config("digits", "cae", "tiny", None, None, **unset)
     assert cae.data.image_size == 128 and cae.score.image_score == "mean" and cae.score.kinds == ("l2",)
     # what the user sets wins; other datasets and presets keep the preset's own choices
-    mine = benchmark_config("digits", "anovit", "tiny", None, 64, **{**unset, "image_score": "max", "objective": "restore"})
+    mine = benchmark_config(
+        "digits", "anovit", "tiny", None, 64, **{**unset, "image_score": "max", "objective": "restore"}
+    )
     assert (mine.data.image_size, mine.score.image_score, mine.train.objective) == (64, "max", "restore")
     for dataset, preset in (("mnist", "tiny"), ("digits", "small")):
         other = benchmark_config(dataset, "anovit", preset, None, None, **unset)

@@ -18,9 +18,28 @@ from anovit.models.checkpoint import load_trained_model
 @pytest.mark.parametrize("model", ["anovit", "cae"])
 def test_train_then_test(mvtec_root: Path, tmp_path: Path, model: str, capsys: pytest.CaptureFixture) -> None:
     run = tmp_path / f"run_{model}"
-    train = ["-q", "train", "--data", str(mvtec_root), "--category", "weave", "--model", model,
-             "--preset", "small", "--image-size", "32", "--epochs", "2", "--batch-size", "4", "--seed", "1",
-             "--out", str(run)]  # fmt: skip
+    train = [
+        "-q",
+        "train",
+        "--data",
+        str(mvtec_root),
+        "--category",
+        "weave",
+        "--model",
+        model,
+        "--preset",
+        "small",
+        "--image-size",
+        "32",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--seed",
+        "1",
+        "--out",
+        str(run),
+    ]
     assert main(train) == 0
     assert {"config.json", "model.safetensors", "checkpoint.pt", "log.csv"} <= {p.name for p in run.iterdir()}
     cfg = json.loads((run / "config.json").read_text())
@@ -29,12 +48,19 @@ def test_train_then_test(mvtec_root: Path, tmp_path: Path, model: str, capsys: p
     assert load_file(str(run / "model.safetensors"))  # safetensors: nothing executes on load
 
     out = tmp_path / f"eval_{model}"
-    assert main(["-q", "test", "--run", str(run), "--data", str(mvtec_root), "--category", "weave", "--out", str(out)]) == 0
+    assert (
+        main(["-q", "test", "--run", str(run), "--data", str(mvtec_root), "--category", "weave", "--out", str(out)])
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_images"] == 12
-    assert 0.0 <= metrics["image_auroc"] <= 1.0 and 0.0 <= metrics["pixel_auroc"] <= 1.0 and 0.0 <= metrics["aupro"] <= 1.0
+    assert (
+        0.0 <= metrics["image_auroc"] <= 1.0 and 0.0 <= metrics["pixel_auroc"] <= 1.0 and 0.0 <= metrics["aupro"] <= 1.0
+    )
     printed = capsys.readouterr().out
-    assert "image AUROC" in printed and all(f"\n  {d} " in printed for d in metrics["per_defect"])  # a row per defect type
+    assert "image AUROC" in printed and all(
+        f"\n  {d} " in printed for d in metrics["per_defect"]
+    )  # a row per defect type
 
     # The saved weights are the model that was evaluated: reloading gives the same reconstruction.
     _, model_a = load_trained_model(run)
@@ -52,11 +78,29 @@ def test_bad_input_exits_2_with_one_line(mvtec_root: Path, tmp_path: Path, capsy
     code = main(["-q", "test", "--run", str(tmp_path / "missing"), "--data", str(mvtec_root), "--category", "weave"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "run folder not found" in err and len(err.splitlines()) == 1
-    code = main(["-q", "train", "--data", str(mvtec_root), "--category", "nope", "--model", "cae", "--out", str(tmp_path / "r")])
+    code = main(
+        ["-q", "train", "--data", str(mvtec_root), "--category", "nope", "--model", "cae", "--out", str(tmp_path / "r")]
+    )
     assert code == 2 and "category folder not found" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()  # nothing half-written
-    code = main(["-q", "train", "--data", str(mvtec_root), "--category", "weave", "--model", "anovit",
-                 "--preset", "small", "--image-size", "36", "--out", str(tmp_path / "r2")])  # fmt: skip
+    code = main(
+        [
+            "-q",
+            "train",
+            "--data",
+            str(mvtec_root),
+            "--category",
+            "weave",
+            "--model",
+            "anovit",
+            "--preset",
+            "small",
+            "--image-size",
+            "36",
+            "--out",
+            str(tmp_path / "r2"),
+        ]
+    )
     assert code == 2 and "not divisible by the patch size 8" in capsys.readouterr().err
 
 

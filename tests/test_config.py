@@ -45,7 +45,9 @@ def test_bad_config_is_clear(tmp_path: Path) -> None:
         ("model", "segment_scale", 0, "ModelConfig.segment_scale is 0"),
     ],
 )
-def test_hand_edited_config_with_an_unknown_name_fails_at_load(tmp_path: Path, section: str, key: str, value: object, named: str) -> None:
+def test_hand_edited_config_with_an_unknown_name_fails_at_load(
+    tmp_path: Path, section: str, key: str, value: object, named: str
+) -> None:
     import json
     import re
 

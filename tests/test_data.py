@@ -39,7 +39,7 @@ def test_masks_are_exact_and_binary(mvtec_root: Path) -> None:
         assert bool(ds.masks[i].any()) == (s.label == 1)  # every defect has pixels, normals none
     assert ds.images.dtype == torch.uint8 and ds.images.shape == (len(ds), 3, 32, 32)
     item = ds[0]
-    assert item["image"].dtype == torch.float32 and 0 <= item["image"].min() and item["image"].max() <= 1
+    assert item["image"].dtype == torch.float32 and item["image"].min() >= 0 and item["image"].max() <= 1
 
 
 def test_missing_mask_is_named(mvtec_root: Path, tmp_path: Path) -> None:
@@ -103,7 +103,9 @@ def test_split_is_deterministic_and_disjoint() -> None:
 def test_every_generated_anomalous_image_has_a_mask(tmp_path: Path) -> None:
     from anovit.data import make_synthetic_mvtec
 
-    root = make_synthetic_mvtec(tmp_path, categories=("capsule",), size=64, n_train=1, n_test_good=1, n_per_defect=6, defects=("smudge",))
+    root = make_synthetic_mvtec(
+        tmp_path, categories=("capsule",), size=64, n_train=1, n_test_good=1, n_per_defect=6, defects=("smudge",)
+    )
     masks = sorted((root / "capsule" / "ground_truth" / "smudge").glob("*_mask.png"))
     assert len(masks) == 6 and all(np.asarray(Image.open(m)).any() for m in masks)
 
@@ -116,7 +118,7 @@ def test_every_builtin_category_and_defect_is_visible_where_its_mask_says(catego
 
     rng = np.random.default_rng(0)
     a, b = normal_image(category, 96, rng), normal_image(category, 96, rng)
-    assert a.shape == (96, 96, 3) and 0 <= a.min() and a.max() <= 1 and a.std() > 0.02
+    assert a.shape == (96, 96, 3) and a.min() >= 0 and a.max() <= 1 and a.std() > 0.02
     assert not np.allclose(a, b)  # every image is drawn anew
     for kind in DEFECTS:
         for seed in range(3):

@@ -27,7 +27,14 @@ def _reference_vit(img_size: int) -> torch.nn.Module:
 
 
 def _build(weights: Path, img_size: int = 32) -> AnoViT:
-    return AnoViT(img_size, encoder=NAME, patch_size=8, decoder_channels=(8, 8, 8, 8, 8), encoder_overrides=TINY_VIT, encoder_weights=weights)
+    return AnoViT(
+        img_size,
+        encoder=NAME,
+        patch_size=8,
+        decoder_channels=(8, 8, 8, 8, 8),
+        encoder_overrides=TINY_VIT,
+        encoder_weights=weights,
+    )
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])

@@ -28,7 +28,9 @@ def test_fit_lowers_the_loss_and_evaluate_is_consistent(mvtec_root: Path, tmp_pa
     history = fit(model, train, train.subset(range(4)), cfg, torch.device("cpu"), run_dir=tmp_path, progress=False)
     assert history[-1].train_loss < 0.5 * history[0].train_loss
     keep = [i for i, s in enumerate(test.samples) if s.label == 1][:2]
-    result = evaluate(model, test, ScoreConfig(sigma=1.0), torch.device("cpu"), precision, keep_maps=keep, progress=False)
+    result = evaluate(
+        model, test, ScoreConfig(sigma=1.0), torch.device("cpu"), precision, keep_maps=keep, progress=False
+    )
     assert result.n_images == len(test) and sorted(result.maps) == keep
     for i in keep:  # the kept map's maximum is that image's score
         assert np.isclose(result.maps[i].max(), result.image_scores[i], rtol=1e-6)
@@ -41,8 +43,14 @@ def test_fit_lowers_the_loss_and_evaluate_is_consistent(mvtec_root: Path, tmp_pa
         assert 0 <= m["pixel_auroc"] <= 1 and m["n_images"] == int(np.sum(kinds == d))
     if precision == "bf16":  # the same weights scored in fp32: bf16 moves scores by its rounding, not more
         exact = evaluate(model, test, ScoreConfig(sigma=1.0), torch.device("cpu"), "fp32", progress=False)
-        np.testing.assert_allclose(result.image_scores, exact.image_scores, rtol=0.1, atol=1e-3 * exact.image_scores.max())
+        np.testing.assert_allclose(
+            result.image_scores, exact.image_scores, rtol=0.1, atol=1e-3 * exact.image_scores.max()
+        )
         assert not np.array_equal(result.image_scores, exact.image_scores)  # bf16 really ran
-    path = figure3([test.images[i].permute(1, 2, 0).numpy() / 255 for i in keep], [test.masks[i].numpy() for i in keep],
-                   {"AnoViT": [result.maps[i] for i in keep]}, tmp_path / "fig.png")  # fmt: skip
+    path = figure3(
+        [test.images[i].permute(1, 2, 0).numpy() / 255 for i in keep],
+        [test.masks[i].numpy() for i in keep],
+        {"AnoViT": [result.maps[i] for i in keep]},
+        tmp_path / "fig.png",
+    )
     assert path.stat().st_size > 1000

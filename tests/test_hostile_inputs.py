@@ -15,7 +15,9 @@ from anovit.cli import main
 from anovit.data.images import check_image, open_rgb
 from anovit.errors import InputError
 
-_spec = importlib.util.spec_from_file_location("hostile_inputs", Path(__file__).resolve().parents[1] / "benchmarks" / "hostile_inputs.py")
+_spec = importlib.util.spec_from_file_location(
+    "hostile_inputs", Path(__file__).resolve().parents[1] / "benchmarks" / "hostile_inputs.py"
+)
 hostile = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(hostile)  # type: ignore[union-attr]
 
@@ -25,7 +27,10 @@ def test_decompression_bomb_is_refused_from_its_header(tmp_path: Path) -> None:
     hostile.bomb_png(bomb)
     assert bomb.stat().st_size < 300
     for read in (check_image, open_rgb):
-        with pytest.raises(InputError, match=r"bomb.png: refused as a possible decompression bomb: its header claims 900,000,000 pixels"):
+        with pytest.raises(
+            InputError,
+            match=r"bomb.png: refused as a possible decompression bomb: its header claims 900,000,000 pixels",
+        ):
             read(bomb)
 
 
@@ -56,7 +61,9 @@ def test_every_hostile_input_through_the_cli(tmp_path: Path) -> None:
     """The table benchmarks/hostile_inputs.py writes: refused with exit 2 and a one-line reason, or scored."""
     rows = {r["input"]: r for r in hostile.run_all(tmp_path)}
     for name in ("bomb.png", "truncated.png", "notes.png", "empty.jpg"):
-        assert rows[name]["exit"] == 2 and rows[name]["message"].startswith(f"anovit predict: error: in/{name}: "), rows[name]
+        assert rows[name]["exit"] == 2 and rows[name]["message"].startswith(f"anovit predict: error: in/{name}: "), (
+            rows[name]
+        )
     assert "decompression bomb" in rows["bomb.png"]["message"]
     for name in ("photo.png", "phone.jpg", "deep16.tif", "float32.tif", "print.jpg", "alpha.webp"):
         assert rows[name]["exit"] == 0 and rows[name]["message"].startswith("scored"), rows[name]
@@ -64,7 +71,9 @@ def test_every_hostile_input_through_the_cli(tmp_path: Path) -> None:
     assert rows["all of the above"]["exit"] == 3 and "(6 scored, 4 error rows)" in rows["all of the above"]["message"]
 
 
-def test_predict_skip_keeps_going_and_lists_the_failures(trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_predict_skip_keeps_going_and_lists_the_failures(
+    trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     folder = tmp_path / "in"
     cases = hostile.make_inputs(folder)
     out = tmp_path / "out"
@@ -76,7 +85,9 @@ def test_predict_skip_keeps_going_and_lists_the_failures(trained_run: Path, tmp_
         r = rows[name]
         assert r["verdict"] == "error" and name in r["error"] and r["score"] == "" and r["overlay"] == ""
     scored = [r for r in rows.values() if r["verdict"] != "error"]
-    assert len(scored) == 6 and all(float(r["score"]) > 0 and (out / r["overlay"]).is_file() and r["error"] == "" for r in scored)
+    assert len(scored) == 6 and all(
+        float(r["score"]) > 0 and (out / r["overlay"]).is_file() and r["error"] == "" for r in scored
+    )
     document = json.loads((out / "predictions.json").read_text())
     assert document["n_errors"] == 4 and document["n_images"] == 10
     assert next(p for p in document["predictions"] if p["verdict"] == "error")["score"] is None

@@ -59,7 +59,9 @@ def test_synthesize_changes_only_the_masked_pixels() -> None:
 
 
 def test_blur_anomalies_remove_structure_and_keep_colour() -> None:
-    stripes = (torch.arange(64) // 2 % 2).float().view(1, 1, 1, 64).expand(8, 3, 64, 64).clone()  # 2-px vertical stripes
+    stripes = (
+        (torch.arange(64) // 2 % 2).float().view(1, 1, 1, 64).expand(8, 3, 64, 64).clone()
+    )  # 2-px vertical stripes
     stripes[:, 0] = stripes[:, 0] * 0.5 + 0.25  # a red channel of another mean, which a blur must keep
     corrupted, masks = synthesize(stripes, torch.Generator().manual_seed(3), fraction=1.0, fills=("blur",))
     inside = masks.bool().unsqueeze(1).expand_as(stripes)  # (8, 3, 64, 64)
@@ -76,7 +78,9 @@ def test_blur_anomalies_remove_structure_and_keep_colour() -> None:
     assert torch.equal(visible_change(masks, stripes, corrupted), masks)  # every blurred stripe shows
     flat = torch.full((4, 3, 64, 64), 0.5)  # nothing to blur: the image is unchanged and nothing visibly changed
     corrupted, masks = synthesize(flat, torch.Generator().manual_seed(3), fraction=1.0, fills=("blur",))
-    assert torch.allclose(corrupted, flat, atol=1e-5) and masks.any() and not visible_change(masks, flat, corrupted).any()
+    assert (
+        torch.allclose(corrupted, flat, atol=1e-5) and masks.any() and not visible_change(masks, flat, corrupted).any()
+    )
 
 
 def test_anomaly_fills_are_chosen_and_checked() -> None:
@@ -133,8 +137,16 @@ def test_ssim_matches_scikit_image() -> None:
     metrics = pytest.importorskip("skimage.metrics")
     x = torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(1))
     y = (x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(2))).clamp(0, 1)
-    _, full = metrics.structural_similarity(x[0].numpy(), y[0].numpy(), channel_axis=0, gaussian_weights=True, sigma=1.5,
-                                            use_sample_covariance=False, data_range=1.0, full=True)  # fmt: skip
+    _, full = metrics.structural_similarity(
+        x[0].numpy(),
+        y[0].numpy(),
+        channel_axis=0,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=1.0,
+        full=True,
+    )
     ours = 1 - ssim_map(x, y)[0].numpy()
     inner = (slice(6, -6), slice(6, -6))  # skimage crops differently at the border
     np.testing.assert_allclose(ours[inner], full.mean(axis=0)[inner], atol=2e-3)
@@ -216,8 +228,12 @@ def test_every_objective_trains(objective: str, mvtec_root: Path, tmp_path: Path
     from anovit.runs.train import train_run
 
     base = tiny_run_config(epochs=3)
-    cfg = replace(base, model=replace(base.model, mask_token=objective == "inpaint"), train=replace(base.train, objective=objective, lr=3e-3),
-                  score=replace(base.score, test_masks=4 if objective == "inpaint" else 1))  # fmt: skip
+    cfg = replace(
+        base,
+        model=replace(base.model, mask_token=objective == "inpaint"),
+        train=replace(base.train, objective=objective, lr=3e-3),
+        score=replace(base.score, test_masks=4 if objective == "inpaint" else 1),
+    )
     result = train_run(cfg, mvtec_root, "weave", tmp_path / "run", device="cpu", progress=False)
     losses = [h.train_loss for h in result.history]
     assert losses[-1] < losses[0]
@@ -243,8 +259,12 @@ def method_run(mvtec_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     from anovit.runs.train import train_run
 
     base = tiny_run_config(epochs=2)
-    cfg = replace(base, model=replace(base.model, mask_token=True, reference_layers=(0,)), train=replace(base.train, objective="inpaint"),
-                  score=replace(base.score, kinds=("l2", "ssim", "gms", "feature"), test_masks=4, border=0.1))  # fmt: skip
+    cfg = replace(
+        base,
+        model=replace(base.model, mask_token=True, reference_layers=(0,)),
+        train=replace(base.train, objective="inpaint"),
+        score=replace(base.score, kinds=("l2", "ssim", "gms", "feature"), test_masks=4, border=0.1),
+    )
     run = tmp_path_factory.mktemp("method") / "run"
     train_run(cfg, mvtec_root, "weave", run, device="cpu", progress=False)
     return run
@@ -273,38 +293,62 @@ def test_every_score_exports_to_onnx(method_run: Path, tmp_path: Path) -> None:
     assert result.map_error is not None and result.map_error < 1e-4 and result.score_error < 1e-4
 
 
-def test_weights_come_from_the_variable_else_the_run_falls_back(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_weights_come_from_the_variable_else_the_run_falls_back(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     cfg = resolve_config("tiny")
     assert cfg.model.pretrained and "feature" in cfg.score.kinds
     file = tmp_path / "vit_tiny_patch16_224.safetensors"
     file.write_bytes(b"x")
     monkeypatch.setenv(weights_mod.WEIGHTS_ENV, str(file))
     resolved, where = weights_mod.resolve_encoder_source(cfg)
-    assert resolved.model.encoder_weights == str(file) and not resolved.model.pretrained and "$ANOVIT_ENCODER_WEIGHTS" in where
+    assert (
+        resolved.model.encoder_weights == str(file)
+        and not resolved.model.pretrained
+        and "$ANOVIT_ENCODER_WEIGHTS" in where
+    )
     other = tmp_path / "vit_base_patch16_384.safetensors"
     other.write_bytes(b"x")
     monkeypatch.setenv(weights_mod.WEIGHTS_ENV, str(other))  # a file for another encoder is not used
     monkeypatch.setattr(weights_mod, "hub_weights", lambda encoder: None)  # offline
     resolved, where = weights_mod.resolve_encoder_source(cfg)
     assert resolved.model.encoder_weights is None and not resolved.model.pretrained
-    assert "feature" not in resolved.score.kinds and not resolved.model.reference_layers and "random initialisation" in where
+    assert (
+        "feature" not in resolved.score.kinds
+        and not resolved.model.reference_layers
+        and "random initialisation" in where
+    )
     build_model(resolved.model)  # the fallback builds
 
 
-def test_default_without_weights_trains_the_scratch_preset_with_the_users_options(monkeypatch: pytest.MonkeyPatch,
-                                                                                   tmp_path: Path) -> None:
+def test_default_without_weights_trains_the_scratch_preset_with_the_users_options(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from anovit.models.weights import resolve_run_config
 
     monkeypatch.delenv(weights_mod.WEIGHTS_ENV, raising=False)
     monkeypatch.setattr(weights_mod, "hub_weights", lambda encoder: None)  # offline, nothing cached
-    cfg, where = resolve_run_config("tiny", epochs=3, image_score="max", score=("l2", "feature"), feature_loss=0.5, seed=4)
+    cfg, where = resolve_run_config(
+        "tiny", epochs=3, image_score="max", score=("l2", "feature"), feature_loss=0.5, seed=4
+    )
     scratch = resolve_config("scratch")
     assert cfg.preset == "scratch" and "from-scratch preset 'scratch'" in where and "objective restore" in where
-    assert (cfg.model, cfg.data) == (scratch.model, scratch.data) and not cfg.model.pretrained and not cfg.model.reference_layers
-    assert (cfg.train.epochs, cfg.train.seed, cfg.train.feature_loss, cfg.score.image_score) == (3, 4, 0.0, "max")  # the user's options
+    assert (
+        (cfg.model, cfg.data) == (scratch.model, scratch.data)
+        and not cfg.model.pretrained
+        and not cfg.model.reference_layers
+    )
+    assert (cfg.train.epochs, cfg.train.seed, cfg.train.feature_loss, cfg.score.image_score) == (
+        3,
+        4,
+        0.0,
+        "max",
+    )  # the user's options
     assert cfg.score.kinds == scratch.score.kinds  # the feature score the user asked for needs pretrained features
     build_model(cfg.model)
-    cfg, _ = resolve_run_config("tiny", objective="reconstruct")  # the segmentation head learns from restore's anomalies
+    cfg, _ = resolve_run_config(
+        "tiny", objective="reconstruct"
+    )  # the segmentation head learns from restore's anomalies
     assert cfg.preset == "scratch" and cfg.train.objective == "reconstruct" and "segment" not in cfg.score.kinds
     assert not cfg.model.segment_head and cfg.score.kinds
     # an encoder the user chose keeps its architecture: the same model from a random initialisation
@@ -319,7 +363,9 @@ def test_default_without_weights_trains_the_scratch_preset_with_the_users_option
     assert cfg == resolve_config("tiny", epochs=3, encoder_weights=str(file)) and str(file) in where
 
 
-@pytest.mark.skipif(not SHARED_WEIGHTS.is_file(), reason=f"{SHARED_WEIGHTS} is absent (only the project's machines have it)")
+@pytest.mark.skipif(
+    not SHARED_WEIGHTS.is_file(), reason=f"{SHARED_WEIGHTS} is absent (only the project's machines have it)"
+)
 def test_tiny_preset_keeps_the_pretrained_encoder_as_its_reference() -> None:
     from safetensors.torch import load_file
 
@@ -364,12 +410,50 @@ def test_cli_method_options_reach_the_run(mvtec_root: Path, tmp_path: Path, caps
 
     from anovit.cli import main
 
-    common = ["-q", "train", "--data", str(mvtec_root), "--category", "weave", "--model", "anovit", "--preset", "small",
-              "--image-size", "32", "--epochs", "1", "--batch-size", "4"]  # fmt: skip
-    assert main([*common, "--objective", "restore", "--score", "l2+gms", "--border", "0.05", "--anomalies", "blur+flat",
-                 "--test-flips", "h", "--out", str(tmp_path / "r")]) == 0  # fmt: skip
+    common = [
+        "-q",
+        "train",
+        "--data",
+        str(mvtec_root),
+        "--category",
+        "weave",
+        "--model",
+        "anovit",
+        "--preset",
+        "small",
+        "--image-size",
+        "32",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+    ]
+    assert (
+        main(
+            [
+                *common,
+                "--objective",
+                "restore",
+                "--score",
+                "l2+gms",
+                "--border",
+                "0.05",
+                "--anomalies",
+                "blur+flat",
+                "--test-flips",
+                "h",
+                "--out",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 0
+    )
     cfg = json.loads((tmp_path / "r" / "config.json").read_text())
-    assert cfg["train"]["objective"] == "restore" and cfg["score"]["kinds"] == ["l2", "gms"] and cfg["score"]["border"] == 0.05
+    assert (
+        cfg["train"]["objective"] == "restore"
+        and cfg["score"]["kinds"] == ["l2", "gms"]
+        and cfg["score"]["border"] == 0.05
+    )
     assert cfg["score"]["test_flips"] == "h"
     assert cfg["train"]["anomaly_fills"] == ["blur", "flat"]
     assert len(cfg["score"]["scales"]) == 2

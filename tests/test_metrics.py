@@ -161,8 +161,11 @@ def test_per_defect_metrics_judge_each_type_against_the_normal_images_only() -> 
     good, missed = np.arange(6), np.arange(10, 14)
     rows = np.concatenate([good, missed])
     assert out["missed"]["image_auroc"] == pytest.approx(roc_auc_score(rows >= 10, scores[rows]))
-    exact = roc_auc_score(masks[rows].flatten().numpy(), maps[rows].flatten().numpy())  # normal pixels of good images only
+    exact = roc_auc_score(
+        masks[rows].flatten().numpy(), maps[rows].flatten().numpy()
+    )  # normal pixels of good images only
     assert out["missed"]["pixel_auroc"] == pytest.approx(exact, abs=1e-3) and exact < 0.8
     # a one-class set: the normal class has its own name, the other classes are the "defects"
-    assert list(PerDefectMetrics(["7", "1", "7", "2"], [0, 1, 0, 1]).compute(np.array([0.1, 0.9, 0.2, 0.3]), pixel=False)) == ["1", "2"]
-
+    assert list(
+        PerDefectMetrics(["7", "1", "7", "2"], [0, 1, 0, 1]).compute(np.array([0.1, 0.9, 0.2, 0.3]), pixel=False)
+    ) == ["1", "2"]

@@ -133,7 +133,9 @@ def test_class_per_folder_tree(tmp_path: Path) -> None:
             folder = tmp_path / split / c
             folder.mkdir(parents=True)
             for i in range(n):
-                Image.new("L" if c == "cats" else "RGB", (20, 20), shade if c == "cats" else (shade,) * 3).save(folder / f"{i}.png")
+                Image.new("L" if c == "cats" else "RGB", (20, 20), shade if c == "cats" else (shade,) * 3).save(
+                    folder / f"{i}.png"
+                )
     data = one_class_data("folder", tmp_path, "dogs", image_size=16)
     assert data.class_name == "dogs" and len(data.train) == 5
     assert data.test.labels.tolist() == [1, 1, 0, 0]  # cats (sorted first) are the anomalies

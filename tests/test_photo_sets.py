@@ -12,7 +12,9 @@ from PIL import Image
 from anovit.data import mvtec_samples
 
 pytest.importorskip("skimage")
-_spec = importlib.util.spec_from_file_location("photo_sets", Path(__file__).resolve().parents[1] / "benchmarks" / "photo_sets.py")
+_spec = importlib.util.spec_from_file_location(
+    "photo_sets", Path(__file__).resolve().parents[1] / "benchmarks" / "photo_sets.py"
+)
 photo_sets = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(photo_sets)
 
@@ -30,6 +32,9 @@ def test_photo_set_is_mvtec_layout_with_unseen_test_crops(tmp_path: Path) -> Non
     split = int(photo.shape[0] * photo_sets.SPLIT)
     for s in [s for s in test if s.label == 0]:
         corner = np.asarray(Image.open(s.image).convert("L"))[:8, :8]
-        hits = [y for img in (photo, photo[:, ::-1])
-                for y in np.nonzero(np.all(np.lib.stride_tricks.sliding_window_view(img, (8, 8)) == corner, axis=(2, 3)))[0]]  # fmt: skip
+        hits = [
+            y
+            for img in (photo, photo[:, ::-1])
+            for y in np.nonzero(np.all(np.lib.stride_tricks.sliding_window_view(img, (8, 8)) == corner, axis=(2, 3)))[0]
+        ]
         assert hits and min(hits) >= split

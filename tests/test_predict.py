@@ -28,13 +28,23 @@ def _mixed_folder(root: Path, weave_image: Path) -> dict[str, tuple[int, int]]:
     Image.fromarray(rng.integers(0, 65535, (33, 45), dtype=np.uint16)).save(root / "sub" / "deep.png")
     Image.fromarray(rng.integers(0, 255, (90, 60, 3), dtype=np.uint8)).save(root / "photo.jpg")
     shutil.copy(weave_image, root / "weave.png")  # the model's own size, 32 x 32
-    return {"grey": (70, 50), "rgba": (100, 40), "sub/palette": (48, 64), "sub/deep": (45, 33), "photo": (60, 90), "weave": (32, 32)}
+    return {
+        "grey": (70, 50),
+        "rgba": (100, 40),
+        "sub/palette": (48, 64),
+        "sub/deep": (45, 33),
+        "photo": (60, 90),
+        "weave": (32, 32),
+    }
 
 
 def test_predict_on_a_folder_of_mixed_sizes_and_modes(trained_run: Path, mvtec_root: Path, tmp_path: Path) -> None:
     sizes = _mixed_folder(tmp_path / "in", mvtec_root / "weave" / "test" / "crack" / "000.png")
     out = tmp_path / "out"
-    assert main(["-q", "predict", "--run", str(trained_run), str(tmp_path / "in"), "--out", str(out), "--device", "cpu"]) == 0
+    assert (
+        main(["-q", "predict", "--run", str(trained_run), str(tmp_path / "in"), "--out", str(out), "--device", "cpu"])
+        == 0
+    )
     thresholds = load_thresholds(trained_run)
     document = json.loads((out / "predictions.json").read_text())
     rows = list(csv.DictReader((out / "predictions.csv").open()))
@@ -55,13 +65,47 @@ def test_predict_on_a_folder_of_mixed_sizes_and_modes(trained_run: Path, mvtec_r
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_predict_score_equals_the_test_score(trained_run: Path, mvtec_root: Path, tmp_path: Path, precision: str) -> None:
+def test_predict_score_equals_the_test_score(
+    trained_run: Path, mvtec_root: Path, tmp_path: Path, precision: str
+) -> None:
     """An image at the model's size gets the score ``anovit test`` gives it, when both run at the same precision."""
-    assert main(["-q", "test", "--run", str(trained_run), "--data", str(mvtec_root), "--category", "weave",
-                 "--out", str(tmp_path / "eval"), "--precision", precision]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "-q",
+                "test",
+                "--run",
+                str(trained_run),
+                "--data",
+                str(mvtec_root),
+                "--category",
+                "weave",
+                "--out",
+                str(tmp_path / "eval"),
+                "--precision",
+                precision,
+            ]
+        )
+        == 0
+    )
     tested = {r["image"]: float(r["score"]) for r in csv.DictReader((tmp_path / "eval" / "scores.csv").open())}
     folder = mvtec_root / "weave" / "test" / "crack"
-    assert main(["-q", "predict", "--run", str(trained_run), str(folder), "--out", str(tmp_path / "p"), "--precision", precision]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "predict",
+                "--run",
+                str(trained_run),
+                str(folder),
+                "--out",
+                str(tmp_path / "p"),
+                "--precision",
+                precision,
+            ]
+        )
+        == 0
+    )
     for row in json.loads((tmp_path / "p" / "predictions.json").read_text())["predictions"]:
         # Batches of 8 here and 16 there: in bf16 the kernels may block them differently, within bf16's rounding.
         assert row["score"] == pytest.approx(tested[row["image"]], rel=1e-5 if precision == "fp32" else 2e-2)
@@ -81,7 +125,10 @@ def test_predict_bad_input_is_one_line(trained_run: Path, tmp_path: Path, capsys
     assert main(["-q", "predict", "--run", str(trained_run), str(tmp_path / "in"), "--out", str(tmp_path / "o")]) == 2
     assert "a_fine.png: cannot be read as an image" in capsys.readouterr().err
     assert not (tmp_path / "o" / "predictions.json").exists()
-    assert main(["-q", "predict", "--run", str(trained_run), str(tmp_path / "missing.png"), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(["-q", "predict", "--run", str(trained_run), str(tmp_path / "missing.png"), "--out", str(tmp_path / "o")])
+        == 2
+    )
     assert "no such file or folder" in capsys.readouterr().err
     no_thresholds = tmp_path / "run"
     shutil.copytree(trained_run, no_thresholds)
@@ -102,7 +149,9 @@ def test_collect_inputs_names_are_unique(tmp_path: Path) -> None:
         collect_inputs([tmp_path / "empty"])
 
 
-def test_train_writes_fallback_thresholds_and_calibrate_uses_anomalies(trained_run: Path, mvtec_root: Path, tmp_path: Path) -> None:
+def test_train_writes_fallback_thresholds_and_calibrate_uses_anomalies(
+    trained_run: Path, mvtec_root: Path, tmp_path: Path
+) -> None:
     hold_out = load_thresholds(trained_run)
     assert hold_out.image_method == "normal-quantile" and hold_out.n_anomalous == 0 and hold_out.notes
     run = tmp_path / "run"
@@ -137,11 +186,45 @@ def test_labelled_folder_layouts(mvtec_root: Path, tmp_path: Path) -> None:
 
 def test_train_with_a_validation_folder_sets_f1_thresholds(mvtec_root: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    code = main(["-q", "train", "--data", str(mvtec_root), "--category", "weave", "--model", "cae", "--image-size", "32",
-                 "--epochs", "1", "--batch-size", "4", "--val", str(mvtec_root / "weave" / "test"), "--out", str(run)])  # fmt: skip
+    code = main(
+        [
+            "-q",
+            "train",
+            "--data",
+            str(mvtec_root),
+            "--category",
+            "weave",
+            "--model",
+            "cae",
+            "--image-size",
+            "32",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--val",
+            str(mvtec_root / "weave" / "test"),
+            "--out",
+            str(run),
+        ]
+    )
     assert code == 0
     t = load_thresholds(run)
     assert t.image_method == "f1-max" and t.n_anomalous == 8 and str(mvtec_root / "weave" / "test") in t.source
-    code = main(["-q", "train", "--data", str(mvtec_root), "--category", "weave", "--model", "cae",
-                 "--val", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r2")])  # fmt: skip
+    code = main(
+        [
+            "-q",
+            "train",
+            "--data",
+            str(mvtec_root),
+            "--category",
+            "weave",
+            "--model",
+            "cae",
+            "--val",
+            str(tmp_path / "nowhere"),
+            "--out",
+            str(tmp_path / "r2"),
+        ]
+    )
     assert code == 2 and not (tmp_path / "r2").exists()  # checked before training

@@ -24,9 +24,17 @@ from tests.conftest import tiny_run_config
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--enable-logging=stderr", "--v=0",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--enable-logging=stderr",
+    "--v=0",
+]
 ONNX_TOLERANCE = 1e-4  # max |ONNX - PyTorch| on score maps and image scores (measured ~1e-7)
 
 
@@ -41,7 +49,21 @@ def test_gallery_order_puts_the_worst_misses_first() -> None:
 @pytest.fixture(scope="module")
 def report(trained_run: Path, mvtec_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("report")
-    code = main(["-q", "test", "--run", str(trained_run), "--data", str(mvtec_root), "--category", "weave", "--out", str(out), "--report"])
+    code = main(
+        [
+            "-q",
+            "test",
+            "--run",
+            str(trained_run),
+            "--data",
+            str(mvtec_root),
+            "--category",
+            "weave",
+            "--out",
+            str(out),
+            "--report",
+        ]
+    )
     assert code == 0
     return out / "report.html"
 
@@ -53,26 +75,36 @@ def test_report_is_self_contained(report: Path) -> None:
     assert "image AUROC" in page and "AUPRO" in page and "run threshold" in page
     per_defect = json.loads((report.parent / "metrics.json").read_text())["per_defect"]
     assert len(per_defect) > 1 and "Per defect type" in page
-    assert all(f"<td>{d}</td><td class=\"num\">{m['n_images']}</td>" in page for d, m in per_defect.items())
+    assert all(f'<td>{d}</td><td class="num">{m["n_images"]}</td>' in page for d, m in per_defect.items())
     # Nothing to fetch: every src is inline data, no link to another file or host.
     assert all(src.startswith("data:") for src in re.findall(r'\bsrc="([^"]*)"', page))
     assert not re.search(r'(href|src)="(https?:)?//', page) and "<link" not in page and "@import" not in page
 
 
-@pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason="chromium not installed (.ci/run installs it)")
+@pytest.mark.skipif(
+    CHROMIUM is None and not os.environ.get("CI"), reason="chromium not installed (.ci/run installs it)"
+)
 def test_report_in_headless_chromium(report: Path, tmp_path: Path) -> None:
     """It opens from disk, its script runs without a console message or error, and shows the gallery."""
     assert CHROMIUM is not None, "CI must install chromium (see .ci/run)"
     profile = ["--user-data-dir=" + str(tmp_path / "profile")]
-    dom = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, *profile, "--dump-dom", report.as_uri()],
-                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    dom = subprocess.run(
+        [CHROMIUM, *CHROMIUM_FLAGS, *profile, "--dump-dom", report.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert "CONSOLE" not in dom.stderr and "Uncaught" not in dom.stderr, dom.stderr[-2000:]
     assert 'data-ready="12"' in dom.stdout  # the script ran to its end and found the 12 cards
     assert dom.stdout.count('class="card') == 12 and 'id="gallery"' in dom.stdout
     shot = tmp_path / "report.png"
-    run = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, *profile, "--window-size=1280,2000", f"--screenshot={shot}", report.as_uri()],
-                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    run = subprocess.run(
+        [CHROMIUM, *CHROMIUM_FLAGS, *profile, "--window-size=1280,2000", f"--screenshot={shot}", report.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0 and shot.stat().st_size > 10_000
     pixels = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(shot).convert("RGB"))
     assert pixels.std() > 10  # a rendered page, not a blank one
@@ -109,7 +141,9 @@ def test_onnx_export_matches_pytorch(model: str, request: pytest.FixtureRequest,
     assert float(meta["image_threshold"]) == load_thresholds(run).image
 
 
-def _exported_with_score(trained_run: Path, tmp_path: Path, images: torch.Tensor, **score: str) -> tuple[Path, np.ndarray, np.ndarray]:
+def _exported_with_score(
+    trained_run: Path, tmp_path: Path, images: torch.Tensor, **score: str
+) -> tuple[Path, np.ndarray, np.ndarray]:
     """A copy of the run with ``score`` set in its config.json, exported to ONNX (checked by export_onnx itself)
     -> (the copy, the ONNX maps and image scores of ``images``)."""
     import onnxruntime as ort
@@ -129,7 +163,7 @@ def _exported_with_score(trained_run: Path, tmp_path: Path, images: torch.Tensor
 def test_onnx_export_keeps_a_top_share_image_score(trained_run: Path, tmp_path: Path) -> None:
     images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(4))
     _, maps, scores = _exported_with_score(trained_run, tmp_path, images, image_score="top5")
-    top = np.sort(maps.reshape(3, -1), axis=1)[:, -round(0.05 * 32 * 32):]  # the 51 highest of 1,024 pixels
+    top = np.sort(maps.reshape(3, -1), axis=1)[:, -round(0.05 * 32 * 32) :]  # the 51 highest of 1,024 pixels
     np.testing.assert_allclose(scores, top.mean(1), rtol=1e-5)
     assert not np.allclose(scores, maps.reshape(3, -1).max(1))
 

@@ -44,7 +44,10 @@ def _augmenting(ds: ImageDataset) -> ImageDataset:
 
 @pytest.mark.parametrize(
     "model, objective, segment_head",
-    [("cae", "reconstruct", False), ("anovit", "restore", True)],  # restore: synthetic anomalies drawn from the saved generator
+    [
+        ("cae", "reconstruct", False),
+        ("anovit", "restore", True),
+    ],  # restore: synthetic anomalies drawn from the saved generator
 )
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(
     mvtec_root: Path, tmp_path: Path, model: str, objective: str, segment_head: bool
@@ -58,9 +61,26 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(
 
     torch.manual_seed(0)
     first = build_model(model_cfg)
-    fit(first, _augmenting(train), train.subset(range(3)), replace(cfg, epochs=2), CPU, run_dir=tmp_path / "b", progress=False)
+    fit(
+        first,
+        _augmenting(train),
+        train.subset(range(3)),
+        replace(cfg, epochs=2),
+        CPU,
+        run_dir=tmp_path / "b",
+        progress=False,
+    )
     resumed = build_model(model_cfg)  # a fresh init: everything comes from the checkpoint
-    history = fit(resumed, _augmenting(train), train.subset(range(3)), cfg, CPU, run_dir=tmp_path / "b", progress=False, resume=True)
+    history = fit(
+        resumed,
+        _augmenting(train),
+        train.subset(range(3)),
+        cfg,
+        CPU,
+        run_dir=tmp_path / "b",
+        progress=False,
+        resume=True,
+    )
     assert [h.epoch for h in history] == [1, 2, 3, 4]
     a, b = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
     assert any(k.startswith("segmenter.") for k in a) == segment_head
@@ -72,8 +92,29 @@ EPOCHS = 100
 
 
 def _train_cmd(root: Path, run: Path, epochs: int) -> list[str]:
-    return [sys.executable, "-m", "anovit", "-q", "train", "--data", str(root), "--category", "weave", "--model", "cae",
-            "--image-size", "32", "--epochs", str(epochs), "--batch-size", "4", "--seed", "3", "--out", str(run)]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "anovit",
+        "-q",
+        "train",
+        "--data",
+        str(root),
+        "--category",
+        "weave",
+        "--model",
+        "cae",
+        "--image-size",
+        "32",
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        "4",
+        "--seed",
+        "3",
+        "--out",
+        str(run),
+    ]
 
 
 def test_kill_mid_run_then_resume(mvtec_root: Path, tmp_path: Path) -> None:
@@ -122,7 +163,16 @@ def test_corrupt_or_foreign_checkpoints_are_named(tmp_path: Path, mvtec_root: Pa
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "checkpoint.pt").write_bytes(b"garbage")
     with pytest.raises(InputError, match="checkpoint.pt: cannot resume from this file"):
-        fit(cae, train, None, TrainConfig(epochs=1, precision="fp32"), CPU, run_dir=tmp_path / "run", progress=False, resume=True)
+        fit(
+            cae,
+            train,
+            None,
+            TrainConfig(epochs=1, precision="fp32"),
+            CPU,
+            run_dir=tmp_path / "run",
+            progress=False,
+            resume=True,
+        )
 
 
 class _NaNAfter(torch.nn.Module):
@@ -142,8 +192,18 @@ class _NaNAfter(torch.nn.Module):
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(mvtec_root: Path, tmp_path: Path) -> None:
     train, _ = _data(mvtec_root)
     model = _NaNAfter(build_model(tiny_model_config("cae")), n=7)  # 3 steps an epoch: NaN in epoch 3
-    with pytest.raises(TrainingDiverged, match=r"at step 6 \(epoch 3\); training stopped; the last good checkpoint \(epoch 2\)"):
-        fit(model, train, None, TrainConfig(epochs=5, batch_size=4, precision="fp32"), CPU, run_dir=tmp_path, progress=False)
+    with pytest.raises(
+        TrainingDiverged, match=r"at step 6 \(epoch 3\); training stopped; the last good checkpoint \(epoch 2\)"
+    ):
+        fit(
+            model,
+            train,
+            None,
+            TrainConfig(epochs=5, batch_size=4, precision="fp32"),
+            CPU,
+            run_dir=tmp_path,
+            progress=False,
+        )
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == 2 and all(torch.isfinite(v).all() for v in state["model"].values())
 
@@ -187,8 +247,14 @@ def _ddp_worker(rank: int, world: int, port: int, root: str, out: str) -> None:
         fit(model, train, train.subset(range(3)), cfg, CPU, run_dir=Path(out) / "run", progress=False)
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, f"{out}/rank{rank}.safetensors")
         result = evaluate(model, test, ScoreConfig(sigma=1.0), CPU, progress=False)
-        torch.save({"scores": torch.from_numpy(result.image_scores), "image_auroc": result.image_auroc,
-                    "pixel_auroc": result.pixel_auroc}, f"{out}/eval{rank}.pt")  # fmt: skip
+        torch.save(
+            {
+                "scores": torch.from_numpy(result.image_scores),
+                "image_auroc": result.image_auroc,
+                "pixel_auroc": result.pixel_auroc,
+            },
+            f"{out}/eval{rank}.pt",
+        )
     finally:
         tdist.destroy_process_group()
 
@@ -213,12 +279,36 @@ def test_ddp_two_ranks_identical_weights_and_sharded_eval_equals_single(mvtec_ro
 
 def test_torchrun_runs_the_same_train_command(mvtec_root: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "anovit",
-           "-q", "train", "--data", str(mvtec_root), "--category", "weave", "--model", "cae", "--image-size", "32",
-           "--epochs", "2", "--batch-size", "2", "--out", str(run)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "anovit",
+        "-q",
+        "train",
+        "--data",
+        str(mvtec_root),
+        "--category",
+        "weave",
+        "--model",
+        "cae",
+        "--image-size",
+        "32",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "2",
+        "--out",
+        str(run),
+    ]
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    ours = [ln for ln in out.stderr.splitlines() if not ln[:1] in "WEI" or "anovit" in ln]  # without torchrun's own log lines
+    ours = [
+        ln for ln in out.stderr.splitlines() if ln[:1] not in "WEI" or "anovit" in ln
+    ]  # without torchrun's own log lines
     assert out.returncode == 0, "\n".join(ours)[-3000:] + "\n---\n" + out.stderr[-1500:]
     assert len((run / "log.csv").read_text().splitlines()) == 3 and (run / "model.safetensors").is_file()
 
@@ -291,8 +381,13 @@ def _ddp_nan_worker(rank: int, world: int, port: int, root: str, out: str) -> No
 
 
 def test_ddp_nan_on_one_rank_stops_every_rank_with_the_same_message(mvtec_root: Path, tmp_path: Path) -> None:
-    ctx = mp.start_processes(_ddp_nan_worker, args=(2, _free_port(), str(mvtec_root), str(tmp_path)), nprocs=2,
-                             join=False, start_method="spawn")  # fmt: skip
+    ctx = mp.start_processes(
+        _ddp_nan_worker,
+        args=(2, _free_port(), str(mvtec_root), str(tmp_path)),
+        nprocs=2,
+        join=False,
+        start_method="spawn",
+    )
     deadline = time.time() + 180
     while not ctx.join(timeout=1):
         if time.time() > deadline:  # the bug this guards against: the healthy rank waits forever
@@ -301,4 +396,7 @@ def test_ddp_nan_on_one_rank_stops_every_rank_with_the_same_message(mvtec_root: 
             pytest.fail("a rank hung after the other saw a NaN loss")
     messages = [(tmp_path / f"rank{r}.txt").read_text() for r in (0, 1)]
     assert messages[0] == messages[1], messages
-    assert "the loss became nan on rank 1 at step 3 (epoch 2); training stopped; the last good checkpoint (epoch 1)" in messages[0]
+    assert (
+        "the loss became nan on rank 1 at step 3 (epoch 2); training stopped; the last good checkpoint (epoch 1)"
+        in messages[0]
+    )

@@ -59,7 +59,8 @@ def test_planted_defect_ranks_highest() -> None:
 
 
 class _BlankTopLeft(torch.nn.Module):
-    """A 'reconstruction' that blanks the top-left quarter of what it is given: its error sits in that corner of each view."""
+    """A 'reconstruction' that blanks the top-left quarter of what it is given: its error sits in that corner of each
+    view."""
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         out = images.clone()

@@ -70,7 +70,9 @@ def test_segment_head_learns_where_the_synthetic_anomalies_are() -> None:
 def test_segmentation_loss_does_not_steer_the_restoration() -> None:
     cfg = tiny_run_config()
     model = build_model(replace(cfg.model, segment_head=True))
-    step = build_objective(replace(cfg.train, objective="restore", anomaly_fraction=1.0))(model, torch.rand(4, 3, 32, 32), torch.Generator())
+    step = build_objective(replace(cfg.train, objective="restore", anomaly_fraction=1.0))(
+        model, torch.rand(4, 3, 32, 32), torch.Generator()
+    )
     segmentation_loss(model, step).backward()
     assert all(p.grad is None or not p.grad.any() for p in model.decoder.parameters())
     assert all(p.grad is None or not p.grad.any() for p in model.encoder.parameters())
@@ -96,7 +98,9 @@ def test_segment_score_is_checked_against_objective_and_model() -> None:
     other = resolve_config("scratch", objective="reconstruct")
     assert other.score.kinds == ("gms",) and not other.model.segment_head
     assert resolve_config("scratch", objective="inpaint", score=("l2",)).score.kinds == ("l2",)
-    default = resolve_config("tiny", encoder_weights="vit.safetensors")  # the CPU default carries the head at half scale
+    default = resolve_config(
+        "tiny", encoder_weights="vit.safetensors"
+    )  # the CPU default carries the head at half scale
     assert default.model.segment_head and default.model.segment_scale == 2 and "segment" in default.score.kinds
     paper_objective = resolve_config("tiny", encoder_weights="vit.safetensors", objective="reconstruct")
     assert paper_objective.score.kinds == ("feature",) and not paper_objective.model.segment_head
@@ -117,8 +121,12 @@ def segment_run(mvtec_root: Path, tmp_path_factory: pytest.TempPathFactory, requ
     from anovit.runs.train import train_run
 
     base = tiny_run_config(epochs=2)
-    cfg = replace(base, model=replace(base.model, segment_head=True, segment_scale=request.param),
-                  train=replace(base.train, objective="restore"), score=replace(base.score, kinds=("l2", "segment")))  # fmt: skip
+    cfg = replace(
+        base,
+        model=replace(base.model, segment_head=True, segment_scale=request.param),
+        train=replace(base.train, objective="restore"),
+        score=replace(base.score, kinds=("l2", "segment")),
+    )
     run = tmp_path_factory.mktemp("segment") / "run"
     train_run(cfg, mvtec_root, "weave", run, device="cpu", progress=False)
     return run

@@ -39,9 +39,28 @@ def _free_port() -> int:
 def server(trained_run: Path) -> str:
     """``anovit serve`` in its own process, as a user starts it; yields its base URL."""
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "anovit", "-q", "serve", "--run", str(trained_run), "--port", str(port),
-                             "--max-batch", "8", "--max-wait-ms", "20", "--max-bytes", str(MAX_BYTES)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "anovit",
+            "-q",
+            "serve",
+            "--run",
+            str(trained_run),
+            "--port",
+            str(port),
+            "--max-batch",
+            "8",
+            "--max-wait-ms",
+            "20",
+            "--max-bytes",
+            str(MAX_BYTES),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -79,7 +98,9 @@ def test_predict_over_http_equals_the_cli(server: str, trained_run: Path, mvtec_
     files = _inputs(mvtec_root, tmp_path / "in")
     assert main(["-q", "predict", "--run", str(trained_run), str(tmp_path / "in"), "--out", str(tmp_path / "cli")]) == 0
     cli = {Path(r["image"]).name: r for r in csv.DictReader((tmp_path / "cli" / "predictions.csv").open())}
-    multipart = [("images", (f.name, f.read_bytes(), "image/jpeg" if f.suffix == ".jpg" else "image/png")) for f in files]
+    multipart = [
+        ("images", (f.name, f.read_bytes(), "image/jpeg" if f.suffix == ".jpg" else "image/png")) for f in files
+    ]
     response = httpx.post(f"{server}/v1/runs/{trained_run.name}/predict?overlay=png", files=multipart, timeout=60)
     assert response.status_code == 200, response.text
     body = response.json()
@@ -87,16 +108,27 @@ def test_predict_over_http_equals_the_cli(server: str, trained_run: Path, mvtec_
     for item in body["images"]:
         row = cli[item["name"]]
         assert item["score"] == pytest.approx(float(row["score"]), rel=1e-5)
-        assert item["verdict"] == row["verdict"] and (item["width"], item["height"]) == (int(row["width"]), int(row["height"]))
+        assert item["verdict"] == row["verdict"] and (item["width"], item["height"]) == (
+            int(row["width"]),
+            int(row["height"]),
+        )
         assert item["anomalous_fraction"] == pytest.approx(float(row["anomalous_fraction"]), abs=1e-6)
         mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(item["mask"].split(",", 1)[1]))))
         np.testing.assert_array_equal(mask, np.asarray(Image.open(tmp_path / "cli" / row["mask"])))
         overlay = Image.open(io.BytesIO(base64.b64decode(item["overlay"].split(",", 1)[1])))
         assert overlay.size == (item["width"], item["height"]) and overlay.mode == "RGB"
     # One image as the raw body, without overlays.
-    raw = httpx.post(f"{server}/v1/runs/{trained_run.name}/predict", content=files[1].read_bytes(), headers={"content-type": "image/png"})
+    raw = httpx.post(
+        f"{server}/v1/runs/{trained_run.name}/predict",
+        content=files[1].read_bytes(),
+        headers={"content-type": "image/png"},
+    )
     item = raw.json()["images"][0]
-    assert raw.status_code == 200 and "overlay" not in item and item["score"] == pytest.approx(float(cli["spot.png"]["score"]), rel=1e-5)
+    assert (
+        raw.status_code == 200
+        and "overlay" not in item
+        and item["score"] == pytest.approx(float(cli["spot.png"]["score"]), rel=1e-5)
+    )
 
 
 def test_concurrent_requests_are_batched_and_all_answered(server: str, trained_run: Path, mvtec_root: Path) -> None:
@@ -115,13 +147,15 @@ def test_concurrent_requests_are_batched_and_all_answered(server: str, trained_r
 
 def _metric(server: str, name: str) -> float:
     text = httpx.get(f"{server}/metrics").text
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + "{") or line.startswith(name + " "))
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith((name + "{", name + " ")))
 
 
 def test_bad_input_gets_a_4xx_and_one_json_line(server: str, trained_run: Path, tmp_path: Path) -> None:
     from importlib.util import module_from_spec, spec_from_file_location
 
-    spec = spec_from_file_location("hostile_inputs", Path(__file__).resolve().parents[1] / "benchmarks" / "hostile_inputs.py")
+    spec = spec_from_file_location(
+        "hostile_inputs", Path(__file__).resolve().parents[1] / "benchmarks" / "hostile_inputs.py"
+    )
     hostile = module_from_spec(spec)
     spec.loader.exec_module(hostile)  # type: ignore[union-attr]
     hostile.bomb_png(tmp_path / "bomb.png")
@@ -129,10 +163,26 @@ def test_bad_input_gets_a_4xx_and_one_json_line(server: str, trained_run: Path, 
     Image.new("RGB", (40, 40), (120, 90, 60)).save(good, format="PNG")
     url = f"{server}/v1/runs/{trained_run.name}/predict"
     cases = {
-        "not an image": (400, {"content": b"hello", "headers": {"content-type": "image/png"}}, "cannot be read as an image"),
-        "truncated": (400, {"content": good.getvalue()[:60], "headers": {"content-type": "image/png"}}, "cannot be read as an image"),
-        "bomb": (413, {"content": (tmp_path / "bomb.png").read_bytes(), "headers": {"content-type": "image/png"}}, "decompression bomb"),
-        "too large": (413, {"content": b"\0" * (MAX_BYTES + 1), "headers": {"content-type": "image/png"}}, "larger than the limit"),
+        "not an image": (
+            400,
+            {"content": b"hello", "headers": {"content-type": "image/png"}},
+            "cannot be read as an image",
+        ),
+        "truncated": (
+            400,
+            {"content": good.getvalue()[:60], "headers": {"content-type": "image/png"}},
+            "cannot be read as an image",
+        ),
+        "bomb": (
+            413,
+            {"content": (tmp_path / "bomb.png").read_bytes(), "headers": {"content-type": "image/png"}},
+            "decompression bomb",
+        ),
+        "too large": (
+            413,
+            {"content": b"\0" * (MAX_BYTES + 1), "headers": {"content-type": "image/png"}},
+            "larger than the limit",
+        ),
         "wrong type": (415, {"content": b"{}", "headers": {"content-type": "application/json"}}, "content type"),
         "empty": (400, {"content": b"", "headers": {"content-type": "image/png"}}, "empty body"),
         "no files": (400, {"files": {"note": (None, "a text field, no file")}}, "no image files"),
@@ -141,12 +191,19 @@ def test_bad_input_gets_a_4xx_and_one_json_line(server: str, trained_run: Path, 
         response = httpx.post(url, timeout=30, **kwargs)
         assert response.status_code == status, (what, response.text)
         assert message in response.json()["error"] and "\n" not in response.text.strip(), (what, response.text)
-    unknown = httpx.post(f"{server}/v1/runs/nope/predict", content=good.getvalue(), headers={"content-type": "image/png"})
+    unknown = httpx.post(
+        f"{server}/v1/runs/nope/predict", content=good.getvalue(), headers={"content-type": "image/png"}
+    )
     assert unknown.status_code == 404 and trained_run.name in unknown.json()["error"]
     assert httpx.get(f"{server}/healthz").json()["status"] == "ok"  # nothing crashed it
     metrics = httpx.get(f"{server}/metrics").text
-    for name in ("anovit_requests_total", "anovit_request_seconds_bucket", "anovit_batch_size_bucket", "anovit_queue_depth",
-                 'anovit_errors_total{reason="too_large"}'):  # fmt: skip
+    for name in (
+        "anovit_requests_total",
+        "anovit_request_seconds_bucket",
+        "anovit_batch_size_bucket",
+        "anovit_queue_depth",
+        'anovit_errors_total{reason="too_large"}',
+    ):
         assert name in metrics, name
 
 
@@ -198,12 +255,17 @@ def test_python_api_takes_paths_pil_numpy_and_tensors(trained_run: Path, mvtec_r
     rgb = np.array(Image.open(path).convert("RGB"))
     results = run.predict([path, Image.open(path), rgb, torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0])
     assert len({round(r.score, 5) for r in results}) == 1 and all(isinstance(r, anovit.ImageResult) for r in results)
-    assert results[0].anomaly_map.shape == results[0].mask.shape == (32, 32) and results[0].verdict in ("normal", "anomalous")
+    assert results[0].anomaly_map.shape == results[0].mask.shape == (32, 32) and results[0].verdict in (
+        "normal",
+        "anomalous",
+    )
     with pytest.raises(anovit.InputError, match="expected a path, PIL image"):
         run.predict(12)
 
 
-@pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason="chromium not installed (.ci/run installs it)")
+@pytest.mark.skipif(
+    CHROMIUM is None and not os.environ.get("CI"), reason="chromium not installed (.ci/run installs it)"
+)
 def test_web_page_in_headless_chromium(server: str, mvtec_root: Path, tmp_path: Path) -> None:
     """Upload two images on the page; the verdicts, scores and overlays appear; no console error."""
     assert CHROMIUM is not None, "CI must install chromium (see .ci/run)"
@@ -213,9 +275,19 @@ def test_web_page_in_headless_chromium(server: str, mvtec_root: Path, tmp_path: 
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page()
-        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None)
+        page.on(
+            "console",
+            lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None,
+        )
         page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-        page.on("request", lambda r: problems.append(f"outside request {r.url}") if not r.url.startswith((server, "blob:", "data:")) else None)
+        page.on(
+            "request",
+            lambda r: (
+                problems.append(f"outside request {r.url}")
+                if not r.url.startswith((server, "blob:", "data:"))
+                else None
+            ),
+        )
         page.goto(server + "/")
         page.wait_for_selector("body[data-ready='1']", timeout=30_000)
         page.set_input_files("#file", [str(f) for f in files])

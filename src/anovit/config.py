@@ -19,10 +19,12 @@ Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Objective = Literal["reconstruct", "inpaint", "restore"]
 OBJECTIVES: tuple[str, ...] = ("reconstruct", "inpaint", "restore")
 SCORE_KINDS: tuple[str, ...] = ("l2", "ssim", "gms", "feature", "segment")
-# test-time flips (ScoreConfig.test_flips): the maps of the image and of these flips of it, each flipped back, are averaged
+# test-time flips (ScoreConfig.test_flips): the maps of the image and of these flips of it, each flipped back, are
+# averaged
 TestFlips = Literal["none", "h", "v", "hv"]
 TEST_FLIPS: tuple[str, ...] = ("none", "h", "v", "hv")
-# restore's synthetic anomaly fills (anovit.training.anomalies); a config.json without anomaly_fills was trained before "blur"
+# restore's synthetic anomaly fills (anovit.training.anomalies); a config.json without anomaly_fills was trained before
+# "blur"
 PRE_BLUR_FILLS: tuple[str, ...] = ("patch", "shift", "colour", "noise", "flat")
 ANOMALY_FILLS: tuple[str, ...] = (*PRE_BLUR_FILLS, "blur")
 
@@ -51,7 +53,8 @@ class ModelConfig:
     # A light segmentation head on (image, reconstruction), trained on the restore objective's
     # synthetic anomalies (the ``segment`` score; anovit.models.segmenter).
     segment_head: bool = False
-    # The head sees the pair downscaled by this factor and upsamples its map back (2: a quarter of the pixels, ~1/7 of the time).
+    # The head sees the pair downscaled by this factor and upsamples its map back (2: a quarter of the pixels, ~1/7 of
+    # the time).
     segment_scale: int = 1
 
 
@@ -124,7 +127,8 @@ class ScoreConfig:
 
 
 def image_score_share(name: str) -> float:
-    """The share of the map's pixels an image score averages: ``max`` -> 0 (one pixel), ``mean`` -> 1, ``top5`` -> 0.05."""
+    """The share of the map's pixels an image score averages: ``max`` -> 0 (one pixel), ``mean`` -> 1, ``top5`` ->
+    0.05."""
     if name == "max":
         return 0.0
     if name == "mean":
@@ -134,7 +138,9 @@ def image_score_share(name: str) -> float:
     except ValueError:
         share = -1.0
     if not 0 < share <= 1:
-        raise InputError(f"--image-score {name}: expected max (the paper), mean, or topP with P a percentage in (0, 100], e.g. top5")
+        raise InputError(
+            f"--image-score {name}: expected max (the paper), mean, or topP with P a percentage in (0, 100], e.g. top5"
+        )
     return share
 
 
@@ -154,7 +160,10 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
-        train = {"anomaly_fills": list(PRE_BLUR_FILLS), **raw["train"]}  # older runs were trained (and resume) without blur
+        train = {
+            "anomaly_fills": list(PRE_BLUR_FILLS),
+            **raw["train"],
+        }  # older runs were trained (and resume) without blur
         return cls(
             model=_build(ModelConfig, raw["model"]),
             data=_build(DataConfig, raw["data"]),
@@ -182,11 +191,15 @@ def _check_score_names(score: ScoreConfig) -> None:
     """ValueError unless the score's map kinds and image score are names the scoring knows."""
     unknown = [k for k in score.kinds if k not in SCORE_KINDS]
     if unknown:
-        raise ValueError(f"ScoreConfig.kinds has {', '.join(map(repr, unknown))}; expected names from {', '.join(SCORE_KINDS)}")
+        raise ValueError(
+            f"ScoreConfig.kinds has {', '.join(map(repr, unknown))}; expected names from {', '.join(SCORE_KINDS)}"
+        )
     try:
         image_score_share(score.image_score)
     except InputError:
-        raise ValueError(f"ScoreConfig.image_score is {score.image_score!r}; expected max, mean or topP (P in (0, 100])") from None
+        raise ValueError(
+            f"ScoreConfig.image_score is {score.image_score!r}; expected max, mean or topP (P in (0, 100])"
+        ) from None
 
 
 def _build(cls: type, raw: dict[str, Any]) -> Any:

@@ -52,7 +52,6 @@ def write_json(path: Path, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2) + "\n")
 
 
-
 def save_config(run_dir: Path, cfg: RunConfig) -> None:
     write_text(Path(run_dir) / CONFIG_FILE, cfg.to_json() + "\n")
 

@@ -1,4 +1,5 @@
-"""Presets (``paper``, ``small``, ``scratch``, ``tiny``) and :func:`resolve_config`: a preset plus the options a user gave.
+"""Presets (``paper``, ``small``, ``scratch``, ``tiny``) and :func:`resolve_config`: a preset plus the options a user
+gave.
 
 Torch-free. Where the encoder's weights come from (or the from-scratch fallback) is decided by
 :func:`anovit.models.weights.resolve_run_config`."""
@@ -103,7 +104,8 @@ PRESETS: dict[str, RunConfig] = {
         data=DataConfig(image_size=224),
         train=TrainConfig(epochs=30, batch_size=16, lr=2e-4, objective="restore", feature_loss=0.5, min_steps=300),
         # top1: the mean of the map's highest 1 % (~1.6 of the 14 x 14 feature cells at 224 px), steadier than one pixel
-        # hv: the maps of the image and its three flips (all in the training augmentation) averaged: fewer noisy cells on normal images
+        # hv: the maps of the image and its three flips (all in the training augmentation) averaged: fewer noisy cells
+        # on normal images
         # feature + segment: the head outlines what the 16-px feature cells blur (capsule 0.979 -> 0.986 pixel AUROC)
         score=ScoreConfig(sigma=2.0, kinds=("feature", "segment"), border=0.05, image_score="top1", test_flips="hv"),
         preset="tiny",
@@ -168,7 +170,9 @@ def resolve_config(
         s = replace(s, sigma=sigma)
     if checkpoint_every is not None:
         if checkpoint_every < 0:
-            raise InputError(f"--checkpoint-every {checkpoint_every}: expected 0 (never) or a positive number of epochs")
+            raise InputError(
+                f"--checkpoint-every {checkpoint_every}: expected 0 (never) or a positive number of epochs"
+            )
         t = replace(t, checkpoint_every=checkpoint_every)
     if feature_loss is not None:
         if feature_loss < 0:
@@ -179,9 +183,15 @@ def resolve_config(
         image_score_share(image_score)  # checks the name
         s = replace(s, image_score=image_score)
     if anomaly_fills is not None:
-        if not anomaly_fills or not set(anomaly_fills) <= set(ANOMALY_FILLS) or len(set(anomaly_fills)) != len(anomaly_fills):
-            raise InputError(f"--anomalies {'+'.join(anomaly_fills)}: expected distinct names from {', '.join(ANOMALY_FILLS)}, "
-                             "joined by '+'")
+        if (
+            not anomaly_fills
+            or not set(anomaly_fills) <= set(ANOMALY_FILLS)
+            or len(set(anomaly_fills)) != len(anomaly_fills)
+        ):
+            raise InputError(
+                f"--anomalies {'+'.join(anomaly_fills)}: expected distinct names from {', '.join(ANOMALY_FILLS)}, "
+                "joined by '+'"
+            )
         t = replace(t, anomaly_fills=tuple(anomaly_fills))
     if test_flips is not None:
         if test_flips not in TEST_FLIPS:
@@ -189,8 +199,10 @@ def resolve_config(
         s = replace(s, test_flips=test_flips)
     flipped = set(s.test_flips) if s.test_flips != "none" else set()  # {"h", "v"} for hv
     if ("h" in flipped and not d.hflip) or ("v" in flipped and not d.vflip):
-        raise InputError(f"--test-flips {s.test_flips}: the training augmentation has no such flip, so a flipped normal image "
-                         "would look anomalous; use flips it has, or none")  # fmt: skip
+        raise InputError(
+            f"--test-flips {s.test_flips}: the training augmentation has no such flip, so a flipped normal image "
+            "would look anomalous; use flips it has, or none"
+        )
     return RunConfig(model=m, data=d, train=t, score=s, preset=preset)
 
 
@@ -222,9 +234,13 @@ def _method_options(
     if score is not None:
         unknown = [k for k in score if k not in SCORE_KINDS]
         if unknown or not score or len(set(score)) != len(score):
-            raise InputError(f"--score {'+'.join(score)}: expected distinct names from {', '.join(SCORE_KINDS)}, joined by '+'")
+            raise InputError(
+                f"--score {'+'.join(score)}: expected distinct names from {', '.join(SCORE_KINDS)}, joined by '+'"
+            )
         s = replace(s, kinds=tuple(score), scales=())
-    if score is None and t.objective != "restore" and "segment" in s.kinds:  # the preset's head learns from restore's anomalies
+    if (
+        score is None and t.objective != "restore" and "segment" in s.kinds
+    ):  # the preset's head learns from restore's anomalies
         s = replace(s, kinds=tuple(k for k in s.kinds if k != "segment") or ("l2",), scales=())
     if test_masks is not None:
         if test_masks < 1:
@@ -243,10 +259,16 @@ def _method_options(
     if m.name == "cae" and (t.objective == "inpaint" or "feature" in s.kinds or m.segment_head):
         raise InputError("--objective inpaint and --score feature or segment need --model anovit, not the l2-CAE")
     if m.segment_head and t.objective != "restore":
-        raise InputError("--score segment learns from the synthetic anomalies of --objective restore; train with that objective")
+        raise InputError(
+            "--score segment learns from the synthetic anomalies of --objective restore; train with that objective"
+        )
     if s.test_masks > 1 and t.objective != "inpaint":
-        raise InputError(f"--test-masks {s.test_masks} hides patches, which only a model trained with --objective inpaint can fill")
+        raise InputError(
+            f"--test-masks {s.test_masks} hides patches, which only a model trained with --objective inpaint can fill"
+        )
     if m.reference_layers and m.name == "anovit" and not (m.pretrained or m.encoder_weights):
-        raise InputError("--score feature and the feature loss compare pretrained features; give --encoder-weights FILE or "
-                         "--pretrained, or train from scratch with --score l2 --feature-loss 0")  # fmt: skip
+        raise InputError(
+            "--score feature and the feature loss compare pretrained features; give --encoder-weights FILE or "
+            "--pretrained, or train from scratch with --score l2 --feature-loss 0"
+        )
     return m, t, s

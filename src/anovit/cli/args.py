@@ -15,16 +15,30 @@ Exit codes: 0 ok, 1 internal error (or a diverged training), 2 usage or input er
 
 
 def _add_cache(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--cache", default="auto", choices=["auto", "memory", "none"],
-                   help="decoded images in memory (memory), or decoded from disk in DataLoader workers every epoch (none); "
-                        "auto: memory while they fit in a quarter of the free RAM (at most 4 GiB)")  # fmt: skip
+    p.add_argument(
+        "--cache",
+        default="auto",
+        choices=["auto", "memory", "none"],
+        help="decoded images in memory (memory), or decoded from disk in DataLoader workers every epoch (none); "
+        "auto: memory while they fit in a quarter of the free RAM (at most 4 GiB)",
+    )
 
 
 def _add_backend(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "openvino"],
-                   help="what runs the model: torch (the run's weights), or a file from 'anovit export' on ONNX Runtime / OpenVINO")
-    p.add_argument("--model", type=Path, dest="model_file", metavar="FILE",
-                   help="the exported file to run (default: RUN/model.onnx or RUN/model.xml); e.g. RUN/model-int8.xml")  # fmt: skip
+    p.add_argument(
+        "--backend",
+        default="torch",
+        choices=["torch", "onnxruntime", "openvino"],
+        help="what runs the model: torch (the run's weights), or a file from 'anovit export' on ONNX Runtime / "
+        "OpenVINO",
+    )
+    p.add_argument(
+        "--model",
+        type=Path,
+        dest="model_file",
+        metavar="FILE",
+        help="the exported file to run (default: RUN/model.onnx or RUN/model.xml); e.g. RUN/model-int8.xml",
+    )
 
 
 def _plus_list(text: str) -> tuple[str, ...]:
@@ -35,29 +49,61 @@ def _layers(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected block indices separated by commas, e.g. 2,5,8; got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected block indices separated by commas, e.g. 2,5,8; got {text!r}"
+        ) from None
 
 
 def _add_method(p: argparse.ArgumentParser) -> None:
     """Objective and score: shared by train and benchmark."""
-    p.add_argument("--objective", choices=list(OBJECTIVES),
-                   help="reconstruct: the paper; inpaint: hidden patches filled in from context; restore: synthetic anomalies removed")
-    p.add_argument("--score", type=_plus_list, metavar="KIND[+KIND...]",
-                   help=f"score map(s) averaged after scaling, from {', '.join(SCORE_KINDS)}; e.g. l2+gms+feature (default: the preset's); "
-                        "segment adds a segmentation head trained on restore's synthetic anomalies")
-    p.add_argument("--test-masks", type=int, metavar="K", help="inpaint: K complementary patch masks at test time (default 4)")
-    p.add_argument("--border", type=float, help="share of the image size at each edge that the image score ignores, e.g. 0.05")
-    p.add_argument("--image-score", metavar="max|mean|topP",
-                   help="image score from the map: max (the paper; paper and small presets), mean, or topP = mean of its highest P%% "
-                        "pixels, e.g. top1 (the tiny and scratch presets')")
-    p.add_argument("--test-flips", choices=list(TEST_FLIPS),
-                   help="also score the image flipped (h: horizontally, v: vertically, hv: each of the three flips) and average "
-                        "the maps; costs 2x / 4x the scoring (tiny and scratch presets: hv; paper and small: none)")  # fmt: skip
-    p.add_argument("--feature-layers", type=_layers, metavar="I,J,...", help="blocks of the reference encoder for --score feature")
-    p.add_argument("--feature-loss", type=float, metavar="W",
-                   help="add W x the reference encoder's feature distance (output vs target) to the L2 loss; 0: L2 alone")
-    p.add_argument("--anomalies", type=_plus_list, metavar="FILL[+FILL...]",
-                   help=f"restore: what the synthetic anomalies are made of, from {', '.join(ANOMALY_FILLS)} (default: all)")
+    p.add_argument(
+        "--objective",
+        choices=list(OBJECTIVES),
+        help="reconstruct: the paper; inpaint: hidden patches filled in from context; restore: synthetic anomalies "
+        "removed",
+    )
+    p.add_argument(
+        "--score",
+        type=_plus_list,
+        metavar="KIND[+KIND...]",
+        help=f"score map(s) averaged after scaling, from {', '.join(SCORE_KINDS)}; e.g. l2+gms+feature (default: the "
+        "preset's); "
+        "segment adds a segmentation head trained on restore's synthetic anomalies",
+    )
+    p.add_argument(
+        "--test-masks", type=int, metavar="K", help="inpaint: K complementary patch masks at test time (default 4)"
+    )
+    p.add_argument(
+        "--border", type=float, help="share of the image size at each edge that the image score ignores, e.g. 0.05"
+    )
+    p.add_argument(
+        "--image-score",
+        metavar="max|mean|topP",
+        help="image score from the map: max (the paper; paper and small presets), mean, or topP = mean of its highest "
+        "P%% "
+        "pixels, e.g. top1 (the tiny and scratch presets')",
+    )
+    p.add_argument(
+        "--test-flips",
+        choices=list(TEST_FLIPS),
+        help="also score the image flipped (h: horizontally, v: vertically, hv: each of the three flips) and average "
+        "the maps; costs 2x / 4x the scoring (tiny and scratch presets: hv; paper and small: none)",
+    )
+    p.add_argument(
+        "--feature-layers", type=_layers, metavar="I,J,...", help="blocks of the reference encoder for --score feature"
+    )
+    p.add_argument(
+        "--feature-loss",
+        type=float,
+        metavar="W",
+        help="add W x the reference encoder's feature distance (output vs target) to the L2 loss; 0: L2 alone",
+    )
+    p.add_argument(
+        "--anomalies",
+        type=_plus_list,
+        metavar="FILL[+FILL...]",
+        help=f"restore: what the synthetic anomalies are made of, from {', '.join(ANOMALY_FILLS)} (default: all)",
+    )
     p.add_argument("--sigma", type=float, help="Gaussian smoothing sigma of the score map, in pixels")
 
 
@@ -66,10 +112,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, type=Path, help="dataset root in the MVTec AD layout")
     p.add_argument("--category", required=True, help="category folder under --data, e.g. bottle")
     p.add_argument("--model", required=True, choices=["anovit", "cae"])
-    p.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
-                   help=f"{DEFAULT_PRESET} (default): the CPU default, a pretrained ViT-Ti/16 at 224 px (without its weights: "
-                        "scratch); scratch: a from-scratch ViT at 128 px, no weights needed; paper: ViT-B/16 at 384 px; "
-                        "small: a from-scratch ViT at 64 px")  # fmt: skip
+    p.add_argument(
+        "--preset",
+        default=DEFAULT_PRESET,
+        choices=sorted(PRESETS),
+        help=f"{DEFAULT_PRESET} (default): the CPU default, a pretrained ViT-Ti/16 at 224 px (without its weights: "
+        "scratch); scratch: a from-scratch ViT at 128 px, no weights needed; paper: ViT-B/16 at 384 px; "
+        "small: a from-scratch ViT at 64 px",
+    )
     p.add_argument("--image-size", type=int)
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
@@ -79,7 +129,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     _add_method(p)
     p.add_argument("--encoder", help="timm ViT name for the AnoViT encoder")
     w = p.add_mutually_exclusive_group()
-    w.add_argument("--pretrained", action="store_true", default=None, help="load timm's pretrained encoder weights (hub)")
+    w.add_argument(
+        "--pretrained", action="store_true", default=None, help="load timm's pretrained encoder weights (hub)"
+    )
     w.add_argument("--no-pretrained", dest="pretrained", action="store_false", help="random encoder initialisation")
     w.add_argument("--encoder-weights", type=Path, help="local encoder weights (.safetensors/.pth/.npz)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
@@ -87,10 +139,18 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--force", action="store_true", help="overwrite a finished run in --out")
     run.add_argument("--resume", action="store_true", help="continue a killed run in --out from its last checkpoint")
     _add_cache(p)
-    p.add_argument("--checkpoint-every", type=int, metavar="N",
-                   help="write checkpoint.pt (for --resume) every N epochs and after the last; 0: never (default 1)")
-    p.add_argument("--val", type=Path, help="labelled validation folder for the thresholds (good/ + defect folders, "
-                   "optional ground_truth/); default: the 20%% hold-out of train/good")  # fmt: skip
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        metavar="N",
+        help="write checkpoint.pt (for --resume) every N epochs and after the last; 0: never (default 1)",
+    )
+    p.add_argument(
+        "--val",
+        type=Path,
+        help="labelled validation folder for the thresholds (good/ + defect folders, "
+        "optional ground_truth/); default: the 20%% hold-out of train/good",
+    )
     p.add_argument("--out", required=True, type=Path, help="run folder to write")
 
 
@@ -103,7 +163,9 @@ def _add_test(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="auto")
-    p.add_argument("--report", action="store_true", help="also write report.html (metrics, ROC, score histograms, gallery)")
+    p.add_argument(
+        "--report", action="store_true", help="also write report.html (metrics, ROC, score histograms, gallery)"
+    )
     _add_cache(p)
     _add_backend(p)
 
@@ -111,16 +173,24 @@ def _add_test(sub: argparse._SubParsersAction) -> None:
 def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("calibrate", help="set a run's image and pixel thresholds from a labelled validation folder")
     p.add_argument("--run", required=True, type=Path)
-    p.add_argument("--val", required=True, type=Path,
-                   help="folder with good/ (normal) and optional <defect>/ folders; masks in ground_truth/ beside or inside it")  # fmt: skip
-    p.add_argument("--quantile", type=float, default=0.99, help="fallback without anomalies: this quantile of normal scores")
+    p.add_argument(
+        "--val",
+        required=True,
+        type=Path,
+        help="folder with good/ (normal) and optional <defect>/ folders; masks in ground_truth/ beside or inside it",
+    )
+    p.add_argument(
+        "--quantile", type=float, default=0.99, help="fallback without anomalies: this quantile of normal scores"
+    )
     _add_cache(p)
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--device", default="auto")
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="score new images: verdict, heat-map overlay and mask per image, predictions.csv/json")
+    p = sub.add_parser(
+        "predict", help="score new images: verdict, heat-map overlay and mask per image, predictions.csv/json"
+    )
     p.add_argument("--run", required=True, type=Path)
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders (searched recursively)")
     p.add_argument("--out", required=True, type=Path)
@@ -129,39 +199,68 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--force", action="store_true", help="overwrite earlier predictions in --out")
     _add_backend(p)
-    p.add_argument("--on-error", default="stop", choices=["stop", "skip"],
-                   help="an unreadable image: stop (exit 2, checked before anything is written), or skip it with its error "
-                        "in predictions.csv/json and exit 3 at the end")  # fmt: skip
+    p.add_argument(
+        "--on-error",
+        default="stop",
+        choices=["stop", "skip"],
+        help="an unreadable image: stop (exit 2, checked before anything is written), or skip it with its error "
+        "in predictions.csv/json and exit 3 at the end",
+    )
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export model + scoring (score map and image score) for ONNX Runtime or OpenVINO, fp32 or int8")
+    p = sub.add_parser(
+        "export", help="export model + scoring (score map and image score) for ONNX Runtime or OpenVINO, fp32 or int8"
+    )
     p.add_argument("--run", required=True, type=Path)
     p.add_argument("--format", default="onnx", choices=["onnx", "openvino"])
     p.add_argument("--int8", action="store_true", help="quantise the model's layers to int8 (the scoring stays fp32)")
-    p.add_argument("--calib", type=Path, metavar="DIR",
-                   help="normal images to calibrate OpenVINO int8 on (default: the run's own training images)")
+    p.add_argument(
+        "--calib",
+        type=Path,
+        metavar="DIR",
+        help="normal images to calibrate OpenVINO int8 on (default: the run's own training images)",
+    )
     p.add_argument("--out", type=Path, help="file to write (default: RUN/model[-int8].onnx or RUN/model[-int8].xml)")
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="an HTTP inspection service and web page over trained runs (dynamic batching, Prometheus metrics)")
-    p.add_argument("--run", required=True, type=Path, action="append", dest="runs", help="run folder; repeat for several runs")
+    p = sub.add_parser(
+        "serve", help="an HTTP inspection service and web page over trained runs (dynamic batching, Prometheus metrics)"
+    )
+    p.add_argument(
+        "--run", required=True, type=Path, action="append", dest="runs", help="run folder; repeat for several runs"
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "openvino"],
-                   help="torch, or each run's exported RUN/model.onnx / RUN/model.xml")
+    p.add_argument(
+        "--backend",
+        default="torch",
+        choices=["torch", "onnxruntime", "openvino"],
+        help="torch, or each run's exported RUN/model.onnx / RUN/model.xml",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--max-batch", type=int, default=16, help="images scored together at most")
-    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long the first queued image waits for others (0: no batching wait)")
-    p.add_argument("--queue-size", type=int, default=256, help="images waiting at most; beyond, requests get 503 + Retry-After")
+    p.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=5.0,
+        help="how long the first queued image waits for others (0: no batching wait)",
+    )
+    p.add_argument(
+        "--queue-size", type=int, default=256, help="images waiting at most; beyond, requests get 503 + Retry-After"
+    )
     p.add_argument("--max-bytes", type=int, default=50 * 2**20, help="largest request body (413 beyond)")
 
 
 def _add_info(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="this machine: CPU and bf16 flags, the precision probe and what --precision auto picks, backends")
-    p.add_argument("--refresh", action="store_true", help="measure the precision probe again instead of reading its cache")
+    p = sub.add_parser(
+        "info", help="this machine: CPU and bf16 flags, the precision probe and what --precision auto picks, backends"
+    )
+    p.add_argument(
+        "--refresh", action="store_true", help="measure the precision probe again instead of reading its cache"
+    )
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
@@ -175,9 +274,12 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 def _add_synth(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth", help="write the built-in synthetic dataset in the MVTec AD layout")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--categories", default="weave",
-                   help="comma-separated names: weave (regular), sand (stochastic), fibres (high-frequency), tiles, capsule and "
-                        "nut (objects); any other name gets a woven texture of its own")  # fmt: skip
+    p.add_argument(
+        "--categories",
+        default="weave",
+        help="comma-separated names: weave (regular), sand (stochastic), fibres (high-frequency), tiles, capsule and "
+        "nut (objects); any other name gets a woven texture of its own",
+    )
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
 
@@ -190,9 +292,14 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--categories", help="comma-separated MVTec categories (default: all found)")
     which.add_argument("--classes", help="comma-separated normal classes, names or indices (default: all ten)")
-    p.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
-                   help=f"{DEFAULT_PRESET} (default; on digits: AnoViT inpaints at 32 px, the l2-CAE runs at 128 px, both score the "
-                        "map's mean); paper: the published setting")  # fmt: skip
+    p.add_argument(
+        "--preset",
+        default=DEFAULT_PRESET,
+        choices=sorted(PRESETS),
+        help=f"{DEFAULT_PRESET} (default; on digits: AnoViT inpaints at 32 px, the l2-CAE runs at 128 px, both score "
+        "the "
+        "map's mean); paper: the published setting",
+    )
     p.add_argument("--epochs", type=int)
     p.add_argument("--image-size", type=int)
     _add_method(p)
@@ -203,7 +310,9 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--encoder-weights", type=Path)
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--seed", type=int)
-    p.add_argument("--device", default="auto", help="auto (every visible GPU, one category each), cpu, or a list: cuda:0,cuda:1")
+    p.add_argument(
+        "--device", default="auto", help="auto (every visible GPU, one category each), cpu, or a list: cuda:0,cuda:1"
+    )
     p.add_argument("--report", action="store_true", help="write report.html in each run folder")
     p.add_argument("--out", required=True, type=Path)
 
@@ -213,7 +322,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_train, _add_test, _add_calibrate, _add_predict, _add_export, _add_benchmark, _add_demo, _add_synth, _add_info,
-                _add_serve):
+    for add in (
+        _add_train,
+        _add_test,
+        _add_calibrate,
+        _add_predict,
+        _add_export,
+        _add_benchmark,
+        _add_demo,
+        _add_synth,
+        _add_info,
+        _add_serve,
+    ):
         add(sub)
     return parser

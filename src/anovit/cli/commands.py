@@ -24,30 +24,68 @@ def cmd_train(args: argparse.Namespace) -> None:
     from anovit.runs.train import train_run
 
     if args.resume:
-        train_run(_resume_config(args), args.data, args.category, args.out, args.device, progress=not args.quiet, resume=True,
-                  val_dir=args.val, cache=args.cache)  # fmt: skip
+        train_run(
+            _resume_config(args),
+            args.data,
+            args.category,
+            args.out,
+            args.device,
+            progress=not args.quiet,
+            resume=True,
+            val_dir=args.val,
+            cache=args.cache,
+        )
         print(f"resumed and finished the run in {args.out}")
         return
     cfg, _ = resolve_run_config(  # the encoder's weights found, or the from-scratch fallback (logged)
-        preset=args.preset, model=args.model, image_size=args.image_size, epochs=args.epochs,
-        batch_size=args.batch_size, seed=args.seed, lr=args.lr, precision=args.precision,
-        encoder=args.encoder, pretrained=args.pretrained, encoder_weights=args.encoder_weights, sigma=args.sigma,
-        checkpoint_every=args.checkpoint_every, **method_options(args),
-    )  # fmt: skip
+        preset=args.preset,
+        model=args.model,
+        image_size=args.image_size,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        lr=args.lr,
+        precision=args.precision,
+        encoder=args.encoder,
+        pretrained=args.pretrained,
+        encoder_weights=args.encoder_weights,
+        sigma=args.sigma,
+        checkpoint_every=args.checkpoint_every,
+        **method_options(args),
+    )
     log.info("config: %s", cfg.to_json().replace("\n", " "))
-    result = train_run(cfg, args.data, args.category, args.out, args.device, args.force, progress=not args.quiet, val_dir=args.val,
-                       cache=args.cache)  # fmt: skip
+    result = train_run(
+        cfg,
+        args.data,
+        args.category,
+        args.out,
+        args.device,
+        args.force,
+        progress=not args.quiet,
+        val_dir=args.val,
+        cache=args.cache,
+    )
     last = result.history[-1]
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one process reports
-        print(f"trained {cfg.model.name} for {len(result.history)} epochs in {result.seconds:.0f} s "
-              f"(final train loss {last.train_loss:.5f}); run folder: {result.run_dir}")  # fmt: skip
+        print(
+            f"trained {cfg.model.name} for {len(result.history)} epochs in {result.seconds:.0f} s "
+            f"(final train loss {last.train_loss:.5f}); run folder: {result.run_dir}"
+        )
 
 
 def method_options(args: argparse.Namespace) -> dict:
     """The objective and scoring options shared by train and benchmark, for :func:`resolve_config`."""
-    return dict(objective=args.objective, score=args.score, test_masks=args.test_masks, border=args.border,
-                feature_layers=args.feature_layers, feature_loss=args.feature_loss, image_score=args.image_score,
-                anomaly_fills=args.anomalies, test_flips=args.test_flips)  # fmt: skip
+    return dict(
+        objective=args.objective,
+        score=args.score,
+        test_masks=args.test_masks,
+        border=args.border,
+        feature_layers=args.feature_layers,
+        feature_loss=args.feature_loss,
+        image_score=args.image_score,
+        anomaly_fills=args.anomalies,
+        test_flips=args.test_flips,
+    )
 
 
 def _resume_config(args: argparse.Namespace) -> RunConfig:
@@ -71,9 +109,19 @@ def cmd_test(args: argparse.Namespace) -> None:
     from anovit.runs.test import test_run
 
     result, _ = test_run(
-        args.run, args.data, args.category, args.out, args.device, args.precision, args.batch_size,
-        progress=not args.quiet, report=args.report, cache=args.cache, backend=args.backend, model_file=args.model_file,
-    )  # fmt: skip
+        args.run,
+        args.data,
+        args.category,
+        args.out,
+        args.device,
+        args.precision,
+        args.batch_size,
+        progress=not args.quiet,
+        report=args.report,
+        cache=args.cache,
+        backend=args.backend,
+        model_file=args.model_file,
+    )
     metrics = result.metrics()
     print(format_table({args.run.name: metrics} | {f"  {d}": m for d, m in metrics.get("per_defect", {}).items()}))
     print(f"metrics written to {(args.out or args.run) / 'metrics.json'}")
@@ -84,10 +132,14 @@ def cmd_test(args: argparse.Namespace) -> None:
 def cmd_calibrate(args: argparse.Namespace) -> None:
     from anovit.runs.calibrate import calibrate_run
 
-    t = calibrate_run(args.run, args.val, args.device, args.precision, args.quantile, progress=not args.quiet, cache=args.cache)
+    t = calibrate_run(
+        args.run, args.val, args.device, args.precision, args.quantile, progress=not args.quiet, cache=args.cache
+    )
     f1 = lambda v: "" if v is None else f", F1 {v:.3f}"  # noqa: E731
-    print(f"image threshold {t.image:.6g} ({t.image_method}{f1(t.image_f1)}); pixel threshold {t.pixel:.6g} "
-          f"({t.pixel_method}{f1(t.pixel_f1)}); from {t.source}")  # fmt: skip
+    print(
+        f"image threshold {t.image:.6g} ({t.image_method}{f1(t.image_f1)}); pixel threshold {t.pixel:.6g} "
+        f"({t.pixel_method}{f1(t.pixel_f1)}); from {t.source}"
+    )
     for note in t.notes:
         print(f"note: {note}")
     print(f"written to {args.run / 'thresholds.json'}")
@@ -99,15 +151,31 @@ EXIT_SOME_FAILED = 3  # predict --on-error skip: every readable image was scored
 def cmd_predict(args: argparse.Namespace) -> int:
     from anovit.deploy.predict import predict
 
-    results = predict(args.run, args.paths, args.out, args.device, args.precision, args.batch_size, args.force,
-                      progress=not args.quiet, on_error=args.on_error, backend=args.backend, model_file=args.model_file)  # fmt: skip
+    results = predict(
+        args.run,
+        args.paths,
+        args.out,
+        args.device,
+        args.precision,
+        args.batch_size,
+        args.force,
+        progress=not args.quiet,
+        on_error=args.on_error,
+        backend=args.backend,
+        model_file=args.model_file,
+    )
     n_bad = sum(r.verdict == "anomalous" for r in results)
     n_failed = sum(r.verdict == "error" for r in results)
-    print(f"{len(results) - n_failed} images scored, {n_bad} anomalous; overlays and masks in {args.out}, table in "
-          f"{args.out / 'predictions.csv'}")  # fmt: skip
+    print(
+        f"{len(results) - n_failed} images scored, {n_bad} anomalous; overlays and masks in {args.out}, table in "
+        f"{args.out / 'predictions.csv'}"
+    )
     if n_failed:
-        print(f"anovit predict: {n_failed} of {len(results)} images could not be read; their errors are in "
-              f"{args.out / 'predictions.csv'} (verdict 'error')", file=sys.stderr)  # fmt: skip
+        print(
+            f"anovit predict: {n_failed} of {len(results)} images could not be read; their errors are in "
+            f"{args.out / 'predictions.csv'} (verdict 'error')",
+            file=sys.stderr,
+        )
         return EXIT_SOME_FAILED
     return 0
 
@@ -116,11 +184,17 @@ def cmd_export(args: argparse.Namespace) -> None:
     from anovit.deploy.export import export_model
 
     result = export_model(args.run, args.format, args.int8, args.out, args.calib)
-    print(f"wrote {result.path}" + (f" (+ {result.path.with_suffix('.bin').name})" if args.format == "openvino" else ""))
+    print(
+        f"wrote {result.path}" + (f" (+ {result.path.with_suffix('.bin').name})" if args.format == "openvino" else "")
+    )
     if result.map_error is not None:
-        print(f"{result.runtime} vs PyTorch fp32 on a random batch: max |difference| {result.map_error:.2g} (score map), "
-              f"{result.score_error:.2g} (image score)")  # fmt: skip
-    print(f"use it: anovit predict --run {args.run} --backend {result.runtime} --model {result.path} IMAGES... --out DIR")
+        print(
+            f"{result.runtime} vs PyTorch fp32 on a random batch: max |difference| {result.map_error:.2g} (score map), "
+            f"{result.score_error:.2g} (image score)"
+        )
+    print(
+        f"use it: anovit predict --run {args.run} --backend {result.runtime} --model {result.path} IMAGES... --out DIR"
+    )
 
 
 def cmd_benchmark(args: argparse.Namespace) -> None:
@@ -128,12 +202,24 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
 
     picked = args.categories or args.classes
     run_benchmark(
-        args.dataset, args.data, [m for m in args.models.split(",") if m], args.out,
-        categories=[c for c in picked.split(",") if c] if picked else None, preset=args.preset, epochs=args.epochs,
-        image_size=args.image_size, device=args.device, progress=not args.quiet, encoder=args.encoder,
-        pretrained=args.pretrained, encoder_weights=args.encoder_weights, precision=args.precision, seed=args.seed,
-        report=args.report, **method_options(args),
-    )  # fmt: skip
+        args.dataset,
+        args.data,
+        [m for m in args.models.split(",") if m],
+        args.out,
+        categories=[c for c in picked.split(",") if c] if picked else None,
+        preset=args.preset,
+        epochs=args.epochs,
+        image_size=args.image_size,
+        device=args.device,
+        progress=not args.quiet,
+        encoder=args.encoder,
+        pretrained=args.pretrained,
+        encoder_weights=args.encoder_weights,
+        precision=args.precision,
+        seed=args.seed,
+        report=args.report,
+        **method_options(args),
+    )
     print((args.out / "results.md").read_text())
     print(f"results: {args.out / 'results.json'}, {args.out / 'results.csv'}, {args.out / 'results.md'}")
 
@@ -154,12 +240,21 @@ def cmd_info(args: argparse.Namespace) -> None:
     probe = precision.cpu_probe(refresh=args.refresh)
     print(f"cpu: {precision.cpu_name()}; bf16 flags: {', '.join(precision.cpu_flags()) or 'none'}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"matmul probe ({precision.PROBE_SIZE}^3): fp32 {probe.fp32_gflops:.1f} GFLOP/s, bf16 {probe.bf16_gflops:.1f} GFLOP/s "
-          f"({probe.bf16_speedup:.2f}x), measured {probe.measured_at}")  # fmt: skip
-    print(f"--precision auto on this CPU: {probe.choice} (bf16 only where at least {precision.BF16_MARGIN}x faster than fp32)")
+    print(
+        f"matmul probe ({precision.PROBE_SIZE}^3): fp32 {probe.fp32_gflops:.1f} GFLOP/s, bf16 {probe.bf16_gflops:.1f} "
+        "GFLOP/s "
+        f"({probe.bf16_speedup:.2f}x), measured {probe.measured_at}"
+    )
+    print(
+        f"--precision auto on this CPU: {probe.choice} (bf16 only where at least {precision.BF16_MARGIN}x faster than "
+        "fp32)"
+    )
     print(f"probe cache: {precision.cache_dir() / precision.CACHE_FILE}")
     for i in range(torch.cuda.device_count()):
-        print(f"cuda:{i}: {torch.cuda.get_device_name(i)}; --precision auto: {precision.resolve_precision('auto', torch.device('cuda', i))}")
+        print(
+            f"cuda:{i}: {torch.cuda.get_device_name(i)}; --precision auto: "
+            f"{precision.resolve_precision('auto', torch.device('cuda', i))}"
+        )
     backends = {name: importlib.util.find_spec(name) is not None for name in ("onnx", "onnxruntime", "openvino")}
     print("backends: " + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in backends.items()))
 
@@ -167,8 +262,18 @@ def cmd_info(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     from anovit.deploy.serve import serve
 
-    serve([str(r) for r in args.runs], args.host, args.port, args.backend, args.device, args.precision, args.max_batch,
-          args.max_wait_ms, args.queue_size, args.max_bytes)  # fmt: skip
+    serve(
+        [str(r) for r in args.runs],
+        args.host,
+        args.port,
+        args.backend,
+        args.device,
+        args.precision,
+        args.max_batch,
+        args.max_wait_ms,
+        args.queue_size,
+        args.max_bytes,
+    )
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
@@ -180,14 +285,24 @@ def cmd_synth(args: argparse.Namespace) -> None:
 
 
 COMMANDS = {
-    "train": cmd_train, "test": cmd_test, "calibrate": cmd_calibrate, "predict": cmd_predict, "export": cmd_export,
-    "benchmark": cmd_benchmark, "demo": cmd_demo, "synth": cmd_synth, "info": cmd_info, "serve": cmd_serve,
-}  # fmt: skip
+    "train": cmd_train,
+    "test": cmd_test,
+    "calibrate": cmd_calibrate,
+    "predict": cmd_predict,
+    "export": cmd_export,
+    "benchmark": cmd_benchmark,
+    "demo": cmd_demo,
+    "synth": cmd_synth,
+    "info": cmd_info,
+    "serve": cmd_serve,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("timm").setLevel(logging.WARNING)
     torchrun = int(os.environ.get("WORLD_SIZE", "1")) > 1  # torch is imported only where a command needs it
     if torchrun and os.environ.get("RANK", "0") != "0":

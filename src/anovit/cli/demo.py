@@ -22,7 +22,9 @@ CATEGORIES = ("weave", "capsule")
 MODELS = ("cae", "anovit")  # the paper's column order: baseline, then AnoViT
 
 
-def run_demo(out: Path, epochs: int | None = None, device: str = "auto", force: bool = False, progress: bool = True) -> dict[str, Any]:
+def run_demo(
+    out: Path, epochs: int | None = None, device: str = "auto", force: bool = False, progress: bool = True
+) -> dict[str, Any]:
     """Generate the data (once), train both models (unless already trained), test them, draw Figure 3."""
     out = Path(out)
     data = out / "data"
@@ -32,14 +34,26 @@ def run_demo(out: Path, epochs: int | None = None, device: str = "auto", force: 
     if force:
         for finished in (out / "runs", out / "figures"):
             shutil.rmtree(finished, ignore_errors=True)
-    results = run_benchmark("mvtec", data, MODELS, out, categories=CATEGORIES, preset=DEFAULT_PRESET, epochs=epochs, device=device,
-                            progress=progress, report=True)  # fmt: skip
+    results = run_benchmark(
+        "mvtec",
+        data,
+        MODELS,
+        out,
+        categories=CATEGORIES,
+        preset=DEFAULT_PRESET,
+        epochs=epochs,
+        device=device,
+        progress=progress,
+        report=True,
+    )
     for row in results["rows"]:
         category = row["category"]
         print(f"\n{category}:")
         print(format_table({MODEL_LABELS[m]: row[m] | {"n_images": _n_images(out, category, m)} for m in MODELS}))
     print(f"\nfigures: {', '.join(str(out / 'figures' / f'{c}.png') for c in CATEGORIES)}\nruns: {out / 'runs'}")
-    print(f"reports: {out / 'runs' / CATEGORIES[0] / 'anovit' / 'report.html'} and beside every run (open in a browser)")
+    print(
+        f"reports: {out / 'runs' / CATEGORIES[0] / 'anovit' / 'report.html'} and beside every run (open in a browser)"
+    )
     return results
 
 

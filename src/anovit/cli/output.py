@@ -14,5 +14,7 @@ def format_table(rows: dict[str, dict[str, Any]]) -> str:
     width = max(10, *(len(k) + 2 for k in rows))
     lines = [f"{'model':<{width}}{'image AUROC':>13}{'pixel AUROC':>13}{'images':>8}"]
     for name, m in rows.items():
-        lines.append(f"{name:<{width}}{fmt(m.get('image_auroc')):>13}{fmt(m.get('pixel_auroc')):>13}{fmt(m.get('n_images')):>8}")
+        lines.append(
+            f"{name:<{width}}{fmt(m.get('image_auroc')):>13}{fmt(m.get('pixel_auroc')):>13}{fmt(m.get('n_images')):>8}"
+        )
     return "\n".join(lines)

@@ -70,8 +70,13 @@ def resolve_cache(cache: CacheMode, n: int, image_size: int, with_masks: bool = 
     need, budget = decoded_bytes(n, image_size, with_masks), memory_budget()
     if need <= budget:
         return "memory"
-    log.info("%d images at %d px need %.1f GiB decoded (budget %.1f GiB): decoding from disk in DataLoader workers",
-             n, image_size, need / 2**30, budget / 2**30)  # fmt: skip
+    log.info(
+        "%d images at %d px need %.1f GiB decoded (budget %.1f GiB): decoding from disk in DataLoader workers",
+        n,
+        image_size,
+        need / 2**30,
+        budget / 2**30,
+    )
     return "none"
 
 
@@ -119,7 +124,9 @@ class ImageDataset(Dataset):
         mask = load_mask(sample.mask, s)
         _warn_if_sizes_differ(sample)
         if sample.label == 1 and not mask.any():
-            log.warning("%s: anomalous image with an empty mask %s; its pixels all count as normal", sample.image, sample.mask)
+            log.warning(
+                "%s: anomalous image with an empty mask %s; its pixels all count as normal", sample.image, sample.mask
+            )
         return image, mask
 
     def image(self, i: int) -> torch.Tensor:
@@ -134,17 +141,26 @@ class ImageDataset(Dataset):
         return len(self.samples)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        image, mask = (self.images[i], self.masks[i]) if self.images is not None and self.masks is not None else self._read(i)
+        image, mask = (
+            (self.images[i], self.masks[i]) if self.images is not None and self.masks is not None else self._read(i)
+        )
         if self.augment is not None:
             image = self.augment(image)
         return {"image": image.float() / 255.0, "mask": mask, "label": self.labels[i], "index": torch.tensor(i)}
 
-    def subset(self, indices: Sequence[int], augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> ImageDataset:
+    def subset(
+        self, indices: Sequence[int], augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+    ) -> ImageDataset:
         """A view on some of the images, sharing the decoded tensors (or the file list)."""
         view = ImageDataset.__new__(ImageDataset)
         idx = torch.as_tensor(list(indices), dtype=torch.long)
         view.samples = [self.samples[i] for i in idx.tolist()]
-        view.image_size, view.augment, view.cached, view.has_masks = self.image_size, augment, self.cached, self.has_masks
+        view.image_size, view.augment, view.cached, view.has_masks = (
+            self.image_size,
+            augment,
+            self.cached,
+            self.has_masks,
+        )
         view.labels = self.labels[idx]
         view.images = self.images[idx] if self.images is not None else None
         view.masks = self.masks[idx] if self.masks is not None else None
@@ -155,7 +171,9 @@ def _warn_if_sizes_differ(sample: Sample) -> None:
     """Masks are resized to the image size anyway; a size mismatch is still worth a warning."""
     with Image.open(sample.image) as img, Image.open(sample.mask) as mask:
         if img.size != mask.size:
-            log.warning("%s: mask is %dx%d but its image is %dx%d; resized the mask", sample.mask, *mask.size, *img.size)
+            log.warning(
+                "%s: mask is %dx%d but its image is %dx%d; resized the mask", sample.mask, *mask.size, *img.size
+            )
 
 
 def split_train_val(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:

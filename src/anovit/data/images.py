@@ -31,8 +31,10 @@ def _open(path: Path | Any, decode: bool = True, label: str | None = None) -> Im
     except Image.DecompressionBombError as exc:
         numbers = re.findall(r"\d+", str(exc))
         claim = f"its header claims {int(numbers[0]):,} pixels, " if len(numbers) >= 2 else ""
-        raise ImageTooLarge(f"{label}: refused as a possible decompression bomb: {claim}more than twice Pillow's limit "
-                         f"Image.MAX_IMAGE_PIXELS ({Image.MAX_IMAGE_PIXELS:,})") from None  # fmt: skip
+        raise ImageTooLarge(
+            f"{label}: refused as a possible decompression bomb: {claim}more than twice Pillow's limit "
+            f"Image.MAX_IMAGE_PIXELS ({Image.MAX_IMAGE_PIXELS:,})"
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         reason = str(exc).replace(repr(path), repr(label))  # Pillow names a file object by its repr
         raise InputError(f"{label}: cannot be read as an image ({reason})") from None
@@ -109,7 +111,6 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-
 def mask_input(path: Path, size: int) -> np.ndarray:
     """A ground-truth mask (non-zero = anomalous) resized to size x size with nearest neighbour. -> (S, S) bool."""
     img = upright(_open(Path(path)))
@@ -118,6 +119,7 @@ def mask_input(path: Path, size: int) -> np.ndarray:
     if mask.size != (size, size):
         mask = mask.resize((size, size), Image.Resampling.NEAREST)
     return np.asarray(mask) > 127
+
 
 def as_float_images(images: np.ndarray) -> np.ndarray:
     """uint8 (B, 3, S, S) -> float32 in [0, 1]; float input is passed on as float32."""

@@ -1,9 +1,9 @@
 """The MVTec AD folder layout, for MVTec AD itself or any dataset laid out like it::
 
-    ROOT/CATEGORY/train/good/*.png
-    ROOT/CATEGORY/test/good/*.png                      normal test images
-    ROOT/CATEGORY/test/<defect>/<name>.png             anomalous test images
-    ROOT/CATEGORY/ground_truth/<defect>/<name>_mask.png
+ROOT/CATEGORY/train/good/*.png
+ROOT/CATEGORY/test/good/*.png                      normal test images
+ROOT/CATEGORY/test/<defect>/<name>.png             anomalous test images
+ROOT/CATEGORY/ground_truth/<defect>/<name>_mask.png
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ def category_dir(root: Path, category: str) -> Path:
     if not folder.is_dir():
         found = sorted(p.name for p in root.iterdir() if (p / "train").is_dir())
         hint = f"; categories found there: {', '.join(found)}" if found else ""
-        raise InputError(f"{folder}: category folder not found (expected the MVTec AD layout ROOT/CATEGORY/train/good){hint}")
+        raise InputError(
+            f"{folder}: category folder not found (expected the MVTec AD layout ROOT/CATEGORY/train/good){hint}"
+        )
     return folder
 
 
@@ -89,7 +91,9 @@ def labelled_folder_samples(folder: Path) -> list[Sample]:
     if not folder.is_dir():
         raise InputError(f"{folder}: folder not found (expected good/ and optional <defect>/ subfolders)")
     if not (folder / "good").is_dir():
-        raise InputError(f"{folder}: no good/ subfolder (expected good/ for normal images and optional <defect>/ subfolders)")
+        raise InputError(
+            f"{folder}: no good/ subfolder (expected good/ for normal images and optional <defect>/ subfolders)"
+        )
     gt_roots = [g for g in (folder / "ground_truth", folder.parent / "ground_truth") if g.is_dir()]
     samples: list[Sample] = [Sample(p, 0) for p in _images_in(folder / "good")]
     missing: list[Path] = []
@@ -101,6 +105,10 @@ def labelled_folder_samples(folder: Path) -> list[Sample]:
             samples.append(Sample(img, 1, mask, defect_dir.name))
     with_mask = [s for s in samples if s.mask is not None]
     if with_mask and missing:
-        expected = (gt_roots[0] if gt_roots else folder / "ground_truth") / missing[0].parent.name / f"{missing[0].stem}_mask.png"
+        expected = (
+            (gt_roots[0] if gt_roots else folder / "ground_truth")
+            / missing[0].parent.name
+            / f"{missing[0].stem}_mask.png"
+        )
         raise InputError(f"{missing[0]}: anomalous image has no mask while others have one; expected {expected}")
     return samples

@@ -74,9 +74,13 @@ class ArrayImageDataset(Dataset):
             image = self.augment(image)
         return {"image": image.float() / 255.0, "label": self.labels[i], "index": torch.tensor(i)}
 
-    def subset(self, indices: list[int], augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> ArrayImageDataset:
+    def subset(
+        self, indices: list[int], augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+    ) -> ArrayImageDataset:
         idx = torch.as_tensor(list(indices), dtype=torch.long)
-        return ArrayImageDataset(self.images[idx], self.labels[idx], self.image_size, [self.samples[i] for i in idx.tolist()], augment)
+        return ArrayImageDataset(
+            self.images[idx], self.labels[idx], self.image_size, [self.samples[i] for i in idx.tolist()], augment
+        )
 
 
 @dataclass
@@ -121,7 +125,9 @@ def read_mnist(root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     lab_path = _find(Path(root), (f"{prefix}-labels-idx1-ubyte", f"{prefix}-labels-idx1-ubyte.gz"), MNIST_URL_HINT)
     images, labels = read_idx(img_path), read_idx(lab_path)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise InputError(f"{img_path}: expected N x 28 x 28 images matching {lab_path.name}, got {images.shape} and {labels.shape}")
+        raise InputError(
+            f"{img_path}: expected N x 28 x 28 images matching {lab_path.name}, got {images.shape} and {labels.shape}"
+        )
     return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
 
 
@@ -248,7 +254,8 @@ def one_class_data(dataset: str, root: Path | None, normal: str, image_size: int
     train_samples = [Sample(Path(f"{dataset}/train/{int(i):05d}"), 0, None, names[c]) for i in keep]
     test_labels = (te_y != c).long()
     test_samples = [
-        Sample(Path(f"{dataset}/test/{i:05d}"), int(label), None, names[int(y)]) for i, (label, y) in enumerate(zip(test_labels, te_y))
+        Sample(Path(f"{dataset}/test/{i:05d}"), int(label), None, names[int(y)])
+        for i, (label, y) in enumerate(zip(test_labels, te_y))
     ]
     return OneClassData(
         train=ArrayImageDataset(tr_x[keep], torch.zeros(len(keep), dtype=torch.long), image_size, train_samples),

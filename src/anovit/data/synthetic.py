@@ -69,7 +69,11 @@ def _fibres(size: int, rng: np.random.Generator) -> np.ndarray:
         angle = rng.normal(np.pi / 4, 0.25)
         length = rng.uniform(0.1, 0.3) * size
         shade = int(rng.integers(110, 200))
-        draw.line([(x, y), (x + np.cos(angle) * length, y + np.sin(angle) * length)], fill=(shade, shade, min(255, shade + 20)), width=1)
+        draw.line(
+            [(x, y), (x + np.cos(angle) * length, y + np.sin(angle) * length)],
+            fill=(shade, shade, min(255, shade + 20)),
+            width=1,
+        )
     return np.asarray(canvas, dtype=np.float64) / 255.0 + rng.normal(0, 0.01, (size, size, 3))
 
 
@@ -108,7 +112,10 @@ def _nut(size: int, rng: np.random.Generator) -> np.ndarray:
     draw = ImageDraw.Draw(canvas)
     c = size / 2 + rng.normal(0, size / 80, 2)
     turn = rng.uniform(0, np.pi / 3)
-    outer = [(c[0] + 0.33 * size * np.cos(turn + k * np.pi / 3), c[1] + 0.33 * size * np.sin(turn + k * np.pi / 3)) for k in range(6)]
+    outer = [
+        (c[0] + 0.33 * size * np.cos(turn + k * np.pi / 3), c[1] + 0.33 * size * np.sin(turn + k * np.pi / 3))
+        for k in range(6)
+    ]
     draw.polygon(outer, fill=(165, 160, 150))
     r = 0.13 * size
     draw.ellipse([c[0] - r - 3, c[1] - r - 3, c[0] + r + 3, c[1] + r + 3], fill=(120, 115, 110))
@@ -139,7 +146,9 @@ def _to_pil(img: np.ndarray) -> Image.Image:
     return Image.fromarray((img * 255 + 0.5).astype(np.uint8))
 
 
-def add_defect(img: np.ndarray, kind: str, rng: np.random.Generator, region: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
+def add_defect(
+    img: np.ndarray, kind: str, rng: np.random.Generator, region: float = 0.15
+) -> tuple[np.ndarray, np.ndarray]:
     """Plant one defect, centred in [region, 1 - region] of the image. -> (image (S, S, 3) float, mask (S, S) bool)."""
     size = img.shape[0]
     canvas, mask = _to_pil(img), Image.new("L", (size, size), 0)
@@ -194,7 +203,9 @@ def add_defect(img: np.ndarray, kind: str, rng: np.random.Generator, region: flo
     return np.asarray(canvas, dtype=np.float64) / 255.0, np.asarray(mask) > 0
 
 
-def visible_defect(img: np.ndarray, kind: str, rng: np.random.Generator, region: float, tries: int = 20) -> tuple[np.ndarray, np.ndarray]:
+def visible_defect(
+    img: np.ndarray, kind: str, rng: np.random.Generator, region: float, tries: int = 20
+) -> tuple[np.ndarray, np.ndarray]:
     """:func:`add_defect`, drawn again where it changed nothing visible (a smudge over an object's flat
     background has an empty mask): an image labelled anomalous must show its defect."""
     for _ in range(tries):

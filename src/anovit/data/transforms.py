@@ -34,7 +34,9 @@ class ReflectAffine(nn.Module):
     def margin(self, size: int) -> int:
         """Pixels of reflected content around a ``size`` image so that no corner comes from outside it."""
         turn = math.radians(abs(self.degrees))
-        overhang = (math.cos(turn) + math.sin(turn)) / min(self.scale) - 1  # a turned, shrunk square's reach beyond itself
+        overhang = (math.cos(turn) + math.sin(turn)) / min(
+            self.scale
+        ) - 1  # a turned, shrunk square's reach beyond itself
         return min(size - 1, math.ceil(size * (overhang / 2 + self.translate)) + 2)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:

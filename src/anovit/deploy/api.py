@@ -50,7 +50,8 @@ class ImageResult:
 
 
 def resize_map(score_map: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bilinear resize of a map (S, S') to (H, W), half-pixel centres, as ``F.interpolate(..., align_corners=False)``."""
+    """Bilinear resize of a map (S, S') to (H, W), half-pixel centres, as ``F.interpolate(...,
+    align_corners=False)``."""
 
     def axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         src = np.maximum((np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5, 0.0)
@@ -76,7 +77,9 @@ def to_rgb(image: Any) -> np.ndarray:
         if image.ndim == 3 and image.shape[0] in (1, 3, 4):
             image = image.transpose(1, 2, 0)  # (C, H, W) -> (H, W, C)
     if not isinstance(image, np.ndarray):
-        raise InputError(f"cannot score an object of type {type(image).__name__}: expected a path, PIL image, numpy array or tensor")
+        raise InputError(
+            f"cannot score an object of type {type(image).__name__}: expected a path, PIL image, numpy array or tensor"
+        )
     arr = image
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
@@ -111,16 +114,21 @@ class Run:
         """Score RGB images (H, W, 3) uint8 of any sizes in one batch."""
         if not images:
             return []
-        maps, scores = self.scorer(np.stack([model_input(Image.fromarray(rgb), self.image_size) for rgb in images]))  # (B, S, S), (B,)
+        maps, scores = self.scorer(
+            np.stack([model_input(Image.fromarray(rgb), self.image_size) for rgb in images])
+        )  # (B, S, S), (B,)
         out = []
         for rgb, score_map, score in zip(images, maps, scores.tolist()):
             h, w = rgb.shape[:2]
             full = resize_map(score_map, h, w)  # (H, W)
-            out.append(ImageResult(float(score), score >= self.thresholds.image, full, full >= self.thresholds.pixel, w, h))
+            out.append(
+                ImageResult(float(score), score >= self.thresholds.image, full, full >= self.thresholds.pixel, w, h)
+            )
         return out
 
     def predict(self, images: Any | Sequence[Any], batch_size: int = 8) -> list[ImageResult]:
-        """Score images given as paths, PIL images, numpy arrays or tensors (one or a list); one result each, in order."""
+        """Score images given as paths, PIL images, numpy arrays or tensors (one or a list); one result each, in
+        order."""
         items = list(images) if isinstance(images, (list, tuple)) else [images]
         results: list[ImageResult] = []
         for start in range(0, len(items), batch_size):
@@ -151,5 +159,3 @@ def load_run(
     thresholds = load_thresholds(run_dir)
     scorer = load_scorer(run_dir, backend, Path(model_file) if model_file is not None else None, device, precision)
     return Run(run_dir, scorer, thresholds, RunConfig.load(run_dir / "config.json"))
-
-

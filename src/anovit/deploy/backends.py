@@ -42,7 +42,6 @@ class Scorer(Protocol):
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
 
-
 class OnnxRuntimeScorer:
     """An exported ONNX file on ONNX Runtime's CPU provider (fp32 kernels; int8 where the file is quantised)."""
 
@@ -72,7 +71,9 @@ class OpenVinoScorer:
     bf16 asks for bf16 where the CPU has it; auto leaves the choice to OpenVINO.
     """
 
-    def __init__(self, path: Path, image_size: int, precision: Precision | None = None, threads: int | None = None) -> None:
+    def __init__(
+        self, path: Path, image_size: int, precision: Precision | None = None, threads: int | None = None
+    ) -> None:
         import openvino as ov
 
         config: dict[str, object] = {}
@@ -83,7 +84,9 @@ class OpenVinoScorer:
         try:
             self.compiled = ov.Core().compile_model(str(path), "CPU", config)
         except Exception as exc:  # noqa: BLE001 (OpenVINO raises RuntimeError with its own text)
-            raise InputError(f"{path}: not a readable OpenVINO model ({type(exc).__name__}: {str(exc)[:200]})") from None
+            raise InputError(
+                f"{path}: not a readable OpenVINO model ({type(exc).__name__}: {str(exc)[:200]})"
+            ) from None
         self.request = self.compiled.create_infer_request()
         self.image_size = image_size
         self.description = f"openvino ({path.name}, {precision or 'auto'})"
@@ -114,7 +117,10 @@ def load_scorer(
     run_dir = Path(run_dir)
     if backend == "torch":
         if model_file is not None:
-            raise InputError("--model is for an exported file (--backend onnxruntime or openvino); torch reads the run's model.safetensors")
+            raise InputError(
+                "--model is for an exported file (--backend onnxruntime or openvino); torch reads the run's "
+                "model.safetensors"
+            )
         from anovit.deploy.torch_scorer import (
             TorchScorer,  # torch only where it is asked for
         )
@@ -124,10 +130,15 @@ def load_scorer(
         raise InputError(f"--device {device}: the {backend} backend runs on the CPU")
     path = Path(model_file) if model_file is not None else run_dir / DEFAULT_FILES[backend]
     if not path.is_file():
-        raise InputError(f"{path}: no exported model here; write it with: anovit export --run {run_dir} --format {EXPORT_HINT[backend]}")
+        raise InputError(
+            f"{path}: no exported model here; write it with: anovit export --run {run_dir} --format "
+            f"{EXPORT_HINT[backend]}"
+        )
     size = RunConfig.load(run_dir / "config.json").data.image_size
     if backend == "onnxruntime":
         if precision == "bf16":
-            raise InputError("--precision bf16: ONNX Runtime's CPU provider has no bf16 kernels; use fp32, or --backend openvino")
+            raise InputError(
+                "--precision bf16: ONNX Runtime's CPU provider has no bf16 kernels; use fp32, or --backend openvino"
+            )
         return OnnxRuntimeScorer(path, size, threads)
     return OpenVinoScorer(path, size, precision, threads)

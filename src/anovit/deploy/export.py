@@ -89,14 +89,24 @@ def _write_onnx(scorer: nn.Module, cfg: RunConfig, run_dir: Path, path: Path, op
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on timm's shape asserts
         torch.onnx.export(
-            scorer, (torch.rand(2, 3, size, size),), str(path), input_names=["images"], output_names=["score_map", "image_score"],
+            scorer,
+            (torch.rand(2, 3, size, size),),
+            str(path),
+            input_names=["images"],
+            output_names=["score_map", "image_score"],
             dynamic_axes={"images": {0: "batch"}, "score_map": {0: "batch"}, "image_score": {0: "batch"}},
-            opset_version=opset, dynamo=False,
-        )  # fmt: skip
+            opset_version=opset,
+            dynamo=False,
+        )
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto)
-    meta = {"anovit_model": cfg.model.name, "image_size": str(size), "sigma": str(cfg.score.sigma), "score": "+".join(cfg.score.kinds),
-            "input": "RGB float32 in [0, 1], (batch, 3, image_size, image_size)"}  # fmt: skip
+    meta = {
+        "anovit_model": cfg.model.name,
+        "image_size": str(size),
+        "sigma": str(cfg.score.sigma),
+        "score": "+".join(cfg.score.kinds),
+        "input": "RGB float32 in [0, 1], (batch, 3, image_size, image_size)",
+    }
     if (run_dir / THRESHOLDS_FILE).is_file():
         t = load_thresholds(run_dir)
         meta |= {"image_threshold": repr(t.image), "pixel_threshold": repr(t.pixel)}
@@ -110,7 +120,11 @@ def _quantize_onnx(src: Path, dst: Path) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    nodes = [n.name for n in onnx.load(str(src)).graph.node if n.name.startswith(MODEL_PREFIX) and n.op_type in ("MatMul", "Gemm")]
+    nodes = [
+        n.name
+        for n in onnx.load(str(src)).graph.node
+        if n.name.startswith(MODEL_PREFIX) and n.op_type in ("MatMul", "Gemm")
+    ]
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # onnxruntime logs a generic "consider pre-processing" advice on the root logger
@@ -128,8 +142,10 @@ def calibration_images(run_dir: Path, size: int, calib: Path | None, n: int = CA
     if calib is None:
         source = json.loads((run_dir / "data.json").read_text()) if (run_dir / "data.json").is_file() else {}
         if "data" not in source or "category" not in source or source.get("dataset", "mvtec") != "mvtec":
-            raise InputError(f"{run_dir}: int8 calibration needs normal images; this run's training images are not an MVTec-layout "
-                             "folder it can find, so pass --calib DIR (a folder of normal images)")  # fmt: skip
+            raise InputError(
+                f"{run_dir}: int8 calibration needs normal images; this run's training images are not an MVTec-layout "
+                "folder it can find, so pass --calib DIR (a folder of normal images)"
+            )
         calib = Path(source["data"]) / source["category"] / "train" / "good"
     files = collect_inputs([calib])
     step = max(1, len(files) // n)
@@ -138,7 +154,8 @@ def calibration_images(run_dir: Path, size: int, calib: Path | None, n: int = CA
 
 
 def _write_openvino(onnx_path: Path, out: Path, int8: bool, calib: np.ndarray | None) -> None:
-    """Convert to OpenVINO IR (``out`` = NAME.xml, weights in NAME.bin), int8 through NNCF when asked; both files renamed into place."""
+    """Convert to OpenVINO IR (``out`` = NAME.xml, weights in NAME.bin), int8 through NNCF when asked; both files
+    renamed into place."""
     import openvino as ov
 
     model = ov.convert_model(str(onnx_path))
@@ -147,18 +164,26 @@ def _write_openvino(onnx_path: Path, out: Path, int8: bool, calib: np.ndarray | 
 
         # The scoring's own ops (named /Sub, /Conv, /ReduceMax ... in the ONNX graph) stay fp32; ops the
         # conversion named (Constant_12, Multiply_34: pieces of the model's layers) must not be ignored.
-        scoring = [name for op in model.get_ops() if (name := op.get_friendly_name()).startswith("/") and not name.startswith(MODEL_PREFIX)]
+        scoring = [
+            name
+            for op in model.get_ops()
+            if (name := op.get_friendly_name()).startswith("/") and not name.startswith(MODEL_PREFIX)
+        ]
         # NNCF's default (not ModelType.TRANSFORMER): on AnoViT it was both faster (ViT-B/16 at 384: 4.15 against
         # 3.53 images/s) and closer to fp32 (image AUROC -0.002 against +0.015 on a built-in category); see the README.
         model = nncf.quantize(
-            model, nncf.Dataset(list(calib[:, None])), subset_size=len(calib),
+            model,
+            nncf.Dataset(list(calib[:, None])),
+            subset_size=len(calib),
             ignored_scope=nncf.IgnoredScope(names=scoring, validate=False),
-        )  # fmt: skip
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.stem}.", dir=out.parent))
     try:
         ov.save_model(model, str(tmp / "model.xml"), compress_to_fp16=False)
-        os.replace(tmp / "model.bin", out.with_suffix(".bin"))  # the weights first: an .xml never points at missing weights
+        os.replace(
+            tmp / "model.bin", out.with_suffix(".bin")
+        )  # the weights first: an .xml never points at missing weights
         os.replace(tmp / "model.xml", out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -216,7 +241,9 @@ def export_onnx(run_dir: Path, out: Path | None = None, opset: int = OPSET, veri
     return export_model(run_dir, "onnx", False, out, opset=opset, verify=verify)
 
 
-def check_parity(scorer: nn.Module, path: Path, images: torch.Tensor, runtime: str = "onnxruntime") -> tuple[float, float]:
+def check_parity(
+    scorer: nn.Module, path: Path, images: torch.Tensor, runtime: str = "onnxruntime"
+) -> tuple[float, float]:
     """Run the exported file and PyTorch fp32 on ``images`` (B, 3, S, S): max abs differences (maps, scores)."""
     from anovit.deploy.backends import OnnxRuntimeScorer, OpenVinoScorer
 

@@ -1,10 +1,10 @@
 """``anovit predict``: score new images with a trained run and write a verdict and a picture for each.
 
 For every image (any size; grey, RGB, RGBA, palette or 16-bit): the image score (from the
-smoothed score map at the model's input size, as in training and testing: its max, or as the run says), the verdict against the
-run's image threshold, the score map resized back to the original size as a heat-map overlay PNG,
-and the binary mask PNG (map >= the run's pixel threshold). One ``predictions.csv`` and one
-``predictions.json`` list them all.
+smoothed score map at the model's input size, as in training and testing: its max, or as the run
+says), the verdict against the run's image threshold, the score map resized back to the original
+size as a heat-map overlay PNG, and the binary mask PNG (map >= the run's pixel threshold). One
+``predictions.csv`` and one ``predictions.json`` list them all.
 
 Overlay colours: 'jet' over score / (2 x pixel threshold), clipped to [0, 1]: dark blue is a
 score of 0, the middle of the scale (green) is the pixel threshold, red is twice it and above.
@@ -108,7 +108,13 @@ def _decode(files: list[tuple[Path, str]], on_error: OnError) -> list[_Decoded]:
         except Exception as exc:  # noqa: BLE001 (skip: any failure of one file is that file's row, not the run's end)
             if on_error == "stop":
                 raise
-            out.append(_Decoded(file, name, error=str(exc) if isinstance(exc, InputError) else f"{file}: {type(exc).__name__}: {exc}"))
+            out.append(
+                _Decoded(
+                    file,
+                    name,
+                    error=str(exc) if isinstance(exc, InputError) else f"{file}: {type(exc).__name__}: {exc}",
+                )
+            )
     return out
 
 
@@ -143,7 +149,8 @@ def predict(
     backend: Backend = "torch",
     model_file: Path | None = None,
 ) -> list[Prediction]:
-    """Score every image under ``paths`` with the run in ``run_dir``; write PNGs and the prediction tables to ``out_dir``.
+    """Score every image under ``paths`` with the run in ``run_dir``; write PNGs and the prediction tables to
+    ``out_dir``.
 
     ``on_error="stop"``: the first unreadable file ends the run with an :class:`InputError` (every
     header is checked before anything is written). ``"skip"``: it becomes a row with verdict
@@ -154,7 +161,9 @@ def predict(
         raise ValueError(f"on_error must be 'stop' or 'skip', got {on_error!r}")
     out_dir = Path(out_dir)
     if (out_dir / PREDICTIONS_JSON).exists() and not force:
-        raise InputError(f"{out_dir}: already holds predictions; pass --force to overwrite them or choose another --out")
+        raise InputError(
+            f"{out_dir}: already holds predictions; pass --force to overwrite them or choose another --out"
+        )
     load_thresholds(run_dir)  # a run without thresholds fails before anything is read
     files = collect_inputs(paths)
     if on_error == "stop":
@@ -185,9 +194,15 @@ def _write_outputs(out_dir: Path, d: _Decoded, r: ImageResult, thresholds: Thres
     _save_png(out_dir / overlay_rel, heat_overlay(d.original, r.anomaly_map, thresholds.pixel))
     _save_png(out_dir / mask_rel, r.mask.astype(np.uint8) * 255)
     return Prediction(
-        image=str(d.file), width=r.width, height=r.height, score=r.score, verdict=r.verdict,
-        anomalous_fraction=r.anomalous_fraction, overlay=overlay_rel, mask=mask_rel,
-    )  # fmt: skip
+        image=str(d.file),
+        width=r.width,
+        height=r.height,
+        score=r.score,
+        verdict=r.verdict,
+        anomalous_fraction=r.anomalous_fraction,
+        overlay=overlay_rel,
+        mask=mask_rel,
+    )
 
 
 def write_predictions(out_dir: Path, results: list[Prediction], thresholds: Thresholds, run_dir: Path) -> None:
@@ -198,7 +213,9 @@ def write_predictions(out_dir: Path, results: list[Prediction], thresholds: Thre
     writer.writerow(fields)
     for r in results:
         row = asdict(r)
-        writer.writerow([f"{row[k]:.8g}" if isinstance(row[k], float) else "" if row[k] is None else row[k] for k in fields])
+        writer.writerow(
+            [f"{row[k]:.8g}" if isinstance(row[k], float) else "" if row[k] is None else row[k] for k in fields]
+        )
     write_text(out_dir / PREDICTIONS_CSV, buf.getvalue())
     document = {
         "run": str(run_dir),

@@ -63,13 +63,25 @@ class Metrics:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = CollectorRegistry()
-        self.requests = Counter("anovit_requests", "Predict requests answered", ["run", "status"], registry=self.registry)
+        self.requests = Counter(
+            "anovit_requests", "Predict requests answered", ["run", "status"], registry=self.registry
+        )
         self.images = Counter("anovit_images", "Images scored", ["run", "verdict"], registry=self.registry)
         self.errors = Counter("anovit_errors", "Requests answered with an error", ["reason"], registry=self.registry)
-        self.latency = Histogram("anovit_request_seconds", "Predict request latency", ["run"], registry=self.registry,
-                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))  # fmt: skip
-        self.batch = Histogram("anovit_batch_size", "Images per model call", ["run"], registry=self.registry,
-                               buckets=(1, 2, 4, 8, 16, 32, 64, 128))  # fmt: skip
+        self.latency = Histogram(
+            "anovit_request_seconds",
+            "Predict request latency",
+            ["run"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.batch = Histogram(
+            "anovit_batch_size",
+            "Images per model call",
+            ["run"],
+            registry=self.registry,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+        )
         self.queue = Gauge("anovit_queue_depth", "Images waiting to be scored", ["run"], registry=self.registry)
 
     def text(self) -> tuple[bytes, str]:
@@ -91,7 +103,9 @@ class Batcher:
     Model calls run one at a time in a worker thread, so the event loop keeps accepting requests.
     """
 
-    def __init__(self, run: Run, metrics: Metrics, max_batch: int = 16, max_wait_ms: float = 5.0, queue_size: int = 256) -> None:
+    def __init__(
+        self, run: Run, metrics: Metrics, max_batch: int = 16, max_wait_ms: float = 5.0, queue_size: int = 256
+    ) -> None:
         if max_batch < 1 or queue_size < 1 or max_wait_ms < 0:
             raise InputError("--max-batch and --queue-size must be >= 1 and --max-wait-ms >= 0")
         self.run, self.metrics = run, metrics
@@ -114,9 +128,15 @@ class Batcher:
         """Queue the images of one request (all or none) and wait for their results."""
         assert self.queue is not None, "Batcher.start() first"
         if len(images) > self.queue_size:  # would never fit: retrying cannot help
-            raise HTTPError(413, f"{len(images)} images in one request, more than the queue holds ({self.queue_size}, --queue-size)")
+            raise HTTPError(
+                413, f"{len(images)} images in one request, more than the queue holds ({self.queue_size}, --queue-size)"
+            )
         if self.queue.qsize() + len(images) > self.queue_size:
-            raise HTTPError(503, f"busy: {self.queue.qsize()} images queued (limit {self.queue_size}); retry shortly", {"Retry-After": "1"})
+            raise HTTPError(
+                503,
+                f"busy: {self.queue.qsize()} images queued (limit {self.queue_size}); retry shortly",
+                {"Retry-After": "1"},
+            )
         loop = asyncio.get_running_loop()
         jobs = [_Job(rgb, loop.create_future()) for rgb in images]
         for job in jobs:
@@ -167,9 +187,14 @@ def _png_data_uri(array: np.ndarray) -> str:
 def result_json(name: str, rgb: np.ndarray, r: ImageResult, run: Run, overlay: bool) -> dict[str, Any]:
     """The JSON of one scored image (the fields of ``anovit predict``'s predictions.json, plus the thresholds)."""
     out: dict[str, Any] = {
-        "name": name, "score": r.score, "verdict": r.verdict, "anomalous_fraction": r.anomalous_fraction,
-        "width": r.width, "height": r.height, "thresholds": {"image": run.thresholds.image, "pixel": run.thresholds.pixel},
-    }  # fmt: skip
+        "name": name,
+        "score": r.score,
+        "verdict": r.verdict,
+        "anomalous_fraction": r.anomalous_fraction,
+        "width": r.width,
+        "height": r.height,
+        "thresholds": {"image": run.thresholds.image, "pixel": run.thresholds.pixel},
+    }
     if overlay:
         out["overlay"] = _png_data_uri(heat_overlay(rgb, r.anomaly_map, run.thresholds.pixel))
         out["mask"] = _png_data_uri(r.mask.astype(np.uint8) * 255)
@@ -180,7 +205,9 @@ async def _read_body(request: Any, max_bytes: int) -> bytes:
     """The request body, refused with 413 as soon as it passes ``max_bytes`` (Content-Length or streamed)."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > max_bytes:
-        raise HTTPError(413, f"request body of {int(length):,} bytes is larger than the limit of {max_bytes:,} (--max-bytes)")
+        raise HTTPError(
+            413, f"request body of {int(length):,} bytes is larger than the limit of {max_bytes:,} (--max-bytes)"
+        )
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -208,7 +235,9 @@ async def _uploads(request: Any, max_bytes: int) -> list[tuple[str, bytes]]:
         if not body:
             raise HTTPError(400, "empty body: send an image as the body or as multipart file fields")
         return [("body", body)]
-    raise HTTPError(415, f"content type {content_type or '(none)'!r}: send multipart/form-data files or an image/* body")
+    raise HTTPError(
+        415, f"content type {content_type or '(none)'!r}: send multipart/form-data files or an image/* body"
+    )
 
 
 def create_app(
@@ -241,27 +270,36 @@ def create_app(
         start = time.perf_counter()
         name = request.path_params["name"]
         if name not in by_name:
-            return error(HTTPError(404, f"unknown run {name!r}; this server has: {', '.join(sorted(by_name))}"), "unknown_run")
+            return error(
+                HTTPError(404, f"unknown run {name!r}; this server has: {', '.join(sorted(by_name))}"), "unknown_run"
+            )
         run = by_name[name]
         status = 200
         try:
             uploads = await _uploads(request, max_bytes)
             loop = asyncio.get_running_loop()
             try:
-                images = await asyncio.gather(*(loop.run_in_executor(decoder, decode_bytes, data, fname) for fname, data in uploads))
+                images = await asyncio.gather(
+                    *(loop.run_in_executor(decoder, decode_bytes, data, fname) for fname, data in uploads)
+                )
             except ImageTooLarge as exc:
                 raise HTTPError(413, str(exc)) from None
             except InputError as exc:
                 raise HTTPError(400, str(exc)) from None
             results = await batchers[name].score(images)
             overlay = request.query_params.get("overlay", "") == "png"
-            body = {"run": name, "images": [result_json(n, rgb, r, run, overlay) for (n, _), rgb, r in zip(uploads, images, results)]}
+            body = {
+                "run": name,
+                "images": [result_json(n, rgb, r, run, overlay) for (n, _), rgb, r in zip(uploads, images, results)],
+            }
             for r in results:
                 metrics.images.labels(name, r.verdict).inc()
             return JSONResponse(body)
         except HTTPError as exc:
             status = exc.status
-            return error(exc, {400: "bad_image", 413: "too_large", 415: "content_type", 503: "busy"}.get(exc.status, "other"))
+            return error(
+                exc, {400: "bad_image", 413: "too_large", 415: "content_type", 503: "busy"}.get(exc.status, "other")
+            )
         except Exception as exc:  # noqa: BLE001 (nothing crashes the server: a 500 with one line)
             log.exception("predict on %s failed", name)
             status = 500

@@ -28,5 +28,7 @@ class TorchScorer:
         self.description = f"torch ({self.device}, {self.precision})"
 
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        scores = score_images(self.model, torch.from_numpy(as_float_images(images)), self.cfg.score, self.device, self.precision)
+        scores = score_images(
+            self.model, torch.from_numpy(as_float_images(images)), self.cfg.score, self.device, self.precision
+        )
         return scores.maps.float().cpu().numpy(), scores.image.float().cpu().numpy()

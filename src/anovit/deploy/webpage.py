@@ -87,11 +87,13 @@ function card(file, item) {
   score.className = "score";
   score.textContent = `score ${item.score.toPrecision(4)} (threshold ${item.thresholds.image.toPrecision(4)})`;
   const area = document.createElement("small");
-  area.textContent = `${(100 * item.anomalous_fraction).toFixed(1)} % of ${item.width} x ${item.height} px above the pixel threshold`;
+  const share = (100 * item.anomalous_fraction).toFixed(1);
+  area.textContent = `${share} % of ${item.width} x ${item.height} px above the pixel threshold`;
   meta.append(name, verdict, score, area);
   const pics = document.createElement("div");
   pics.className = "pics";
-  for (const [src, caption] of [[URL.createObjectURL(file), "image"], [item.overlay, "overlay (green = pixel threshold)"]]) {
+  const panels = [[URL.createObjectURL(file), "image"], [item.overlay, "overlay (green = pixel threshold)"]];
+  for (const [src, caption] of panels) {
     const figure = document.createElement("figure");
     const img = document.createElement("img");
     img.src = src;
@@ -111,7 +113,8 @@ async function score(files) {
   statusLine.textContent = `scoring ${files.length} image(s) ...`;
   const form = new FormData();
   for (const file of files) form.append("images", file, file.name);
-  const response = await fetch(`/v1/runs/${encodeURIComponent(runSelect.value)}/predict?overlay=png`, {method: "POST", body: form});
+  const url = `/v1/runs/${encodeURIComponent(runSelect.value)}/predict?overlay=png`;
+  const response = await fetch(url, {method: "POST", body: form});
   const body = await response.json();
   if (!response.ok) {
     errorLine.textContent = body.error;

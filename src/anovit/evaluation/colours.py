@@ -16,11 +16,14 @@ _JET = {
 }
 _N = 256
 _X = np.linspace(0.0, 1.0, _N)
-JET_LUT = np.stack([np.interp(_X, [p[0] for p in pts], [p[1] for p in pts]) for pts in _JET.values()], axis=1)  # (256, 3)
+JET_LUT = np.stack(
+    [np.interp(_X, [p[0] for p in pts], [p[1] for p in pts]) for pts in _JET.values()], axis=1
+)  # (256, 3)
 
 
 def jet(level: np.ndarray) -> np.ndarray:
-    """'jet' RGB in [0, 1] of levels in [0, 1] (clipped): (...) -> (..., 3), as ``matplotlib.colormaps['jet'](level)[..., :3]``."""
+    """'jet' RGB in [0, 1] of levels in [0, 1] (clipped): (...) -> (..., 3), as
+    ``matplotlib.colormaps['jet'](level)[..., :3]``."""
     idx = np.clip((np.asarray(level, dtype=np.float64) * _N).astype(np.int64), 0, _N - 1)
     return JET_LUT[idx]
 

@@ -48,7 +48,9 @@ class Evaluation:
     maps: dict[int, np.ndarray] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     pixel_hist: StreamingAUROC | None = None  # pixel-score histograms of normal and anomalous pixels
-    per_defect: dict[str, dict[str, Any]] = field(default_factory=dict)  # {defect type: its AUROCs against the normal images}
+    per_defect: dict[str, dict[str, Any]] = field(
+        default_factory=dict
+    )  # {defect type: its AUROCs against the normal images}
 
     def metrics(self) -> dict[str, Any]:
         """AUROCs, AUPRO and the best achievable F1 with its threshold, image- and pixel-level."""
@@ -70,7 +72,9 @@ class Evaluation:
 
 
 @torch.no_grad()
-def score_images(model: nn.Module, images: torch.Tensor, score: ScoreConfig, device: torch.device, precision: Precision = "fp32") -> Scores:
+def score_images(
+    model: nn.Module, images: torch.Tensor, score: ScoreConfig, device: torch.device, precision: Precision = "fp32"
+) -> Scores:
     """Score a batch of images (B, 3, S, S), uint8 or float in [0, 1] -> Scores(maps (B, S, S), image (B,))."""
     x = images.to(device)
     x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()  # (B, 3, S, S)
@@ -78,13 +82,21 @@ def score_images(model: nn.Module, images: torch.Tensor, score: ScoreConfig, dev
 
 
 @torch.no_grad()
-def measure_scales(model: nn.Module, dataset: Dataset, score: ScoreConfig, device: torch.device, precision: Precision = "fp32",
-                   batch_size: int = 16) -> tuple[float, ...]:  # fmt: skip
+def measure_scales(
+    model: nn.Module,
+    dataset: Dataset,
+    score: ScoreConfig,
+    device: torch.device,
+    precision: Precision = "fp32",
+    batch_size: int = 16,
+) -> tuple[float, ...]:
     """The mean of each of ``score.kinds``' maps over ``dataset`` (normal images), over all ranks: what
     :func:`anovit.scoring.maps.combine` divides each map by, so that each weighs the same."""
     model.eval().to(device)
     sums = torch.zeros(len(score.kinds) + 1, dtype=torch.float64)  # (sum of each map's means, images)
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=dist.ShardSampler(len(dataset)), num_workers=loader_workers(dataset))
+    loader = DataLoader(
+        dataset, batch_size=batch_size, sampler=dist.ShardSampler(len(dataset)), num_workers=loader_workers(dataset)
+    )
     for batch in batches_on(loader, device):
         maps = component_maps(model, batch["image"].float(), score, amp=lambda: autocast(device, precision))
         sums[:-1] += torch.tensor([maps[k].mean(dim=(1, 2)).sum().item() for k in score.kinds], dtype=torch.float64)
@@ -119,10 +131,20 @@ def evaluate(
     pixel = StreamingPixelMetrics()
     has_masks = bool(getattr(dataset, "has_masks", False))
     samples = getattr(dataset, "samples", None)
-    per_defect = PerDefectMetrics([s.defect for s in samples], [s.label for s in samples]) if samples is not None else None
+    per_defect = (
+        PerDefectMetrics([s.defect for s in samples], [s.label for s in samples]) if samples is not None else None
+    )
     scores, labels, indices, kept = [], [], [], {}
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=dist.ShardSampler(len(dataset)), num_workers=loader_workers(dataset))
-    bar = tqdm(batches_on(loader, device), total=len(loader), desc="scoring", disable=not progress or not dist.is_main(), leave=False)
+    loader = DataLoader(
+        dataset, batch_size=batch_size, sampler=dist.ShardSampler(len(dataset)), num_workers=loader_workers(dataset)
+    )
+    bar = tqdm(
+        batches_on(loader, device),
+        total=len(loader),
+        desc="scoring",
+        disable=not progress or not dist.is_main(),
+        leave=False,
+    )
     for batch in bar:
         result = scorer(batch["image"])  # maps (B, H, W), image (B,)
         if has_masks:
@@ -136,7 +158,9 @@ def evaluate(
             if i in keep:
                 kept[i] = result.maps[j].cpu().numpy()
     # Under torch.distributed each rank scored a shard: gather, and put images back in dataset order.
-    shards = dist.all_gather_objects((_cat(indices, torch.long), _cat(scores, torch.float32), _cat(labels, torch.long), kept))
+    shards = dist.all_gather_objects(
+        (_cat(indices, torch.long), _cat(scores, torch.float32), _cat(labels, torch.long), kept)
+    )
     order = torch.cat([s[0] for s in shards]).argsort()
     image_scores = torch.cat([s[1] for s in shards])[order].numpy().astype(np.float64)
     label_arr = torch.cat([s[2] for s in shards])[order].numpy()
@@ -150,7 +174,9 @@ def evaluate(
     notes = []
     img_auroc = image_auroc(image_scores, label_arr)
     if img_auroc is None:
-        notes.append(f"image AUROC undefined: the test set has only {'anomalous' if label_arr.min() == 1 else 'normal'} images")
+        notes.append(
+            f"image AUROC undefined: the test set has only {'anomalous' if label_arr.min() == 1 else 'normal'} images"
+        )
     if has_masks and pixel_auroc is None:
         notes.append("pixel AUROC undefined: the masks have only one class of pixels")
     return Evaluation(

@@ -32,7 +32,9 @@ def figure3(
     headers = ["image", "ground truth", *[f"{name} score map" for name in maps]]
     for r in range(n):
         panels = [(images[r], {}), (masks[r], {"cmap": "gray", "vmin": 0, "vmax": 1})]
-        panels += [(ms[r], {"cmap": "jet", "vmin": ranges[name][0], "vmax": ranges[name][1]}) for name, ms in maps.items()]
+        panels += [
+            (ms[r], {"cmap": "jet", "vmin": ranges[name][0], "vmax": ranges[name][1]}) for name, ms in maps.items()
+        ]
         for c, (data, kwargs) in enumerate(panels):
             ax = axes[r, c]
             ax.imshow(data, **kwargs)

@@ -99,5 +99,3 @@ def pro_curve_area(fpr: np.ndarray, pro: np.ndarray, fpr_limit: float = 0.3) -> 
         y = np.append(y, pro[j - 1] + t * (pro[j] - pro[j - 1]))
     area = float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2))  # trapezoids
     return area / fpr_limit
-
-

@@ -94,13 +94,22 @@ def roc_figure(evaluation: Evaluation) -> str | None:
     return _svg(fig)
 
 
-def score_figure(scores: np.ndarray, labels: np.ndarray, threshold: float, threshold_label: str, how: str = "max") -> str:
-    """Histograms of the image scores (``how`` of each smoothed map) of normal and anomalous images, with the threshold."""
+def score_figure(
+    scores: np.ndarray, labels: np.ndarray, threshold: float, threshold_label: str, how: str = "max"
+) -> str:
+    """Histograms of the image scores (``how`` of each smoothed map) of normal and anomalous images, with the
+    threshold."""
     fig, ax = plt.subplots(figsize=(5.5, 4))
     bins = np.linspace(float(scores.min()), float(scores.max()), 31) if scores.max() > scores.min() else 10
     for value, name, colour in ((0, "normal", "tab:blue"), (1, "anomalous", "tab:red")):
         if np.any(labels == value):
-            ax.hist(scores[labels == value], bins=bins, alpha=0.6, color=colour, label=f"{name} ({int(np.sum(labels == value))})")
+            ax.hist(
+                scores[labels == value],
+                bins=bins,
+                alpha=0.6,
+                color=colour,
+                label=f"{name} ({int(np.sum(labels == value))})",
+            )
     ax.axvline(threshold, color="black", ls="--", lw=1.2, label=threshold_label)
     ax.set(xlabel=f"image score ({how} of the smoothed score map)", ylabel="images", title="Score distribution")
     ax.legend(fontsize=8)
@@ -153,17 +162,26 @@ def write_report(
         pixel_thr = metrics.get("pixel_f1_max_threshold") or image_thr
         thr_label = f"threshold {image_thr:.4g} (F1-max on this set; the run has no thresholds.json)"
     order = gallery_order(scores, labels, image_thr)[:gallery_max]
-    score_fn = scorer or (lambda images: score_images(model, images, cfg.score, device, precision or cfg.train.precision))
+    score_fn = scorer or (
+        lambda images: score_images(model, images, cfg.score, device, precision or cfg.train.precision)
+    )
     cards = _cards(score_fn, test_set, evaluation, order, image_thr, pixel_thr)
     roc = roc_figure(evaluation)
     dist = score_figure(scores, labels, image_thr, thr_label, cfg.score.image_score)
-    page = _page(title or f"anovit report: {cfg.model.name}", cfg, metrics, thresholds, roc, dist, cards, len(scores), thr_label)
+    page = _page(
+        title or f"anovit report: {cfg.model.name}", cfg, metrics, thresholds, roc, dist, cards, len(scores), thr_label
+    )
     write_text(Path(path), page)
     return Path(path)
 
 
 def _cards(
-    score_fn: Callable[[torch.Tensor], Scores], test_set: Any, evaluation: Evaluation, order: list[int], image_thr: float, pixel_thr: float,
+    score_fn: Callable[[torch.Tensor], Scores],
+    test_set: Any,
+    evaluation: Evaluation,
+    order: list[int],
+    image_thr: float,
+    pixel_thr: float,
 ) -> list[str]:
     """One HTML card per gallery image; its score map is recomputed (only these images are kept)."""
     has_masks = bool(getattr(test_set, "has_masks", False))
@@ -176,31 +194,45 @@ def _cards(
         for j, i in enumerate(idx):
             label, score = int(evaluation.labels[i]), float(evaluation.image_scores[i])
             called = score >= image_thr
-            outcome = ("true positive" if called else "missed anomaly") if label else ("false alarm" if called else "true negative")
+            outcome = (
+                ("true positive" if called else "missed anomaly")
+                if label
+                else ("false alarm" if called else "true negative")
+            )
             missed = called != bool(label)
             rgb = (images[j].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)  # (S, S, 3)
             heat = heat_colours(maps[j], pixel_thr)  # (S, S, 3)
             panels = [("image", _jpeg(_thumb(rgb)))]
             if has_masks:
-                panels.append(("ground truth", _png(_thumb(items[j]["mask"].numpy().astype(np.uint8) * 255, nearest=True))))
-            panels += [("score map", _png(_thumb(heat))), ("overlay", _jpeg(_thumb(heat_overlay(rgb, maps[j], pixel_thr))))]
+                panels.append(
+                    ("ground truth", _png(_thumb(items[j]["mask"].numpy().astype(np.uint8) * 255, nearest=True)))
+                )
+            panels += [
+                ("score map", _png(_thumb(heat))),
+                ("overlay", _jpeg(_thumb(heat_overlay(rgb, maps[j], pixel_thr)))),
+            ]
             sample = test_set.samples[i]
-            figs = "".join(f'<figure><img src="{src}" alt="{cap}"><figcaption>{cap}</figcaption></figure>' for cap, src in panels)
+            figs = "".join(
+                f'<figure><img src="{src}" alt="{cap}"><figcaption>{cap}</figcaption></figure>' for cap, src in panels
+            )
             out.append(
                 f'<div class="card{" missed" if missed else ""}" data-label="{label}" data-missed="{int(missed)}">'
                 f'<div class="caption"><b>{html.escape(Path(sample.image).name)}</b> · {html.escape(sample.defect)} · '
-                f'score {score:.4g} · <span class="outcome">{outcome}</span></div><div class="panels">{figs}</div></div>'
+                f'score {score:.4g} · <span class="outcome">{outcome}</span></div><div '
+                f'class="panels">{figs}</div></div>'
             )
     return out
 
 
 CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:1.5em auto;max-width:1200px;color:#222;padding:0 1em}
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:1.5em auto;max-width:1200px;color:#222;
+  padding:0 1em}
 h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse}td,th{padding:.25em .8em;border-bottom:1px solid #eee;text-align:left}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 .charts{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}.charts svg{max-width:100%;height:auto}
-.filters button{margin-right:.4em;padding:.3em .8em;border:1px solid #999;background:#f6f6f6;border-radius:4px;cursor:pointer}
+.filters button{margin-right:.4em;padding:.3em .8em;border:1px solid #999;background:#f6f6f6;border-radius:4px;
+  cursor:pointer}
 .filters button.on{background:#333;color:#fff}
 .gallery{display:flex;flex-wrap:wrap;gap:1em}.card{border:1px solid #ccc;border-radius:6px;padding:.5em}
 .card.missed{border:2px solid #c0392b}.card .outcome{font-weight:600}.card.missed .outcome{color:#c0392b}
@@ -233,25 +265,42 @@ def _per_defect_table(per_defect: dict[str, dict[str, Any]]) -> str:
     if not per_defect:
         return ""
     rows = "".join(
-        f'<tr><td>{html.escape(d)}</td><td class="num">{m["n_images"]}</td><td class="num">{_fmt(m["image_auroc"])}</td>'
-        f'<td class="num">{_fmt(m["pixel_auroc"])}</td></tr>' for d, m in per_defect.items()
+        f'<tr><td>{html.escape(d)}</td><td class="num">{m["n_images"]}</td><td '
+        f'class="num">{_fmt(m["image_auroc"])}</td>'
+        f'<td class="num">{_fmt(m["pixel_auroc"])}</td></tr>'
+        for d, m in per_defect.items()
     )
-    return ("<h3>Per defect type (each against the normal images)</h3><table><thead><tr><th>defect type</th><th>images</th>"
-            f"<th>image AUROC</th><th>pixel AUROC</th></tr></thead><tbody>{rows}</tbody></table>")  # fmt: skip
+    return (
+        "<h3>Per defect type (each against the normal images)</h3><table><thead><tr><th>defect type</th><th>images</th>"
+        f"<th>image AUROC</th><th>pixel AUROC</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
 
 
 def _page(
-    title: str, cfg: RunConfig, metrics: dict[str, Any], thresholds: Thresholds | None, roc: str | None,
-    dist: str, cards: list[str], n_images: int, thr_label: str,
-) -> str:  # fmt: skip
+    title: str,
+    cfg: RunConfig,
+    metrics: dict[str, Any],
+    thresholds: Thresholds | None,
+    roc: str | None,
+    dist: str,
+    cards: list[str],
+    n_images: int,
+    thr_label: str,
+) -> str:
     rows = "".join(
-        f'<tr><td>{label}</td><td class="num">{_fmt(metrics.get(key))}</td></tr>' for key, label in METRIC_ROWS if key in metrics
+        f'<tr><td>{label}</td><td class="num">{_fmt(metrics.get(key))}</td></tr>'
+        for key, label in METRIC_ROWS
+        if key in metrics
     )
     if thresholds is not None:
-        thr = (f"<p>Thresholds of the run: image {thresholds.image:.6g} ({thresholds.image_method}), pixel "
-               f"{thresholds.pixel:.6g} ({thresholds.pixel_method}), computed on {html.escape(thresholds.source)}.</p>")  # fmt: skip
+        thr = (
+            f"<p>Thresholds of the run: image {thresholds.image:.6g} ({thresholds.image_method}), pixel "
+            f"{thresholds.pixel:.6g} ({thresholds.pixel_method}), computed on {html.escape(thresholds.source)}.</p>"
+        )
     else:
-        thr = "<p class=note>The run has no thresholds.json; the gallery uses the F1-max threshold of this test set.</p>"
+        thr = (
+            "<p class=note>The run has no thresholds.json; the gallery uses the F1-max threshold of this test set.</p>"
+        )
     n_missed = sum('data-missed="1"' in c for c in cards)
     model = f"{cfg.model.name}" + (f" ({cfg.model.encoder})" if cfg.model.name == "anovit" else "")
     border = f", image score ignores {cfg.score.border:.0%} at each edge" if cfg.score.border else ""
@@ -271,10 +320,12 @@ def _page(
 <h2>Curves</h2>
 <div class="charts">{roc or '<p class="note">ROC undefined: the test set has one class only.</p>'}{dist}</div>
 <h2>Gallery</h2>
-<p class="note">{len(cards)} of {n_images} images, worst misses first ({n_missed} misses shown), at {html.escape(thr_label)}.
+<p class="note">{len(cards)} of {n_images} images, worst misses first ({n_missed} misses shown),
+at {html.escape(thr_label)}.
 Score-map colours: blue = 0, green = the pixel threshold, red = twice it or more.</p>
-<div class="filters"><button data-filter="all">all</button><button data-filter="missed">misses</button><button data-filter="anomalous">anomalous</button><button data-filter="normal">normal</button></div>
-<div class="gallery" id="gallery">{''.join(cards)}</div>
+<div class="filters"><button data-filter="all">all</button><button data-filter="missed">misses</button><!--
+--><button data-filter="anomalous">anomalous</button><button data-filter="normal">normal</button></div>
+<div class="gallery" id="gallery">{"".join(cards)}</div>
 <script>{SCRIPT}</script>
 </body></html>
 """

@@ -158,10 +158,15 @@ class StreamingPixelMetrics:
 
     def __init__(self) -> None:
         self.auroc, self.aupro = StreamingAUROC(), StreamingAUPRO()
-        assert (self.auroc.n_bins, self.auroc.log_lo, self.auroc.log_hi) == (self.aupro.n_bins, self.aupro.log_lo, self.aupro.log_hi)
+        assert (self.auroc.n_bins, self.auroc.log_lo, self.auroc.log_hi) == (
+            self.aupro.n_bins,
+            self.aupro.log_lo,
+            self.aupro.log_hi,
+        )
 
     def update(self, maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        """maps: (B, H, W) float; masks: (B, H, W) bool. Returns the pixels' bins (B * H * W,), for :class:`PerDefectMetrics`."""
+        """maps: (B, H, W) float; masks: (B, H, W) bool. Returns the pixels' bins (B * H * W,), for
+        :class:`PerDefectMetrics`."""
         idx = _bin_index(maps, self.auroc.n_bins, self.auroc.log_lo, self.auroc.log_hi)  # (B * H * W,)
         self.auroc.update_binned(idx, masks)
         self.aupro.update_binned(idx, masks)

@@ -54,7 +54,12 @@ class Thresholds:
 
     def summary(self) -> dict[str, Any]:
         """The two thresholds and their rules, as quoted in metrics.json and predictions.json."""
-        return {"image": self.image, "pixel": self.pixel, "image_method": self.image_method, "pixel_method": self.pixel_method}
+        return {
+            "image": self.image,
+            "pixel": self.pixel,
+            "image_method": self.image_method,
+            "pixel_method": self.pixel_method,
+        }
 
 
 def calibrate(evaluation: Evaluation, source: str, quantile: float = DEFAULT_QUANTILE) -> Thresholds:

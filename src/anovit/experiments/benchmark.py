@@ -66,7 +66,13 @@ TINY_DIGITS: dict[str, dict[str, Any]] = {
 
 
 def benchmark_config(
-    dataset: str, model: str, preset: str, epochs: int | None, image_size: int | None, find_weights: bool = False, **options: Any
+    dataset: str,
+    model: str,
+    preset: str,
+    epochs: int | None,
+    image_size: int | None,
+    find_weights: bool = False,
+    **options: Any,
 ) -> RunConfig:
     """The run configuration for one model: the preset, its image size per dataset, the user's options.
 
@@ -81,7 +87,10 @@ def benchmark_config(
     if preset == DEFAULT_PRESET and dataset == "digits":  # what the user did not set
         chosen = TINY_DIGITS[model]
         image_size = image_size or chosen["image_size"]
-        options = {**{k: v for k, v in chosen.items() if k != "image_size"}, **{k: v for k, v in options.items() if v is not None}}
+        options = {
+            **{k: v for k, v in chosen.items() if k != "image_size"},
+            **{k: v for k, v in options.items() if v is not None},
+        }
     kw = dict(model=model, epochs=epochs, image_size=image_size, **options)
     cfg = resolve_run_config(preset, **kw)[0] if find_weights else resolve_config(preset, **kw)
     if dataset == "cifar10":
@@ -111,14 +120,18 @@ def run_benchmark(
         raise InputError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
     unknown = [m for m in models if m not in MODEL_LABELS]
     if unknown or not models:
-        raise InputError(f"--models: expected a comma-separated subset of anovit,cae, got {','.join(models) or 'nothing'}")
+        raise InputError(
+            f"--models: expected a comma-separated subset of anovit,cae, got {','.join(models) or 'nothing'}"
+        )
     if dataset != "digits" and data_root is None:
         raise InputError(f"--data is required for {dataset}")
     cats = list(categories) if categories else default_categories(dataset, data_root)
     if dataset != "mvtec":
         names = class_names(dataset, data_root)
         cats = [names[int(c)] if c.isdigit() and c not in names else c for c in cats]
-    configs = {m: benchmark_config(dataset, m, preset, epochs, image_size, find_weights=True, **options) for m in models}
+    configs = {
+        m: benchmark_config(dataset, m, preset, epochs, image_size, find_weights=True, **options) for m in models
+    }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     devices = _devices(device)
@@ -199,11 +212,20 @@ def run_category(
             if data is None or data["size"] != cfg.data.image_size:
                 data = _load(dataset, data_root, category, cfg.data.image_size, progress)
             if m in todo and not (run_dir / METRICS_FILE).is_file():  # a missing report alone needs no training
-                train_cfg = replace(cfg, data=replace(cfg.data, val_fraction=data["val_fraction"] or cfg.data.val_fraction))
+                train_cfg = replace(
+                    cfg, data=replace(cfg.data, val_fraction=data["val_fraction"] or cfg.data.val_fraction)
+                )
                 source = {"dataset": dataset, "data": str(data_root), "category": category}
                 train_on(train_cfg, data["train"], run_dir, device, progress, source)
-            result = test_on(run_dir, data["test"], device=device, keep_maps=FIGURE_ROWS if dataset == "mvtec" else 0,
-                             progress=progress, extra={"dataset": dataset, "category": category}, report=report)  # fmt: skip
+            result = test_on(
+                run_dir,
+                data["test"],
+                device=device,
+                keep_maps=FIGURE_ROWS if dataset == "mvtec" else 0,
+                progress=progress,
+                extra={"dataset": dataset, "category": category},
+                report=report,
+            )
             maps[m] = [result.maps[i] for i in sorted(result.maps)]
         metrics = _read_metrics(run_dir / METRICS_FILE)
         row[m] = {"image_auroc": metrics.get("image_auroc"), "pixel_auroc": metrics.get("pixel_auroc")}
@@ -212,16 +234,24 @@ def run_category(
     if need_figure and data is not None and maps:
         test = data["test"]
         shown = figure_indices(test.samples, FIGURE_ROWS)
-        figure3([test.image(i).permute(1, 2, 0).numpy() / 255.0 for i in shown], [test.mask(i).numpy() for i in shown],
-                {MODEL_LABELS[m]: v for m, v in sorted(maps.items(), key=lambda kv: kv[0] != "cae")}, figure_path,
-                titles=[test.samples[i].defect for i in shown])  # fmt: skip
+        figure3(
+            [test.image(i).permute(1, 2, 0).numpy() / 255.0 for i in shown],
+            [test.mask(i).numpy() for i in shown],
+            {MODEL_LABELS[m]: v for m, v in sorted(maps.items(), key=lambda kv: kv[0] != "cae")},
+            figure_path,
+            titles=[test.samples[i].defect for i in shown],
+        )
     return row
 
 
 def _load(dataset: str, root: Path | None, category: str, size: int, progress: bool) -> dict[str, Any]:
     if dataset == "mvtec":
-        train = ImageDataset(mvtec_samples(root, category, "train"), size, desc=f"reading {category}/train", progress=progress)
-        test = ImageDataset(mvtec_samples(root, category, "test"), size, desc=f"reading {category}/test", progress=progress)
+        train = ImageDataset(
+            mvtec_samples(root, category, "train"), size, desc=f"reading {category}/train", progress=progress
+        )
+        test = ImageDataset(
+            mvtec_samples(root, category, "test"), size, desc=f"reading {category}/test", progress=progress
+        )
         return {"train": train, "test": test, "val_fraction": None, "size": size}
     data = one_class_data(dataset, root, category, size)
     return {"train": data.train, "test": data.test, "val_fraction": data.val_fraction, "size": size}
@@ -302,8 +332,11 @@ def _table(results: dict[str, Any], metric: str, title: str) -> list[str]:
     lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cat = r["category"]
-        # MVTec AD's own categories by their type; another category in the MVTec layout is a "Category", a one-class class a "Class".
-        kind = "Object" if cat in OBJECTS else "Texture" if cat in TEXTURES else "Category" if ds == "mvtec" else "Class"
+        # MVTec AD's own categories by their type; another category in the MVTec layout is a "Category", a one-class
+        # class a "Class".
+        kind = (
+            "Object" if cat in OBJECTS else "Texture" if cat in TEXTURES else "Category" if ds == "mvtec" else "Class"
+        )
         cells = [kind, cat, *[_fmt(r[m][metric]) for m in ordered]]
         cells += [_improvement(r["cae"][metric], r["anovit"][metric])] if compare else []
         cells += [_fmt(paper_value(ds, metric, cat, m)) for m in ordered] if has_paper else []
@@ -323,10 +356,16 @@ def _table(results: dict[str, Any], metric: str, title: str) -> list[str]:
 
 def results_markdown(results: dict[str, Any]) -> str:
     ds = results["dataset"]
-    name = {"mvtec": "MVTec AD", "mnist": "MNIST", "cifar10": "CIFAR-10", "digits": "scikit-learn digits (8x8)"}.get(ds, ds)
-    lines = [f"# {name}: image and pixel AUROC", "",
-             "Relative improvement = (AnoViT - l2-CAE) / l2-CAE. The paper's numbers (Lee & Kang, 2022, "
-             "Tables 2-5) stand beside ours where the paper has them; std is over classes.", ""]  # fmt: skip
+    name = {"mvtec": "MVTec AD", "mnist": "MNIST", "cifar10": "CIFAR-10", "digits": "scikit-learn digits (8x8)"}.get(
+        ds, ds
+    )
+    lines = [
+        f"# {name}: image and pixel AUROC",
+        "",
+        "Relative improvement = (AnoViT - l2-CAE) / l2-CAE. The paper's numbers (Lee & Kang, 2022, "
+        "Tables 2-5) stand beside ours where the paper has them; std is over classes.",
+        "",
+    ]
     lines += _table(results, "image_auroc", "Anomaly detection (image AUROC)")
     if any(r[m]["pixel_auroc"] is not None for r in results["rows"] for m in results["models"]):
         lines += _table(results, "pixel_auroc", "Anomaly localisation (pixel AUROC)")

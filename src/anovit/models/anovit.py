@@ -40,7 +40,9 @@ class AnoViT(nn.Module):
         segment_scale: int = 1,
     ) -> None:
         super().__init__()
-        self.encoder = ViTEncoder(encoder, image_size, patch_size, encoder_overrides, pretrained, encoder_weights, mask_token)
+        self.encoder = ViTEncoder(
+            encoder, image_size, patch_size, encoder_overrides, pretrained, encoder_weights, mask_token
+        )
         self.decoder = ConvTransposeDecoder(self.encoder.embed_dim, decoder_channels, patch_size, image_size)
         self.reference = FeatureReference(self.encoder, tuple(reference_layers)) if reference_layers else None
         self.segmenter = SegmentationHead(scale=segment_scale) if segment_head else None

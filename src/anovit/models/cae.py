@@ -39,26 +39,42 @@ class L2CAE(nn.Module):
             enc += [nn.Conv2d(c_prev, c1, 4, 2, 1), _act()]
             c_prev = c1
         enc += [
-            nn.Conv2d(c_prev, c1, 4, 2, 1), _act(),
-            nn.Conv2d(c1, c1, 4, 2, 1), _act(),
-            nn.Conv2d(c1, c1, 3, 1, 1), _act(),
-            nn.Conv2d(c1, c2, 4, 2, 1), _act(),
-            nn.Conv2d(c2, c2, 3, 1, 1), _act(),
-            nn.Conv2d(c2, c4, 4, 2, 1), _act(),
-            nn.Conv2d(c4, c2, 3, 1, 1), _act(),
-            nn.Conv2d(c2, c1, 3, 1, 1), _act(),
+            nn.Conv2d(c_prev, c1, 4, 2, 1),
+            _act(),
+            nn.Conv2d(c1, c1, 4, 2, 1),
+            _act(),
+            nn.Conv2d(c1, c1, 3, 1, 1),
+            _act(),
+            nn.Conv2d(c1, c2, 4, 2, 1),
+            _act(),
+            nn.Conv2d(c2, c2, 3, 1, 1),
+            _act(),
+            nn.Conv2d(c2, c4, 4, 2, 1),
+            _act(),
+            nn.Conv2d(c4, c2, 3, 1, 1),
+            _act(),
+            nn.Conv2d(c2, c1, 3, 1, 1),
+            _act(),
             nn.Conv2d(c1, latent_dim, bottleneck, 1, 0),
-        ]  # fmt: skip
+        ]
         dec: list[nn.Module] = [
-            nn.ConvTranspose2d(latent_dim, c1, bottleneck, 1, 0), _act(),
-            nn.Conv2d(c1, c2, 3, 1, 1), _act(),
-            nn.Conv2d(c2, c4, 3, 1, 1), _act(),
-            nn.ConvTranspose2d(c4, c2, 4, 2, 1), _act(),
-            nn.Conv2d(c2, c2, 3, 1, 1), _act(),
-            nn.ConvTranspose2d(c2, c1, 4, 2, 1), _act(),
-            nn.Conv2d(c1, c1, 3, 1, 1), _act(),
-            nn.ConvTranspose2d(c1, c1, 4, 2, 1), _act(),
-        ]  # fmt: skip
+            nn.ConvTranspose2d(latent_dim, c1, bottleneck, 1, 0),
+            _act(),
+            nn.Conv2d(c1, c2, 3, 1, 1),
+            _act(),
+            nn.Conv2d(c2, c4, 3, 1, 1),
+            _act(),
+            nn.ConvTranspose2d(c4, c2, 4, 2, 1),
+            _act(),
+            nn.Conv2d(c2, c2, 3, 1, 1),
+            _act(),
+            nn.ConvTranspose2d(c2, c1, 4, 2, 1),
+            _act(),
+            nn.Conv2d(c1, c1, 3, 1, 1),
+            _act(),
+            nn.ConvTranspose2d(c1, c1, 4, 2, 1),
+            _act(),
+        ]
         for _ in range(n_extra):
             dec += [nn.ConvTranspose2d(c1, c1, 4, 2, 1), _act()]
         dec += [nn.ConvTranspose2d(c1, in_channels, 4, 2, 1)]

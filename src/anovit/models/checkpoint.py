@@ -50,7 +50,9 @@ def check_state_dict(path: Path, model: nn.Module, state: dict[str, torch.Tensor
         )
     for key, value in state.items():
         if own[key].shape != value.shape:
-            raise InputError(f"{path}: {key} has shape {tuple(value.shape)}, this configuration expects {tuple(own[key].shape)}")
+            raise InputError(
+                f"{path}: {key} has shape {tuple(value.shape)}, this configuration expects {tuple(own[key].shape)}"
+            )
 
 
 def load_trained_model(run_dir: Path, device: torch.device | str = "cpu") -> tuple[RunConfig, nn.Module]:
@@ -59,5 +61,3 @@ def load_trained_model(run_dir: Path, device: torch.device | str = "cpu") -> tup
     model = build_model(cfg.model, load_encoder_weights=False)
     load_weights(model, Path(run_dir) / WEIGHTS_FILE)
     return cfg, model.to(device).eval()
-
-

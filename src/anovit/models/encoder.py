@@ -96,7 +96,9 @@ class ViTEncoder(nn.Module):
 
 
 def _create_vit(name: str, pretrained: bool, weights: str | Path | None, kwargs: dict[str, Any]) -> nn.Module:
-    if name.split(".")[0] not in timm.list_models():  # a pretrained tag (vit_tiny_patch16_224.augreg_in21k_ft_in1k) is allowed
+    if (
+        name.split(".")[0] not in timm.list_models()
+    ):  # a pretrained tag (vit_tiny_patch16_224.augreg_in21k_ft_in1k) is allowed
         raise InputError(f"unknown timm model {name!r}; see timm.list_models('vit_*') for ViT names")
     if weights is not None:
         path = Path(weights)
@@ -137,7 +139,9 @@ class FeatureReference(nn.Module):
 
         depth = len(encoder.vit.blocks)
         if not layers or any(not 0 <= i < depth for i in layers):
-            raise InputError(f"feature layers {list(layers)} do not exist in a ViT with {depth} blocks (0 to {depth - 1})")
+            raise InputError(
+                f"feature layers {list(layers)} do not exist in a ViT with {depth} blocks (0 to {depth - 1})"
+            )
         self.vit = copy.deepcopy(encoder.vit)
         self.vit.blocks = self.vit.blocks[: max(layers) + 1]  # the blocks after the last used one never run
         self.layers = tuple(layers)

@@ -38,7 +38,9 @@ class SegmentationHead(nn.Module):
             raise ValueError(f"the segmentation head's scale is a downscaling factor >= 1, got {scale}")
         self.scale = scale  # the pair is averaged over scale x scale pixels first; the logits are upsampled back
         self.down = nn.ModuleList([_block(6 if i == 0 else widths[i - 1], w) for i, w in enumerate(widths)])
-        self.up = nn.ModuleList([_block(widths[i + 1] + widths[i], widths[i]) for i in reversed(range(len(widths) - 1))])
+        self.up = nn.ModuleList(
+            [_block(widths[i + 1] + widths[i], widths[i]) for i in reversed(range(len(widths) - 1))]
+        )
         self.out = nn.Conv2d(widths[0], 1, 1)
 
     def forward(self, images: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:

@@ -98,18 +98,27 @@ def resolve_encoder_source(cfg: RunConfig, fallback: RunConfig | None = None) ->
     if path is None:
         path, where = hub_weights(m.encoder), "the Hugging Face hub"
     if path is not None:
-        return replace(cfg, model=replace(m, pretrained=False, encoder_weights=str(path))), f"encoder weights from {where} ({path})"
+        return replace(
+            cfg, model=replace(m, pretrained=False, encoder_weights=str(path))
+        ), f"encoder weights from {where} ({path})"
     missing = f"no pretrained weights for {m.encoder} (offline, no --encoder-weights, no ${WEIGHTS_ENV})"
     if fallback is not None:
         f = fallback
-        message = (f"{missing}: training the from-scratch preset {f.preset!r} instead ({f.model.image_size} px, "
-                   f"{f.model.patch_size}-px patches, objective {f.train.objective}, score {'+'.join(f.score.kinds)})")  # fmt: skip
+        message = (
+            f"{missing}: training the from-scratch preset {f.preset!r} instead ({f.model.image_size} px, "
+            f"{f.model.patch_size}-px patches, objective {f.train.objective}, score {'+'.join(f.score.kinds)})"
+        )
         log.warning(message)
         return fallback, message
     kinds = tuple(k for k in cfg.score.kinds if k != "feature") or ("l2",)
-    fallback = replace(cfg, model=replace(m, pretrained=False, reference_layers=()), score=replace(cfg.score, kinds=kinds, scales=()),
-                       train=replace(cfg.train, feature_loss=0.0))  # fmt: skip
-    message = f"{missing}: training it from a random initialisation, score {'+'.join(kinds)} instead of {'+'.join(cfg.score.kinds)}"
+    fallback = replace(
+        cfg,
+        model=replace(m, pretrained=False, reference_layers=()),
+        score=replace(cfg.score, kinds=kinds, scales=()),
+        train=replace(cfg.train, feature_loss=0.0),
+    )
+    instead = f"score {'+'.join(kinds)} instead of {'+'.join(cfg.score.kinds)}"
+    message = f"{missing}: training it from a random initialisation, {instead}"
     log.warning(message)
     return fallback, message
 

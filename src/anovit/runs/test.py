@@ -56,7 +56,8 @@ def test_on(
     backend: Backend = "torch",
     model_file: Path | None = None,
 ) -> Evaluation:
-    """Evaluate a trained run on ``test_set``; write ``metrics.json`` and ``scores.csv`` to ``out_dir`` (default: the run).
+    """Evaluate a trained run on ``test_set``; write ``metrics.json`` and ``scores.csv`` to ``out_dir`` (default: the
+    run).
 
     ``keep_maps`` keeps the score maps of that many anomalous images (for figures); ``report``
     also writes ``report.html``. With ``thresholds.json`` in the run, the metrics include the F1
@@ -72,15 +73,22 @@ def test_on(
     thresholds = load_thresholds(run_dir) if (Path(run_dir) / THRESHOLDS_FILE).is_file() else None
     keep = figure_indices(test_set.samples, keep_maps)
     start = time.perf_counter()
-    result = evaluate(model, test_set, cfg.score, dev, precision or cfg.train.precision, batch_size, keep, progress, scorer)
+    result = evaluate(
+        model, test_set, cfg.score, dev, precision or cfg.train.precision, batch_size, keep, progress, scorer
+    )
     seconds = time.perf_counter() - start
     out = Path(out_dir) if out_dir is not None else Path(run_dir)
-    metrics = result.metrics() | (decision_metrics(result, thresholds) if thresholds else {}) | (extra or {}) | {
-        "model": cfg.model.name,
-        "backend": backend if model_file is None else f"{backend} ({Path(model_file).name})",
-        "n_anomalous": int(result.labels.sum()),
-        "seconds": round(seconds, 3),
-    }
+    metrics = (
+        result.metrics()
+        | (decision_metrics(result, thresholds) if thresholds else {})
+        | (extra or {})
+        | {
+            "model": cfg.model.name,
+            "backend": backend if model_file is None else f"{backend} ({Path(model_file).name})",
+            "n_anomalous": int(result.labels.sum()),
+            "seconds": round(seconds, 3),
+        }
+    )
     if dist.is_main():
         write_json(out / METRICS_FILE, metrics)
         rows = ["image,kind,label,score"] + [
@@ -90,17 +98,22 @@ def test_on(
         if report:
             from anovit.evaluation.report import write_report
 
-            path = write_report(out / REPORT_FILE, model, cfg, test_set, result, metrics, thresholds, dev, precision, scorer=scorer)
+            path = write_report(
+                out / REPORT_FILE, model, cfg, test_set, result, metrics, thresholds, dev, precision, scorer=scorer
+            )
             log.info("report: %s", path)
     return result
 
 
 def backend_scores(scorer: Scorer) -> Callable[[torch.Tensor], Scores]:
-    """A backend's scorer as :func:`anovit.evaluation.evaluate.evaluate` calls it: images (B, 3, S, S) in [0, 1] -> Scores."""
+    """A backend's scorer as :func:`anovit.evaluation.evaluate.evaluate` calls it: images (B, 3, S, S) in [0, 1] ->
+    Scores."""
 
     def scores(images: torch.Tensor) -> Scores:
         maps, image = scorer(images.cpu().numpy())
-        return Scores(torch.from_numpy(np.asarray(maps, dtype=np.float32)), torch.from_numpy(np.asarray(image, dtype=np.float32)))
+        return Scores(
+            torch.from_numpy(np.asarray(maps, dtype=np.float32)), torch.from_numpy(np.asarray(image, dtype=np.float32))
+        )
 
     return scores
 
@@ -120,12 +133,28 @@ def test_run(
     backend: Backend = "torch",
     model_file: Path | None = None,
 ) -> tuple[Evaluation, ImageDataset]:
-    """Evaluate a trained run on the MVTec test split of ``category`` (on ``backend``: see :mod:`anovit.deploy.backends`)."""
+    """Evaluate a trained run on the MVTec test split of ``category`` (on ``backend``: see
+    :mod:`anovit.deploy.backends`)."""
     cfg = load_config(run_dir)
     samples = mvtec_samples(data_root, category, "test")
-    test_set = ImageDataset(samples, cfg.data.image_size, desc=f"reading {category}/test", progress=progress, cache=cache)
+    test_set = ImageDataset(
+        samples, cfg.data.image_size, desc=f"reading {category}/test", progress=progress, cache=cache
+    )
     extra = {"category": category}
-    result = test_on(run_dir, test_set, out_dir, device, precision, batch_size, keep_maps, progress, extra, report, backend, model_file)
+    result = test_on(
+        run_dir,
+        test_set,
+        out_dir,
+        device,
+        precision,
+        batch_size,
+        keep_maps,
+        progress,
+        extra,
+        report,
+        backend,
+        model_file,
+    )
     return result, test_set
 
 

@@ -54,19 +54,25 @@ class TrainResult:
 def check_run_dir(run_dir: Path, force: bool) -> None:
     """Refuse to overwrite a finished run unless ``force``."""
     if (Path(run_dir) / WEIGHTS_FILE).exists() and not force:
-        raise InputError(f"{run_dir}: already holds a trained model; pass --force to overwrite it or choose another --out")
+        raise InputError(
+            f"{run_dir}: already holds a trained model; pass --force to overwrite it or choose another --out"
+        )
 
 
 def check_resumable(run_dir: Path, epochs: int) -> None:
     """``--resume`` needs a checkpoint; on a finished run, it needs more epochs than were trained (to train longer)."""
     run_dir = Path(run_dir)
     if not (run_dir / CHECKPOINT_FILE).is_file():
-        raise InputError(f"{run_dir / CHECKPOINT_FILE}: no checkpoint to resume from (none written yet, or --checkpoint-every 0)")
+        raise InputError(
+            f"{run_dir / CHECKPOINT_FILE}: no checkpoint to resume from (none written yet, or --checkpoint-every 0)"
+        )
     log_file = run_dir / LOG_FILE
     done = len(log_file.read_text().splitlines()) - 1 if log_file.is_file() else 0
     if (run_dir / WEIGHTS_FILE).exists() and epochs <= done:
-        raise InputError(f"{run_dir}: this run finished its {done} epochs; pass --resume --epochs N with N > {done} to train "
-                         "longer, or --force to train it again")  # fmt: skip
+        raise InputError(
+            f"{run_dir}: this run finished its {done} epochs; pass --resume --epochs N with N > {done} to train "
+            "longer, or --force to train it again"
+        )
 
 
 def train_on(
@@ -92,7 +98,9 @@ def train_on(
     seed_everything(cfg.train.seed)  # the initial weights depend on the seed alone
     model = build_model(cfg.model)
     train_idx, val_idx = split_train_val(len(normal), cfg.data.val_fraction, cfg.train.seed)
-    if not resume and cfg.train.min_steps > 0:  # the epochs that make the preset's number of steps, recorded in config.json
+    if (
+        not resume and cfg.train.min_steps > 0
+    ):  # the epochs that make the preset's number of steps, recorded in config.json
         epochs = epochs_for(cfg.train, len(train_idx), dist.world_size())
         if epochs != cfg.train.epochs:
             log.info("%d training images: %d epochs for at least %d steps", len(train_idx), epochs, cfg.train.min_steps)
@@ -102,8 +110,13 @@ def train_on(
     n_params = sum(p.numel() for p in model.parameters())
     log.info(
         "training %s (%.2fM parameters): %d train, %d validation images, %s, %s",
-        cfg.model.name, n_params / 1e6, len(train_idx), len(val_idx), dev, resolve_precision(cfg.train.precision, dev),
-    )  # fmt: skip
+        cfg.model.name,
+        n_params / 1e6,
+        len(train_idx),
+        len(val_idx),
+        dev,
+        resolve_precision(cfg.train.precision, dev),
+    )
     if dist.is_main():
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(run_dir, cfg)
@@ -113,9 +126,14 @@ def train_on(
     seconds = time.perf_counter() - start
     if len(cfg.score.kinds) > 1:
         scale_set = val_set if val_set is not None else normal.subset(train_idx)
-        cfg = replace(cfg, score=replace(cfg.score, scales=measure_scales(model, scale_set, cfg.score, dev, cfg.train.precision)))
-        log.info("score scales (mean of each map on %d normal images): %s", len(scale_set),
-                 ", ".join(f"{k} {v:.4g}" for k, v in zip(cfg.score.kinds, cfg.score.scales)))  # fmt: skip
+        cfg = replace(
+            cfg, score=replace(cfg.score, scales=measure_scales(model, scale_set, cfg.score, dev, cfg.train.precision))
+        )
+        log.info(
+            "score scales (mean of each map on %d normal images): %s",
+            len(scale_set),
+            ", ".join(f"{k} {v:.4g}" for k, v in zip(cfg.score.kinds, cfg.score.scales)),
+        )
         if dist.is_main():
             save_config(run_dir, cfg)
     if calibrate:
@@ -152,8 +170,13 @@ def train_run(
     samples = mvtec_samples(data_root, category, "train")  # fails before anything is written
     if val_dir is not None:
         labelled_folder_samples(val_dir)  # the same: check its layout before training
-    normal = ImageDataset(samples, cfg.data.image_size, desc=f"reading {category}/train", progress=progress and dist.is_main(),
-                          cache=cache)  # fmt: skip
+    normal = ImageDataset(
+        samples,
+        cfg.data.image_size,
+        desc=f"reading {category}/train",
+        progress=progress and dist.is_main(),
+        cache=cache,
+    )
     source = {"data": str(data_root), "category": category}
     result = train_on(cfg, normal, run_dir, device, progress, source, resume, calibrate=val_dir is None)
     if val_dir is not None:
@@ -177,6 +200,8 @@ def train(
     ``options`` are those of :func:`anovit.presets.resolve_config` (``epochs``, ``image_size``,
     ``encoder_weights``, ...).
     """
-    cfg, _ = resolve_run_config(preset, model=model, **options)  # the weights found, or the from-scratch fallback (logged)
+    cfg, _ = resolve_run_config(
+        preset, model=model, **options
+    )  # the weights found, or the from-scratch fallback (logged)
     train_run(cfg, Path(data).expanduser(), category, Path(out), device, force, progress)
     return load_run(out, device=device)

@@ -148,11 +148,13 @@ def cpu_probe(refresh: bool = False) -> Probe:
         write_text(path, json.dumps(entries, indent=2) + "\n")
     except OSError as exc:
         log.debug("could not cache the precision probe in %s: %s", path, exc)
-    log.info("precision probe: fp32 %.0f, bf16 %.0f GFLOP/s -> auto = %s", probe.fp32_gflops, probe.bf16_gflops, probe.choice)
+    log.info(
+        "precision probe: fp32 %.0f, bf16 %.0f GFLOP/s -> auto = %s", probe.fp32_gflops, probe.bf16_gflops, probe.choice
+    )
     return probe
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cpu_auto(key: str) -> Precision:
     return cpu_probe().choice
 

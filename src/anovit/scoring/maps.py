@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import ContextManager, NamedTuple
+from contextlib import AbstractContextManager
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +23,8 @@ from anovit.scoring.smoothing import gaussian_blur
 
 
 class Scores(NamedTuple):
-    """Scores of one batch: ``maps`` (B, H, W) smoothed score maps, ``image`` (B,) = the image scores (:func:`image_scores`)."""
+    """Scores of one batch: ``maps`` (B, H, W) smoothed score maps, ``image`` (B,) = the image scores
+    (:func:`image_scores`)."""
 
     maps: torch.Tensor
     image: torch.Tensor
@@ -60,7 +62,9 @@ def reconstruct(model: nn.Module, images: torch.Tensor, test_masks: int = 1) -> 
     h, w = int(images.shape[-2]), int(images.shape[-1])
     gh, gw = model.grid
     groups = mask_groups((gh, gw), test_masks, images.device)  # (K, N)
-    hidden = groups[:, None, :].expand(-1, images.shape[0], -1).reshape(-1, gh * gw)  # (K * B, N), pass k for every image
+    hidden = (
+        groups[:, None, :].expand(-1, images.shape[0], -1).reshape(-1, gh * gw)
+    )  # (K * B, N), pass k for every image
     recon = model(images.repeat(test_masks, 1, 1, 1), hidden)  # (K * B, 3, H, W)
     pixel = groups.view(test_masks, 1, gh, gw).to(recon.dtype)  # (K, 1, gh, gw)
     pixel = F.interpolate(pixel, size=(h, w), mode="nearest").unsqueeze(1)  # (K, 1, 1, H, W)
@@ -70,14 +74,19 @@ def reconstruct(model: nn.Module, images: torch.Tensor, test_masks: int = 1) -> 
 def feature_map(reference: nn.Module, images: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
     """1 - cosine similarity of the reference encoder's patch tokens, mean over its layers, upsampled: (B, H, W)."""
     h, w = int(images.shape[-2]), int(images.shape[-1])
-    both = [f.chunk(2) for f in reference(torch.cat([images, recon.to(images.dtype)]))]  # [((B, D, gh, gw), (B, D, gh, gw))]
+    both = [
+        f.chunk(2) for f in reference(torch.cat([images, recon.to(images.dtype)]))
+    ]  # [((B, D, gh, gw), (B, D, gh, gw))]
     of_images, of_recon = zip(*both)  # [(B, D, gh, gw) per layer] each
     dist = patch_distance(of_recon, of_images)  # (B, gh, gw)
     return F.interpolate(dist.unsqueeze(1), size=(h, w), mode="bilinear", align_corners=False).squeeze(1)
 
 
 def component_maps(
-    model: nn.Module, images: torch.Tensor, cfg: ScoreConfig, amp: Callable[[], ContextManager] = contextlib.nullcontext
+    model: nn.Module,
+    images: torch.Tensor,
+    cfg: ScoreConfig,
+    amp: Callable[[], AbstractContextManager] = contextlib.nullcontext,
 ) -> dict[str, torch.Tensor]:
     """Each dissimilarity map of ``cfg.kinds``, unsmoothed and unscaled: {kind: (B, H, W) fp32}.
 
@@ -122,7 +131,10 @@ FLIP_DIMS: dict[str, tuple[tuple[int, ...], ...]] = {
 
 
 def combined_map(
-    model: nn.Module, images: torch.Tensor, cfg: ScoreConfig, amp: Callable[[], ContextManager] = contextlib.nullcontext
+    model: nn.Module,
+    images: torch.Tensor,
+    cfg: ScoreConfig,
+    amp: Callable[[], AbstractContextManager] = contextlib.nullcontext,
 ) -> torch.Tensor:
     """The combined map before smoothing (B, H, W); with ``cfg.test_flips`` the mean over the image and
     its flips, each view's map flipped back onto the image. The views go through the model as one batch."""
@@ -163,8 +175,12 @@ def image_scores(maps: torch.Tensor, border: float, how: str = "max") -> torch.T
 
 
 def score_batch(
-    model: nn.Module, images: torch.Tensor, cfg: ScoreConfig, amp: Callable[[], ContextManager] = contextlib.nullcontext
+    model: nn.Module,
+    images: torch.Tensor,
+    cfg: ScoreConfig,
+    amp: Callable[[], AbstractContextManager] = contextlib.nullcontext,
 ) -> Scores:
-    """images (B, 3, S, S) float in [0, 1] -> :class:`Scores`: combined, smoothed maps and their image scores (:func:`image_scores`)."""
+    """images (B, 3, S, S) float in [0, 1] -> :class:`Scores`: combined, smoothed maps and their image scores
+    (:func:`image_scores`)."""
     maps = gaussian_blur(combined_map(model, images, cfg, amp), cfg.sigma, cfg.truncate)  # (B, H, W)
     return Scores(maps=maps, image=image_scores(maps, cfg.border, cfg.image_score))

@@ -89,7 +89,9 @@ def _fills(images: torch.Tensor, generator: torch.Generator, fills: tuple[str, .
     for i, kind in enumerate(fills[k] for k in kinds):
         img = images[i]
         if kind == "patch":
-            other = images[(i + 1 + int(torch.randint(0, max(1, b - 1), (1,), generator=generator))) % b] if b > 1 else img
+            other = (
+                images[(i + 1 + int(torch.randint(0, max(1, b - 1), (1,), generator=generator))) % b] if b > 1 else img
+            )
             out[i] = torch.rot90(other, int(torch.randint(0, 4, (1,), generator=generator)), dims=(1, 2))
         elif kind == "shift":
             dy, dx = (torch.randint(s // 8, s - s // 8, (2,), generator=generator)).tolist()
@@ -99,7 +101,9 @@ def _fills(images: torch.Tensor, generator: torch.Generator, fills: tuple[str, .
             shift = sign * (0.15 + 0.35 * rand(3, 1, 1))  # per channel; same sign: darker or lighter
             out[i] = img + shift
         elif kind == "noise":
-            out[i] = img + torch.randn(img.shape, generator=generator).to(dev) * (0.1 + 0.2 * float(torch.rand((), generator=generator)))
+            out[i] = img + torch.randn(img.shape, generator=generator).to(dev) * (
+                0.1 + 0.2 * float(torch.rand((), generator=generator))
+            )
         elif kind == "blur":
             sigma = s * (1 / 64 + (1 / 12 - 1 / 64) * float(torch.rand((), generator=generator)))  # 3.5 to 19 px at 224
             out[i] = gaussian_blur(img, sigma)  # each channel (as a batch of 3 maps), separably
@@ -140,4 +144,3 @@ def visible_change(masks: torch.Tensor, clean: torch.Tensor, corrupted: torch.Te
     is no anomaly for the segmentation head to find. -> (B, S, S) in {0, 1}."""
     change = gaussian_blur((corrupted.float() - clean.float()).abs().mean(dim=1), 1.0)  # (B, S, S)
     return masks * (change > VISIBLE).float()
-

@@ -1,4 +1,5 @@
-"""Training as plain functions: ``fit`` (epochs, validation, best weights, checkpoints), ``train_one_epoch``, ``validate``."""
+"""Training as plain functions: ``fit`` (epochs, validation, best weights, checkpoints), ``train_one_epoch``,
+``validate``."""
 
 from __future__ import annotations
 
@@ -117,9 +118,16 @@ VAL_SEED = 12345  # the validation's objective draws the same masks / anomalies 
 
 
 @torch.no_grad()
-def validate(model: nn.Module, loader: DataLoader, device: torch.device, precision: Precision, objective: Objective = reconstruct,
-             feature_weight: float = 0.0) -> float:  # fmt: skip
-    """Mean loss of ``objective`` (as in training) over ``loader`` (no augmentation, eval mode, fixed draws), over all ranks."""
+def validate(
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    precision: Precision,
+    objective: Objective = reconstruct,
+    feature_weight: float = 0.0,
+) -> float:
+    """Mean loss of ``objective`` (as in training) over ``loader`` (no augmentation, eval mode, fixed draws), over all
+    ranks."""
     model.eval()
     generator = torch.Generator().manual_seed(VAL_SEED + dist.rank())
     sums = torch.zeros(2, dtype=torch.float64)
@@ -182,9 +190,16 @@ def fit(
     val_loader = None
     if val_set is not None and len(val_set):
         val_workers = loader_workers(val_set)
-        val_loader = DataLoader(val_set, batch_size=cfg.batch_size, sampler=dist.ShardSampler(len(val_set)),
-                                num_workers=val_workers, persistent_workers=val_workers > 0)  # fmt: skip
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
+        val_loader = DataLoader(
+            val_set,
+            batch_size=cfg.batch_size,
+            sampler=dist.ShardSampler(len(val_set)),
+            num_workers=val_workers,
+            persistent_workers=val_workers > 0,
+        )
+    optimizer = torch.optim.Adam(
+        [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
+    )
     objective = build_objective(cfg)
     precision = resolve_precision(cfg.precision, device)
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
@@ -202,8 +217,9 @@ def fit(
         if sampler is not None:
             sampler.set_epoch(epoch)
         try:
-            train_loss, state.step = train_one_epoch(net, loader, optimizer, device, precision, scaler, state.step, objective, generator,
-                                                        cfg.feature_loss)
+            train_loss, state.step = train_one_epoch(
+                net, loader, optimizer, device, precision, scaler, state.step, objective, generator, cfg.feature_loss
+            )
         except TrainingDiverged as exc:
             where = ""
             if run_dir is not None and saved_epoch:
@@ -211,10 +227,19 @@ def fit(
             elif run_dir is not None:
                 where = "; no checkpoint was written yet"
             raise TrainingDiverged(f"{exc} (epoch {epoch}); training stopped{where}") from None
-        val_loss = validate(net, val_loader, device, precision, objective, cfg.feature_loss) if val_loader is not None else None
+        val_loss = (
+            validate(net, val_loader, device, precision, objective, cfg.feature_loss)
+            if val_loader is not None
+            else None
+        )
         state.history.append(EpochLog(epoch, train_loss, val_loss))
         bar.set_postfix(loss=f"{train_loss:.5f}", val=f"{val_loss:.5f}" if val_loss is not None else "-")
-        log.debug("epoch %d: train loss %.6f, val loss %s", epoch, train_loss, f"{val_loss:.6f}" if val_loss is not None else "-")
+        log.debug(
+            "epoch %d: train loss %.6f, val loss %s",
+            epoch,
+            train_loss,
+            f"{val_loss:.6f}" if val_loss is not None else "-",
+        )
         monitored = val_loss if val_loss is not None else train_loss
         if monitored < state.best_loss:
             state.best_loss, state.best_epoch = monitored, epoch
@@ -233,9 +258,11 @@ def fit(
     if state.best_weights is not None:
         model.load_state_dict(state.best_weights)
     if writes:
-        save_weights(model, Path(run_dir) / WEIGHTS_FILE, metadata={"epoch": str(state.best_epoch), "loss": repr(float(state.best_loss))})
+        save_weights(
+            model,
+            Path(run_dir) / WEIGHTS_FILE,
+            metadata={"epoch": str(state.best_epoch), "loss": repr(float(state.best_loss))},
+        )
         (Path(run_dir) / BEST_FILE).unlink(missing_ok=True)  # now model.safetensors
     dist.barrier()
     return state.history
-
-

@@ -54,11 +54,14 @@ def history_csv(history: Sequence[EpochLog]) -> str:
 def save_best(path: Path, weights: dict[str, torch.Tensor], epoch: int, loss: float) -> None:
     """The best weights so far, with the epoch and the loss that made them best."""
     state = {k: v.contiguous() for k, v in weights.items()}
-    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata={"epoch": str(epoch), "loss": repr(float(loss))}))
+    atomic_write(
+        path, lambda tmp: save_file(state, str(tmp), metadata={"epoch": str(epoch), "loss": repr(float(loss))})
+    )
 
 
 def _load_best(path: Path) -> tuple[dict[str, torch.Tensor], int, float] | None:
-    """(weights, epoch, loss) from :func:`save_best` (or a finished run's model.safetensors); None without the file or its loss."""
+    """(weights, epoch, loss) from :func:`save_best` (or a finished run's model.safetensors); None without the file or
+    its loss."""
     if not path.is_file():
         return None
     from safetensors import safe_open
@@ -129,9 +132,17 @@ def load_train_state(
     generator.set_state(payload["loader_rng"])
     if scaler is not None and payload["scaler"] is not None:
         scaler.load_state_dict(payload["scaler"])
-    best_weights, best_epoch, best_loss = payload.get("best_weights"), payload["best_epoch"], payload["best_loss"]  # format 1
-    best = _load_best(path.parent / BEST_FILE) or _load_best(path.parent / WEIGHTS_FILE)  # the latter: a finished run trained longer
-    if best is not None:  # format 2; a best file newer than the checkpoint (killed between the two writes) is still a measured best
+    best_weights, best_epoch, best_loss = (
+        payload.get("best_weights"),
+        payload["best_epoch"],
+        payload["best_loss"],
+    )  # format 1
+    best = _load_best(path.parent / BEST_FILE) or _load_best(
+        path.parent / WEIGHTS_FILE
+    )  # the latter: a finished run trained longer
+    if (
+        best is not None
+    ):  # format 2; a best file newer than the checkpoint (killed between the two writes) is still a measured best
         best_weights, best_epoch, best_loss = best
     elif best_weights is None:  # the best file went missing: the next epoch becomes the best
         best_loss = float("inf")
