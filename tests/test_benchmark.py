@@ -9,11 +9,8 @@ from pathlib import Path
 import pytest
 
 from anovit.cli import main
-from anovit.experiments.benchmark import (
-    benchmark_config,
-    build_results,
-    results_markdown,
-)
+from anovit.experiments.benchmark import benchmark_config
+from anovit.experiments.tables import build_results, results_markdown
 from anovit.presets import PRESETS
 
 from .test_oneclass import make_mnist

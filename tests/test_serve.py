@@ -220,7 +220,8 @@ def test_a_full_queue_answers_503_with_retry_after(trained_run: Path, mvtec_root
     from starlette.testclient import TestClient
 
     from anovit.deploy.api import load_run
-    from anovit.deploy.serve import Batcher, HTTPError, Metrics, _Job, create_app
+    from anovit.deploy.batching import Batcher, HTTPError, Metrics, _Job
+    from anovit.deploy.serve import create_app
 
     run = load_run(trained_run, device="cpu")
     rgb = np.zeros((32, 32, 3), dtype=np.uint8)

@@ -17,12 +17,17 @@ from anovit.errors import InputError
 ModelName = Literal["anovit", "cae"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Objective = Literal["reconstruct", "inpaint", "restore"]
-OBJECTIVES: tuple[str, ...] = ("reconstruct", "inpaint", "restore")
+OBJECTIVES: tuple[str, ...] = get_args(Objective)
+MODEL_NAMES: tuple[str, ...] = get_args(ModelName)
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 SCORE_KINDS: tuple[str, ...] = ("l2", "ssim", "gms", "feature", "segment")
 # test-time flips (ScoreConfig.test_flips): the maps of the image and of these flips of it, each flipped back, are
 # averaged
 TestFlips = Literal["none", "h", "v", "hv"]
-TEST_FLIPS: tuple[str, ...] = ("none", "h", "v", "hv")
+TEST_FLIPS: tuple[str, ...] = get_args(TestFlips)
+# how training and test images are held: decoded in memory, or decoded from disk every epoch (anovit.data.datasets)
+CacheMode = Literal["auto", "memory", "none"]
+CACHE_MODES: tuple[str, ...] = get_args(CacheMode)
 # restore's synthetic anomaly fills (anovit.training.anomalies); a config.json without anomaly_fills was trained before
 # "blur"
 PRE_BLUR_FILLS: tuple[str, ...] = ("patch", "shift", "colour", "noise", "flat")

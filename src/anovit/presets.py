@@ -189,8 +189,8 @@ def resolve_config(
             or len(set(anomaly_fills)) != len(anomaly_fills)
         ):
             raise InputError(
-                f"--anomalies {'+'.join(anomaly_fills)}: expected distinct names from {', '.join(ANOMALY_FILLS)}, "
-                "joined by '+'"
+                f"--anomalies {'+'.join(anomaly_fills)}: "
+                f"expected distinct names from {', '.join(ANOMALY_FILLS)}, joined by '+'"
             )
         t = replace(t, anomaly_fills=tuple(anomaly_fills))
     if test_flips is not None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from anovit.config import ANOMALY_FILLS, OBJECTIVES, SCORE_KINDS, TEST_FLIPS
+from anovit.cli import options
+from anovit.config import MODEL_NAMES, PRECISIONS
+from anovit.data import DATASETS
+from anovit.deploy.backends import BACKENDS
 from anovit.presets import DEFAULT_PRESET, PRESETS
 
 DESCRIPTION = """anovit: AnoViT anomaly detection and localisation (train, test, predict, export, serve, ...).
@@ -14,104 +17,11 @@ Exit codes: 0 ok, 1 internal error (or a diverged training), 2 usage or input er
 --on-error skip scored every readable image but some could not be read, 130 interrupted."""
 
 
-def _add_cache(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--cache",
-        default="auto",
-        choices=["auto", "memory", "none"],
-        help="decoded images in memory (memory), or decoded from disk in DataLoader workers every epoch (none); "
-        "auto: memory while they fit in a quarter of the free RAM (at most 4 GiB)",
-    )
-
-
-def _add_backend(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--backend",
-        default="torch",
-        choices=["torch", "onnxruntime", "openvino"],
-        help="what runs the model: torch (the run's weights), or a file from 'anovit export' on ONNX Runtime / "
-        "OpenVINO",
-    )
-    p.add_argument(
-        "--model",
-        type=Path,
-        dest="model_file",
-        metavar="FILE",
-        help="the exported file to run (default: RUN/model.onnx or RUN/model.xml); e.g. RUN/model-int8.xml",
-    )
-
-
-def _plus_list(text: str) -> tuple[str, ...]:
-    return tuple(k.strip() for k in text.split("+") if k.strip())
-
-
-def _layers(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected block indices separated by commas, e.g. 2,5,8; got {text!r}"
-        ) from None
-
-
-def _add_method(p: argparse.ArgumentParser) -> None:
-    """Objective and score: shared by train and benchmark."""
-    p.add_argument(
-        "--objective",
-        choices=list(OBJECTIVES),
-        help="reconstruct: the paper; inpaint: hidden patches filled in from context; restore: synthetic anomalies "
-        "removed",
-    )
-    p.add_argument(
-        "--score",
-        type=_plus_list,
-        metavar="KIND[+KIND...]",
-        help=f"score map(s) averaged after scaling, from {', '.join(SCORE_KINDS)}; e.g. l2+gms+feature (default: the "
-        "preset's); "
-        "segment adds a segmentation head trained on restore's synthetic anomalies",
-    )
-    p.add_argument(
-        "--test-masks", type=int, metavar="K", help="inpaint: K complementary patch masks at test time (default 4)"
-    )
-    p.add_argument(
-        "--border", type=float, help="share of the image size at each edge that the image score ignores, e.g. 0.05"
-    )
-    p.add_argument(
-        "--image-score",
-        metavar="max|mean|topP",
-        help="image score from the map: max (the paper; paper and small presets), mean, or topP = mean of its highest "
-        "P%% "
-        "pixels, e.g. top1 (the tiny and scratch presets')",
-    )
-    p.add_argument(
-        "--test-flips",
-        choices=list(TEST_FLIPS),
-        help="also score the image flipped (h: horizontally, v: vertically, hv: each of the three flips) and average "
-        "the maps; costs 2x / 4x the scoring (tiny and scratch presets: hv; paper and small: none)",
-    )
-    p.add_argument(
-        "--feature-layers", type=_layers, metavar="I,J,...", help="blocks of the reference encoder for --score feature"
-    )
-    p.add_argument(
-        "--feature-loss",
-        type=float,
-        metavar="W",
-        help="add W x the reference encoder's feature distance (output vs target) to the L2 loss; 0: L2 alone",
-    )
-    p.add_argument(
-        "--anomalies",
-        type=_plus_list,
-        metavar="FILL[+FILL...]",
-        help=f"restore: what the synthetic anomalies are made of, from {', '.join(ANOMALY_FILLS)} (default: all)",
-    )
-    p.add_argument("--sigma", type=float, help="Gaussian smoothing sigma of the score map, in pixels")
-
-
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train AnoViT or the l2-CAE on the normal images of one category")
     p.add_argument("--data", required=True, type=Path, help="dataset root in the MVTec AD layout")
     p.add_argument("--category", required=True, help="category folder under --data, e.g. bottle")
-    p.add_argument("--model", required=True, choices=["anovit", "cae"])
+    p.add_argument("--model", required=True, choices=list(MODEL_NAMES))
     p.add_argument(
         "--preset",
         default=DEFAULT_PRESET,
@@ -125,8 +35,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int)
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
-    _add_method(p)
+    p.add_argument("--precision", choices=list(PRECISIONS))
+    options.add_method(p)
     p.add_argument("--encoder", help="timm ViT name for the AnoViT encoder")
     w = p.add_mutually_exclusive_group()
     w.add_argument(
@@ -138,7 +48,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     run = p.add_mutually_exclusive_group()
     run.add_argument("--force", action="store_true", help="overwrite a finished run in --out")
     run.add_argument("--resume", action="store_true", help="continue a killed run in --out from its last checkpoint")
-    _add_cache(p)
+    options.add_cache(p)
     p.add_argument(
         "--checkpoint-every",
         type=int,
@@ -160,14 +70,14 @@ def _add_test(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--category", required=True)
     p.add_argument("--out", type=Path, help="where metrics.json goes (default: the run folder)")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--precision", choices=list(PRECISIONS))
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="auto")
     p.add_argument(
         "--report", action="store_true", help="also write report.html (metrics, ROC, score histograms, gallery)"
     )
-    _add_cache(p)
-    _add_backend(p)
+    options.add_cache(p)
+    options.add_backend(p)
 
 
 def _add_calibrate(sub: argparse._SubParsersAction) -> None:
@@ -182,8 +92,8 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--quantile", type=float, default=0.99, help="fallback without anomalies: this quantile of normal scores"
     )
-    _add_cache(p)
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
+    options.add_cache(p)
+    p.add_argument("--precision", choices=list(PRECISIONS))
     p.add_argument("--device", default="auto")
 
 
@@ -195,10 +105,10 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders (searched recursively)")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--precision", choices=list(PRECISIONS))
     p.add_argument("--device", default="auto")
     p.add_argument("--force", action="store_true", help="overwrite earlier predictions in --out")
-    _add_backend(p)
+    options.add_backend(p)
     p.add_argument(
         "--on-error",
         default="stop",
@@ -236,11 +146,11 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--backend",
         default="torch",
-        choices=["torch", "onnxruntime", "openvino"],
+        choices=list(BACKENDS),
         help="torch, or each run's exported RUN/model.onnx / RUN/model.xml",
     )
     p.add_argument("--device", default="auto")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--precision", choices=list(PRECISIONS))
     p.add_argument("--max-batch", type=int, default=16, help="images scored together at most")
     p.add_argument(
         "--max-wait-ms",
@@ -286,7 +196,7 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
 
 def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("benchmark", help="train and test each model on each class/category; write the paper's tables")
-    p.add_argument("--dataset", required=True, choices=["mvtec", "mnist", "cifar10", "digits", "folder"])
+    p.add_argument("--dataset", required=True, choices=list(DATASETS))
     p.add_argument("--data", type=Path, help="dataset root (not needed for digits, which scikit-learn ships)")
     p.add_argument("--models", default="anovit,cae", help="comma-separated: anovit,cae")
     which = p.add_mutually_exclusive_group()
@@ -296,19 +206,18 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
         "--preset",
         default=DEFAULT_PRESET,
         choices=sorted(PRESETS),
-        help=f"{DEFAULT_PRESET} (default; on digits: AnoViT inpaints at 32 px, the l2-CAE runs at 128 px, both score "
-        "the "
-        "map's mean); paper: the published setting",
+        help=f"{DEFAULT_PRESET} (default; on digits: AnoViT inpaints at 32 px, the l2-CAE runs at 128 px, "
+        "both score the map's mean); paper: the published setting",
     )
     p.add_argument("--epochs", type=int)
     p.add_argument("--image-size", type=int)
-    _add_method(p)
+    options.add_method(p)
     p.add_argument("--encoder", help="timm ViT name for the AnoViT encoder")
     w = p.add_mutually_exclusive_group()
     w.add_argument("--pretrained", action="store_true", default=None)
     w.add_argument("--no-pretrained", dest="pretrained", action="store_false")
     w.add_argument("--encoder-weights", type=Path)
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--precision", choices=list(PRECISIONS))
     p.add_argument("--seed", type=int)
     p.add_argument(
         "--device", default="auto", help="auto (every visible GPU, one category each), cpu, or a list: cuda:0,cuda:1"

@@ -15,7 +15,8 @@ from typing import Any
 
 from anovit.cli.output import format_table
 from anovit.data import make_synthetic_mvtec
-from anovit.experiments.benchmark import MODEL_LABELS, run_benchmark
+from anovit.experiments.benchmark import run_benchmark
+from anovit.experiments.tables import MODEL_LABELS
 from anovit.presets import DEFAULT_PRESET
 
 CATEGORIES = ("weave", "capsule")

@@ -22,6 +22,10 @@ _WHERE = {
 
 __all__ = sorted(_WHERE)
 
+MVTEC = "mvtec"  # the MVTec AD folder layout
+ONE_CLASS_DATASETS: tuple[str, ...] = ("mnist", "cifar10", "digits", "folder")  # one class normal, the others anomalous
+DATASETS: tuple[str, ...] = (MVTEC, *ONE_CLASS_DATASETS)
+
 
 def __getattr__(name: str) -> Any:
     if name not in _WHERE:

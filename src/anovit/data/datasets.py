@@ -19,13 +19,12 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from anovit.config import CACHE_MODES, CacheMode
 from anovit.data.images import mask_input, model_input, open_rgb
 from anovit.data.mvtec import Sample
 
 log = logging.getLogger(__name__)
 
-CacheMode = Literal["auto", "memory", "none"]
-CACHE_MODES = ("auto", "memory", "none")
 MAX_CACHE_BYTES = 4 * 2**30  # auto never caches more than this, whatever the machine has
 
 

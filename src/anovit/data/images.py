@@ -1,7 +1,10 @@
-"""Reading images and masks from disk into fixed-size tensors, with one-line errors on bad files."""
+"""Images without torch: reading files and uploads (one-line errors on bad ones), the model's input array,
+ground-truth masks, and PNG/JPEG data URIs for pages and JSON answers."""
 
 from __future__ import annotations
 
+import base64
+import io
 import re
 from pathlib import Path
 from typing import Any
@@ -81,8 +84,6 @@ def _upright_rgb(img: Image.Image, label: str) -> Image.Image:
 
 def decode_bytes(data: bytes, name: str) -> np.ndarray:
     """An image file's bytes (e.g. an HTTP upload) -> RGB (H, W, 3) uint8, upright; one-line errors naming ``name``."""
-    import io
-
     return np.asarray(_upright_rgb(_open(io.BytesIO(data), label=name), name), dtype=np.uint8)
 
 
@@ -127,3 +128,11 @@ def as_float_images(images: np.ndarray) -> np.ndarray:
     if images.dtype == np.uint8:
         return images.astype(np.float32) / np.float32(255.0)
     return np.ascontiguousarray(images, dtype=np.float32)
+
+
+def data_uri(array: np.ndarray, fmt: str = "PNG", **options: Any) -> str:
+    """An image array (H, W[, 3]) uint8 as a ``data:image/...;base64`` URI, for an HTML page or a JSON answer;
+    ``options`` go to Pillow's ``save`` (e.g. ``optimize=True``, ``quality=88``)."""
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format=fmt, **options)
+    return f"data:image/{fmt.lower()};base64," + base64.b64encode(buf.getvalue()).decode("ascii")

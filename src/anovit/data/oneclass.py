@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
+from anovit.data import ONE_CLASS_DATASETS as DATASETS
 from anovit.data.datasets import load_image
 from anovit.data.images import list_images
 from anovit.data.mvtec import Sample
@@ -212,7 +213,6 @@ def read_class_folders(root: Path, split: str) -> tuple[torch.Tensor, torch.Tens
 
 
 # ---------------------------------------------------------------------------------------------
-DATASETS = ("mnist", "cifar10", "digits", "folder")
 
 
 def class_names(dataset: str, root: Path | None = None) -> tuple[str, ...]:

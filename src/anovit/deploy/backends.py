@@ -118,12 +118,11 @@ def load_scorer(
     if backend == "torch":
         if model_file is not None:
             raise InputError(
-                "--model is for an exported file (--backend onnxruntime or openvino); torch reads the run's "
-                "model.safetensors"
+                "--model is for an exported file (--backend onnxruntime or openvino); "
+                "torch reads the run's model.safetensors"
             )
-        from anovit.deploy.torch_scorer import (
-            TorchScorer,  # torch only where it is asked for
-        )
+        # torch only where it is asked for: the other backends run without it
+        from anovit.deploy.torch_scorer import TorchScorer
 
         return TorchScorer(run_dir, device, precision)
     if device not in ("auto", "cpu"):
@@ -131,8 +130,8 @@ def load_scorer(
     path = Path(model_file) if model_file is not None else run_dir / DEFAULT_FILES[backend]
     if not path.is_file():
         raise InputError(
-            f"{path}: no exported model here; write it with: anovit export --run {run_dir} --format "
-            f"{EXPORT_HINT[backend]}"
+            f"{path}: no exported model here; "
+            f"write it with: anovit export --run {run_dir} --format {EXPORT_HINT[backend]}"
         )
     size = RunConfig.load(run_dir / "config.json").data.image_size
     if backend == "onnxruntime":

@@ -72,9 +72,8 @@ def calibrate(evaluation: Evaluation, source: str, quantile: float = DEFAULT_QUA
     n_anomalous = int(labels.sum())
     n_normal = len(labels) - n_anomalous
     notes: list[str] = []
-    from anovit.evaluation.metrics import (
-        image_f1_max,  # late: scikit-learn, which predict does without
-    )
+    # late: scikit-learn, which predict does without
+    from anovit.evaluation.metrics import image_f1_max
 
     best = image_f1_max(scores, labels)
     if best is not None:

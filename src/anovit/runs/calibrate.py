@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from anovit.config import Precision
+from anovit.config import CacheMode, Precision
 from anovit.data import (
     ImageDataset,
     labelled_folder_samples,
 )
-from anovit.data.datasets import CacheMode, SplittableDataset
+from anovit.data.datasets import SplittableDataset
 from anovit.evaluation.evaluate import evaluate
 from anovit.evaluation.thresholds import (
     DEFAULT_QUANTILE,

@@ -12,13 +12,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from anovit.config import Precision
+from anovit.config import CacheMode, Precision
 from anovit.data import (
     ImageDataset,
     Sample,
     mvtec_samples,
 )
-from anovit.data.datasets import CacheMode, SplittableDataset
+from anovit.data.datasets import SplittableDataset
 from anovit.deploy.backends import Backend, Scorer, load_scorer
 from anovit.evaluation.evaluate import Evaluation, evaluate
 from anovit.evaluation.thresholds import (

@@ -12,14 +12,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from anovit.config import RunConfig
+from anovit.config import CacheMode, RunConfig
 from anovit.data import (
     ImageDataset,
     labelled_folder_samples,
     mvtec_samples,
     split_train_val,
 )
-from anovit.data.datasets import CacheMode, SplittableDataset
+from anovit.data.datasets import SplittableDataset
 from anovit.data.transforms import build_augment
 from anovit.deploy.api import Run, load_run
 from anovit.errors import InputError

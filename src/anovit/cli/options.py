@@ -1,0 +1,116 @@
+"""Option groups that several commands share (cache, backend, the method), and :func:`method_options`, which
+turns the method's options back into :func:`anovit.presets.resolve_config`'s keywords."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from anovit.config import ANOMALY_FILLS, CACHE_MODES, OBJECTIVES, SCORE_KINDS, TEST_FLIPS
+from anovit.deploy.backends import BACKENDS
+
+
+def add_cache(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--cache",
+        default="auto",
+        choices=list(CACHE_MODES),
+        help="decoded images in memory (memory), or decoded from disk in DataLoader workers every epoch (none); "
+        "auto: memory while they fit in a quarter of the free RAM (at most 4 GiB)",
+    )
+
+
+def add_backend(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--backend",
+        default="torch",
+        choices=list(BACKENDS),
+        help="what runs the model: torch (the run's weights), "
+        "or a file from 'anovit export' on ONNX Runtime / OpenVINO",
+    )
+    p.add_argument(
+        "--model",
+        type=Path,
+        dest="model_file",
+        metavar="FILE",
+        help="the exported file to run (default: RUN/model.onnx or RUN/model.xml); e.g. RUN/model-int8.xml",
+    )
+
+
+def _plus_list(text: str) -> tuple[str, ...]:
+    return tuple(k.strip() for k in text.split("+") if k.strip())
+
+
+def _layers(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected block indices separated by commas, e.g. 2,5,8; got {text!r}"
+        ) from None
+
+
+def add_method(p: argparse.ArgumentParser) -> None:
+    """Objective and score: shared by train and benchmark."""
+    p.add_argument(
+        "--objective",
+        choices=list(OBJECTIVES),
+        help="reconstruct: the paper; inpaint: hidden patches filled in from context; "
+        "restore: synthetic anomalies removed",
+    )
+    p.add_argument(
+        "--score",
+        type=_plus_list,
+        metavar="KIND[+KIND...]",
+        help=f"score map(s) averaged after scaling, from {', '.join(SCORE_KINDS)}; e.g. l2+gms+feature "
+        "(default: the preset's); segment adds a segmentation head trained on restore's synthetic anomalies",
+    )
+    p.add_argument(
+        "--test-masks", type=int, metavar="K", help="inpaint: K complementary patch masks at test time (default 4)"
+    )
+    p.add_argument(
+        "--border", type=float, help="share of the image size at each edge that the image score ignores, e.g. 0.05"
+    )
+    p.add_argument(
+        "--image-score",
+        metavar="max|mean|topP",
+        help="image score from the map: max (the paper; paper and small presets), mean, "
+        "or topP = mean of its highest P%% pixels, e.g. top1 (the tiny and scratch presets')",
+    )
+    p.add_argument(
+        "--test-flips",
+        choices=list(TEST_FLIPS),
+        help="also score the image flipped (h: horizontally, v: vertically, hv: each of the three flips) and average "
+        "the maps; costs 2x / 4x the scoring (tiny and scratch presets: hv; paper and small: none)",
+    )
+    p.add_argument(
+        "--feature-layers", type=_layers, metavar="I,J,...", help="blocks of the reference encoder for --score feature"
+    )
+    p.add_argument(
+        "--feature-loss",
+        type=float,
+        metavar="W",
+        help="add W x the reference encoder's feature distance (output vs target) to the L2 loss; 0: L2 alone",
+    )
+    p.add_argument(
+        "--anomalies",
+        type=_plus_list,
+        metavar="FILL[+FILL...]",
+        help=f"restore: what the synthetic anomalies are made of, from {', '.join(ANOMALY_FILLS)} (default: all)",
+    )
+    p.add_argument("--sigma", type=float, help="Gaussian smoothing sigma of the score map, in pixels")
+
+
+def method_options(args: argparse.Namespace) -> dict:
+    """The objective and scoring options shared by train and benchmark, for :func:`resolve_config`."""
+    return dict(
+        objective=args.objective,
+        score=args.score,
+        test_masks=args.test_masks,
+        border=args.border,
+        feature_layers=args.feature_layers,
+        feature_loss=args.feature_loss,
+        image_score=args.image_score,
+        anomaly_fills=args.anomalies,
+        test_flips=args.test_flips,
+    )
