@@ -24,13 +24,14 @@ from anovit.scoring.maps import (
     mask_groups,
     reconstruct,
     score_batch,
-    score_maps,
 )
 from anovit.scoring.similarity import gms_map, ssim_map
 from anovit.scoring.smoothing import gaussian_blur
 from anovit.training.anomalies import perlin_noise, synthesize, visible_change
 from anovit.training.objectives import build_objective
 from tests.conftest import tiny_run_config
+
+from .reference import score_maps
 
 SHARED_WEIGHTS = Path(__file__).resolve().parents[2] / "shared/weights/vit_tiny_patch16_224.safetensors"
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from anovit.cli import main
-from anovit.deploy.export import ScoringModel, export_onnx
+from anovit.deploy.export import ScoringModel, export_model
 from anovit.evaluation.report import gallery_order
 from anovit.evaluation.thresholds import load_thresholds
 from anovit.models.checkpoint import load_trained_model
@@ -123,9 +123,9 @@ def test_onnx_export_matches_pytorch(model: str, request: pytest.FixtureRequest,
     import onnxruntime as ort
 
     run = request.getfixturevalue("trained_run" if model == "anovit" else "cae_run")
-    result = export_onnx(run, tmp_path / "model.onnx")
+    result = export_model(run, "onnx", False, tmp_path / "model.onnx")
     assert result.map_error is not None and result.map_error < ONNX_TOLERANCE and result.score_error < ONNX_TOLERANCE
-    # Independently of export_onnx's own check: another batch size, another input.
+    # Independently of export_model's own check: another batch size, another input.
     cfg, torch_model = load_trained_model(run)
     images = torch.rand(5, 3, 32, 32, generator=torch.Generator().manual_seed(3))
     session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
@@ -144,7 +144,7 @@ def test_onnx_export_matches_pytorch(model: str, request: pytest.FixtureRequest,
 def _exported_with_score(
     trained_run: Path, tmp_path: Path, images: torch.Tensor, **score: str
 ) -> tuple[Path, np.ndarray, np.ndarray]:
-    """A copy of the run with ``score`` set in its config.json, exported to ONNX (checked by export_onnx itself)
+    """A copy of the run with ``score`` set in its config.json, exported to ONNX (checked by export_model itself)
     -> (the copy, the ONNX maps and image scores of ``images``)."""
     import onnxruntime as ort
 
@@ -153,7 +153,7 @@ def _exported_with_score(
     raw = json.loads((run / "config.json").read_text())
     raw["score"].update(score)
     (run / "config.json").write_text(json.dumps(raw))
-    result = export_onnx(run, tmp_path / "model.onnx")
+    result = export_model(run, "onnx", False, tmp_path / "model.onnx")
     assert result.map_error is not None and result.map_error < ONNX_TOLERANCE and result.score_error < ONNX_TOLERANCE
     session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
     maps, scores = session.run(["score_map", "image_score"], {"images": images.numpy()})

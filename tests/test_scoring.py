@@ -5,8 +5,10 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from anovit.scoring.maps import reconstruction_error, score_maps
+from anovit.scoring.maps import reconstruction_error
 from anovit.scoring.smoothing import gaussian_blur, gaussian_kernel1d
+
+from .reference import score_maps
 
 
 @pytest.mark.parametrize("sigma", [0.7, 2.0, 4.0, 6.5])

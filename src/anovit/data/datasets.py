@@ -38,6 +38,12 @@ def load_mask(path: Path, size: int) -> torch.Tensor:
     return torch.from_numpy(mask_input(path, size))
 
 
+def as_float_tensor(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float32 in [0, 1]; float input is passed on as float32 (the torch twin of
+    :func:`anovit.data.images.as_float_images`)."""
+    return images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+
+
 class SplittableDataset(Protocol):
     """A dataset of labelled samples that splits into subsets (:class:`ImageDataset`, the one-class datasets)."""
 
@@ -145,7 +151,7 @@ class ImageDataset(Dataset):
         )
         if self.augment is not None:
             image = self.augment(image)
-        return {"image": image.float() / 255.0, "mask": mask, "label": self.labels[i], "index": torch.tensor(i)}
+        return {"image": as_float_tensor(image), "mask": mask, "label": self.labels[i], "index": torch.tensor(i)}
 
     def subset(
         self, indices: Sequence[int], augment: Callable[[torch.Tensor], torch.Tensor] | None = None

@@ -25,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
-from torchvision.transforms.v2 import functional as TF
 
 from anovit.data import ONE_CLASS_DATASETS as DATASETS
-from anovit.data.datasets import load_image
-from anovit.data.images import list_images
+from anovit.data.datasets import as_float_tensor, load_image
+from anovit.data.images import list_images, model_input
 from anovit.data.mvtec import Sample
 from anovit.errors import InputError
 
@@ -70,10 +70,11 @@ class ArrayImageDataset(Dataset):
         if image.shape[0] == 1:
             image = image.expand(3, -1, -1)  # grey -> 3 channels
         if image.shape[-1] != self.image_size or image.shape[-2] != self.image_size:
-            image = TF.resize(image, [self.image_size, self.image_size], antialias=True)  # (3, S, S)
+            rgb = Image.fromarray(image.permute(1, 2, 0).numpy())  # (h, w, 3)
+            image = torch.from_numpy(model_input(rgb, self.image_size))  # (3, S, S), as predict and serve resize
         if self.augment is not None:
             image = self.augment(image)
-        return {"image": image.float() / 255.0, "label": self.labels[i], "index": torch.tensor(i)}
+        return {"image": as_float_tensor(image), "label": self.labels[i], "index": torch.tensor(i)}
 
     def subset(
         self, indices: list[int], augment: Callable[[torch.Tensor], torch.Tensor] | None = None

@@ -45,10 +45,6 @@ def _texture_params(category: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return waves, weights, base
 
 
-def _palette(category: str) -> np.random.Generator:
-    return np.random.default_rng(zlib.crc32(category.encode()) + 1)
-
-
 def _blur(img: np.ndarray, radius: float) -> np.ndarray:
     pil = Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8))
     return np.asarray(pil.filter(ImageFilter.GaussianBlur(radius)), dtype=np.float64) / 255.0

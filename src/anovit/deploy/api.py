@@ -23,9 +23,8 @@ import numpy as np
 from PIL import Image
 
 from anovit.config import Precision, RunConfig
-from anovit.data.images import as_rgb, model_input, open_rgb, upright
+from anovit.data.images import model_input, to_rgb
 from anovit.deploy.backends import Backend, Scorer, load_scorer
-from anovit.errors import InputError
 from anovit.evaluation.thresholds import Thresholds, load_thresholds
 
 
@@ -63,37 +62,6 @@ def resize_map(score_map: np.ndarray, height: int, width: int) -> np.ndarray:
     c0, c1, wc = axis(m.shape[1], width)
     rows = m[r0] * (1 - wr)[:, None] + m[r1] * wr[:, None]  # (H, S')
     return (rows[:, c0] * (1 - wc) + rows[:, c1] * wc).astype(np.float32)  # (H, W)
-
-
-def to_rgb(image: Any) -> np.ndarray:
-    """A path, PIL image, numpy array ((H, W), (H, W, 1|3|4); uint8, uint16 or float in [0, 1]) or torch
-    tensor ((C, H, W) or (H, W)) -> RGB (H, W, 3) uint8, upright (EXIF) for files and PIL images."""
-    if isinstance(image, (str, Path)):
-        return np.asarray(open_rgb(Path(image)), dtype=np.uint8)
-    if isinstance(image, Image.Image):
-        return np.asarray(as_rgb(upright(image)), dtype=np.uint8)
-    if type(image).__module__.startswith("torch"):
-        image = image.detach().cpu().numpy()
-        if image.ndim == 3 and image.shape[0] in (1, 3, 4):
-            image = image.transpose(1, 2, 0)  # (C, H, W) -> (H, W, C)
-    if not isinstance(image, np.ndarray):
-        raise InputError(
-            f"cannot score an object of type {type(image).__name__}: expected a path, PIL image, numpy array or tensor"
-        )
-    arr = image
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[..., 0]
-    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
-        raise InputError(f"cannot score an array of shape {arr.shape}: expected (H, W), (H, W, 3) or (H, W, 4)")
-    if arr.dtype == np.uint8:
-        pass
-    elif arr.dtype == np.uint16:
-        arr = (arr.astype(np.float64) / 65535.0 * 255.0 + 0.5).astype(np.uint8)
-    elif np.issubdtype(arr.dtype, np.floating):
-        arr = (np.clip(np.nan_to_num(arr.astype(np.float64)), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    else:
-        raise InputError(f"cannot score an array of dtype {arr.dtype}: expected uint8, uint16 or float in [0, 1]")
-    return np.asarray(as_rgb(Image.fromarray(arr)), dtype=np.uint8)
 
 
 class Run:

@@ -236,11 +236,6 @@ def export_model(
     return Export(out, *check_parity(scorer, out, images, runtime), runtime=runtime)
 
 
-def export_onnx(run_dir: Path, out: Path | None = None, opset: int = OPSET, verify: bool = True) -> Export:
-    """fp32 ONNX: :func:`export_model` with ``fmt="onnx"``."""
-    return export_model(run_dir, "onnx", False, out, opset=opset, verify=verify)
-
-
 def check_parity(
     scorer: nn.Module, path: Path, images: torch.Tensor, runtime: str = "onnxruntime"
 ) -> tuple[float, float]:

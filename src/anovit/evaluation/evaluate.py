@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from anovit.config import Precision, ScoreConfig
-from anovit.data.datasets import loader_workers
+from anovit.data.datasets import as_float_tensor, loader_workers
 from anovit.evaluation.metrics import image_auroc, image_f1_max
 from anovit.evaluation.streaming import (
     PerDefectMetrics,
@@ -76,8 +76,7 @@ def score_images(
     model: nn.Module, images: torch.Tensor, score: ScoreConfig, device: torch.device, precision: Precision = "fp32"
 ) -> Scores:
     """Score a batch of images (B, 3, S, S), uint8 or float in [0, 1] -> Scores(maps (B, S, S), image (B,))."""
-    x = images.to(device)
-    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()  # (B, 3, S, S)
+    x = as_float_tensor(images.to(device))  # (B, 3, S, S)
     return score_batch(model, x, score, amp=lambda: autocast(device, precision))
 
 

@@ -35,12 +35,6 @@ def reconstruction_error(images: torch.Tensor, recon: torch.Tensor) -> torch.Ten
     return (images.float() - recon.float()).pow(2).mean(dim=1)
 
 
-def score_maps(images: torch.Tensor, recon: torch.Tensor, sigma: float, truncate: float = 4.0) -> Scores:
-    """The paper's score of a batch: images and reconstructions (B, C, H, W) -> :class:`Scores`."""
-    maps = gaussian_blur(reconstruction_error(images, recon), sigma, truncate)  # (B, H, W)
-    return Scores(maps=maps, image=maps.flatten(1).amax(dim=1))
-
-
 def mask_groups(grid: tuple[int, int], k: int, device: torch.device | None = None) -> torch.Tensor:
     """K complementary patch masks over a (gh, gw) grid: (K, gh * gw) bool, each patch in exactly one.
 
