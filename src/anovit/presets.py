@@ -7,6 +7,7 @@ Torch-free. Where the encoder's weights come from (or the from-scratch fallback)
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from anovit.config import (
     ANOMALY_FILLS,
@@ -26,29 +27,18 @@ from anovit.config import (
 )
 from anovit.errors import InputError
 
-DEFAULT_PRESET = "tiny"  # the CPU default (issue 10's ablation, benchmarks/ablation.md)
+DEFAULT_PRESET = "tiny"  # the CPU default; benchmarks/ablation.md compares it with the alternatives
 DEFAULT_TEST_MASKS = 4
 DEFAULT_FEATURE_LAYERS = (2, 5, 8)
 
-# ---------------------------------------------------------------------------------------------
-# Presets
-# ---------------------------------------------------------------------------------------------
-# paper: the paper's settings for MVTec AD (ViT-B/16, ImageNet-21k pretrained and fine-tuned on
-#        ImageNet-1k, at 384 px). Needs the pretrained weights (hub or --encoder-weights) and a GPU.
-# small: a ViT with 8-px patches and 4 blocks at 64 px, trained from scratch; it trains on a
-#        2-core CPU in a minute (tests, quick experiments).
-# scratch: what ``tiny`` falls back to without its pretrained weights (resolve_run_config), chosen by
-#        benchmarks/ablation.py among from-scratch settings: small's 4-block ViT with 8-px patches at
-#        128 px restoring synthetic anomalies, with the DRAEM-style segmentation head; scored by
-#        gradient-magnitude similarity (GMS) and the head's map. 70 epochs: about 10 minutes for
-#        ~200 images on 2 CPU cores (bottle's 209: 614 s).
-# tiny:  the CPU default (make demo), chosen by benchmarks/ablation.py: the ImageNet-pretrained
-#        ViT-Ti/16 at its own 224 px fine-tuned to restore synthetic anomalies, with the feature
-#        loss and the feature score; a frozen copy of the pretrained encoder serves both. The
-#        segmentation head, run at half the resolution (112 px), adds its map to the score. A narrow
-#        decoder and 300 steps keep one ~200-image category within 10 minutes on 2 CPU cores.
-# small's and scratch's model: a 4-block ViT with 8-px patches and 128-d tokens from a random initialisation
-# (the ViT-Ti architecture narrowed), and the l2-CAE with a 64-d latent
+# paper: the published setting for MVTec AD: ViT-B/16 (ImageNet-21k, fine-tuned on 1k) at 384 px, reconstruct, L2.
+#        Needs the pretrained weights (the hub or --encoder-weights) and a GPU.
+# small: a 4-block ViT with 8-px patches at 64 px from scratch; trains in a minute on 2 CPU cores (tests, trials).
+# scratch: ``tiny`` without its pretrained weights: small's ViT at 128 px restoring synthetic anomalies, scored by
+#        gradient-magnitude similarity and the segmentation head; about 10 minutes per ~200 images on 2 CPU cores.
+# tiny: the CPU default: the pretrained ViT-Ti/16 at 224 px restoring synthetic anomalies, scored by a frozen copy's
+#        features and the segmentation head at half resolution; about 10 minutes per ~200 images on 2 CPU cores.
+# small's and scratch's model: the ViT-Ti architecture narrowed to 4 blocks of 128-d tokens, and a 64-d l2-CAE
 SMALL_VIT = ModelConfig(
     encoder="vit_tiny_patch16_224",
     patch_size=8,
@@ -103,14 +93,31 @@ PRESETS: dict[str, RunConfig] = {
         ),
         data=DataConfig(image_size=224),
         train=TrainConfig(epochs=30, batch_size=16, lr=2e-4, objective="restore", feature_loss=0.5, min_steps=300),
-        # top1: the mean of the map's highest 1 % (~1.6 of the 14 x 14 feature cells at 224 px), steadier than one pixel
-        # hv: the maps of the image and its three flips (all in the training augmentation) averaged: fewer noisy cells
-        # on normal images
-        # feature + segment: the head outlines what the 16-px feature cells blur (capsule 0.979 -> 0.986 pixel AUROC)
+        # top1: the mean of the map's highest 1 %, steadier than one pixel; hv: the maps of the image and its three
+        # flips averaged; segment: the head outlines what the 16-px feature cells blur
         score=ScoreConfig(sigma=2.0, kinds=("feature", "segment"), border=0.05, image_score="top1", test_flips="hv"),
         preset="tiny",
     ),
 }
+
+
+# tiny on scikit-learn's 8 x 8 digits (whole-image anomalies at a tiny native size): AnoViT inpaints each quarter of
+# a 32-px image from the other three and both models score the map's mean (benchmarks/ablation/digits)
+TINY_DIGITS: dict[str, dict[str, Any]] = {
+    "anovit": dict(image_size=32, objective="inpaint", score=("l2", "feature"), image_score="mean"),
+    "cae": dict(image_size=128, image_score="mean"),
+}
+
+
+def dataset_options(dataset: str, preset: str, model: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` (the keywords of :func:`resolve_config`) with a preset's settings for ``dataset`` where the user
+    gave none: the paper's MNIST and CIFAR-10 setting (section 4.1.1: ViT-B/16 at 224 px), tiny's on digits."""
+    defaults: dict[str, Any] = {}
+    if preset == "paper" and dataset != "mvtec":
+        defaults = {"image_size": 224, "encoder": "vit_base_patch16_224"}
+    elif preset == DEFAULT_PRESET and dataset == "digits":
+        defaults = TINY_DIGITS[model]
+    return defaults | {k: v for k, v in options.items() if v is not None}
 
 
 def resolve_config(

@@ -28,7 +28,7 @@ from anovit.evaluation.figures import figure3
 from anovit.experiments.tables import MODEL_LABELS, build_results, write_results
 from anovit.files import METRICS_FILE
 from anovit.models.weights import resolve_run_config
-from anovit.presets import DEFAULT_PRESET, resolve_config
+from anovit.presets import DEFAULT_PRESET, dataset_options, resolve_config
 from anovit.runs.test import figure_indices, test_on
 from anovit.runs.train import train_on
 
@@ -49,17 +49,6 @@ def default_categories(dataset: str, root: Path) -> list[str]:
     return list(class_names(dataset, root))
 
 
-# The CPU default on scikit-learn's 8 x 8 digits, per model (benchmarks/ablation/digits, issue 10). At
-# 224 px a 16-px patch holds about half a source pixel; at 32 px (a 2 x 2 patch grid) AnoViT inpaints
-# each quarter from the other three, so another digit is predicted as the normal one (64 and 128 px
-# were far worse). The anomaly is the whole digit, so the image score is the map's mean. The l2-CAE,
-# whose bottleneck does this job, does best at 128 px.
-TINY_DIGITS: dict[str, dict[str, Any]] = {
-    "anovit": dict(image_size=32, objective="inpaint", score=("l2", "feature"), image_score="mean"),
-    "cae": dict(image_size=128, image_score="mean"),
-}
-
-
 def benchmark_config(
     dataset: str,
     model: str,
@@ -74,19 +63,9 @@ def benchmark_config(
     ``find_weights``: also find the encoder's pretrained weights, or fall back to a from-scratch
     preset without them (:func:`anovit.models.weights.resolve_run_config`), as training does.
     """
-    if preset == "paper" and dataset != "mvtec":
-        # MNIST and CIFAR-10 at 224 px (paper, section 4.1.1): ViT-B/16 at 224, same pretraining.
-        image_size = image_size or 224
-        if not options.get("encoder"):
-            options["encoder"] = "vit_base_patch16_224"
-    if preset == DEFAULT_PRESET and dataset == "digits":  # what the user did not set
-        chosen = TINY_DIGITS[model]
-        image_size = image_size or chosen["image_size"]
-        options = {
-            **{k: v for k, v in chosen.items() if k != "image_size"},
-            **{k: v for k, v in options.items() if v is not None},
-        }
-    kw = dict(model=model, epochs=epochs, image_size=image_size, **options)
+    kw = dict(
+        model=model, **dataset_options(dataset, preset, model, dict(epochs=epochs, image_size=image_size, **options))
+    )
     cfg = resolve_run_config(preset, **kw)[0] if find_weights else resolve_config(preset, **kw)
     if dataset == "cifar10":
         cfg = replace(cfg, data=replace(cfg.data, val_fraction=0.1))  # 4,500 / 500
