@@ -50,6 +50,18 @@ def test_missing_mask_is_named(mvtec_root: Path, tmp_path: Path) -> None:
         mvtec_samples(root, "weave", "test")
 
 
+def test_a_test_split_without_ground_truth_has_image_labels_only(mvtec_root: Path, tmp_path: Path) -> None:
+    root = tmp_path / "copy"
+    shutil.copytree(mvtec_root, root)
+    shutil.rmtree(root / "weave" / "ground_truth")
+    with_masks, labels_only = mvtec_samples(mvtec_root, "weave", "test"), mvtec_samples(root, "weave", "test")
+    assert [(s.image.name, s.label, s.defect) for s in labels_only] == [
+        (s.image.name, s.label, s.defect) for s in with_masks
+    ]
+    assert all(s.mask is None for s in labels_only) and sum(s.label for s in labels_only) == 8
+    assert not ImageDataset(labels_only, 32, progress=False).has_masks
+
+
 def test_missing_category_and_empty_folder(mvtec_root: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="categories found there: weave"):
         mvtec_samples(mvtec_root, "bottle", "train")

@@ -68,6 +68,28 @@ def report(trained_run: Path, mvtec_root: Path, tmp_path_factory: pytest.TempPat
     return out / "report.html"
 
 
+def test_image_labels_only_give_image_metrics_and_a_report(
+    trained_run: Path, mvtec_root: Path, report: Path, tmp_path: Path
+) -> None:
+    """A test split without ground_truth/ (parts marked good or bad, no masks): the same image AUROC and F1 as
+    with the masks, pixel metrics null with the reason in notes, and the report."""
+    root = tmp_path / "labels-only"
+    shutil.copytree(mvtec_root, root)
+    shutil.rmtree(root / "weave" / "ground_truth")
+    out = tmp_path / "out"
+    args = ["-q", "test", "--run", str(trained_run), "--data", str(root), "--category", "weave", "--out", str(out)]
+    assert main([*args, "--report"]) == 0
+    got = json.loads((out / "metrics.json").read_text())
+    masked = json.loads((report.parent / "metrics.json").read_text())
+    for key in ("image_auroc", "image_f1_max", "image_f1", "n_images", "n_anomalous"):
+        assert got[key] == masked[key], key
+    assert masked["pixel_auroc"] is not None and masked["aupro"] is not None
+    assert got["pixel_auroc"] is None and got["aupro"] is None and got["pixel_f1"] is None
+    assert any("no ground-truth masks" in note for note in got["notes"])
+    page = (out / "report.html").read_text()
+    assert "ground truth" in report.read_text() and "ground truth" not in page and got["model"] in page
+
+
 def test_report_is_self_contained(report: Path) -> None:
     page = report.read_text()
     assert page.count('class="card') == 12  # every test image (fewer than the gallery's 48)

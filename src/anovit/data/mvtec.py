@@ -3,7 +3,7 @@
 ROOT/CATEGORY/train/good/*.png
 ROOT/CATEGORY/test/good/*.png                      normal test images
 ROOT/CATEGORY/test/<defect>/<name>.png             anomalous test images
-ROOT/CATEGORY/ground_truth/<defect>/<name>_mask.png
+ROOT/CATEGORY/ground_truth/<defect>/<name>_mask.png    (optional: without ground_truth/, image labels only)
 """
 
 from __future__ import annotations
@@ -54,13 +54,20 @@ def _images_in(folder: Path) -> list[Path]:
 
 
 def mvtec_samples(root: Path, category: str, split: Literal["train", "test"]) -> list[Sample]:
-    """List the samples of one split. Every anomalous test image must have its mask."""
+    """List the samples of one split.
+
+    Every anomalous test image must have its mask, unless the category has no ``ground_truth/`` folder at
+    all: then the test set has image labels only (parts marked good or bad, no masks drawn), and the
+    pixel metrics are not computed.
+    """
     folder = category_dir(root, category)
     if split == "train":
         return [Sample(p, 0) for p in _images_in(folder / "train" / "good")]
     test = folder / "test"
     if not test.is_dir():
         raise InputError(f"{test}: folder not found (expected the MVTec AD layout)")
+    ground_truth = folder / "ground_truth"
+    labels_only = not ground_truth.is_dir()
     samples: list[Sample] = []
     for defect_dir in sorted(p for p in test.iterdir() if p.is_dir()):
         defect = defect_dir.name
@@ -68,7 +75,10 @@ def mvtec_samples(root: Path, category: str, split: Literal["train", "test"]) ->
             if defect == "good":
                 samples.append(Sample(img, 0))
                 continue
-            mask = folder / "ground_truth" / defect / f"{img.stem}_mask.png"
+            if labels_only:
+                samples.append(Sample(img, 1, None, defect))
+                continue
+            mask = ground_truth / defect / f"{img.stem}_mask.png"
             if not mask.is_file():
                 raise InputError(f"{img}: anomalous test image has no mask; expected {mask}")
             samples.append(Sample(img, 1, mask, defect))

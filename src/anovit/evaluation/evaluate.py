@@ -178,6 +178,8 @@ def evaluate(
         )
     if has_masks and pixel_auroc is None:
         notes.append("pixel AUROC undefined: the masks have only one class of pixels")
+    if not has_masks and label_arr.max(initial=0) == 1:
+        notes.append("pixel AUROC and AUPRO not computed: the test set has no ground-truth masks (image labels only)")
     return Evaluation(
         image_auroc=img_auroc,
         pixel_auroc=pixel_auroc,
