@@ -14,13 +14,13 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from anovit.errors import InputError
 
-ModelName = Literal["anovit", "cae"]
+ModelName = Literal["anovit", "cae", "knn"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Objective = Literal["reconstruct", "inpaint", "restore"]
 OBJECTIVES: tuple[str, ...] = get_args(Objective)
 MODEL_NAMES: tuple[str, ...] = get_args(ModelName)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
-SCORE_KINDS: tuple[str, ...] = ("l2", "ssim", "gms", "feature", "segment")
+SCORE_KINDS: tuple[str, ...] = ("l2", "ssim", "gms", "feature", "segment", "knn")
 # test-time flips (ScoreConfig.test_flips): the maps of the image and of these flips of it, each flipped back, are
 # averaged
 TestFlips = Literal["none", "h", "v", "hv"]
@@ -61,6 +61,12 @@ class ModelConfig:
     # The head sees the pair downscaled by this factor and upsamples its map back (2: a quarter of the pixels, ~1/7 of
     # the time).
     segment_scale: int = 1
+    # knn, the nearest-neighbour baseline (PatchCore): the reference_layers' patch tokens, averaged over
+    # knn_pool x knn_pool neighbours, kept for knn_coreset of the training patches (greedy coreset); knn_bank is
+    # the bank's size once built (0 before), so that a trained run rebuilds the model it loads.
+    knn_pool: int = 3
+    knn_coreset: float = 0.1
+    knn_bank: int = 0
 
 
 @dataclass(frozen=True)

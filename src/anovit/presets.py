@@ -30,6 +30,7 @@ from anovit.errors import InputError
 DEFAULT_PRESET = "tiny"  # the CPU default; benchmarks/ablation.md compares it with the alternatives
 DEFAULT_TEST_MASKS = 4
 DEFAULT_FEATURE_LAYERS = (2, 5, 8)
+KNN_SIGMA = 4.0  # PatchCore's smoothing of its distance map
 
 # paper: the published setting for MVTec AD: ViT-B/16 (ImageNet-21k, fine-tuned on 1k) at 384 px, reconstruct, L2.
 #        Needs the pretrained weights (the hub or --encoder-weights) and a GPU.
@@ -186,6 +187,8 @@ def resolve_config(
             raise InputError(f"--feature-loss {feature_loss}: expected a weight >= 0")
         t = replace(t, feature_loss=feature_loss)
     m, t, s = _method_options(m, t, s, objective, score, test_masks, border, feature_layers, feature_loss)
+    if m.name == "knn" and sigma is None:
+        s = replace(s, sigma=KNN_SIGMA)
     if image_score is not None:
         image_score_share(image_score)  # checks the name
         s = replace(s, image_score=image_score)
@@ -225,6 +228,18 @@ def _method_options(
     feature_loss: float | None,
 ) -> tuple[ModelConfig, TrainConfig, ScoreConfig]:
     """The objective and the score a user chose, checked together, and what the model needs for them."""
+    if m.name == "knn":  # the nearest-neighbour baseline: pretrained features, no training objective
+        if score not in (None, ("knn",)) or objective not in (None, "reconstruct"):
+            raise InputError("--model knn scores by its nearest-neighbour distance alone: no --score or --objective")
+        t = replace(t, objective="reconstruct", feature_loss=0.0)
+        s = replace(s, kinds=("knn",), scales=(), test_masks=1, test_flips="none", image_score="max", border=0.0)
+        layers = feature_layers if feature_layers is not None else DEFAULT_FEATURE_LAYERS
+        m = replace(m, mask_token=False, segment_head=False, reference_layers=tuple(layers))
+        if border is not None:
+            s = replace(s, border=border)
+        return m, t, s
+    if score is not None and "knn" in score:
+        raise InputError("--score knn is the nearest-neighbour baseline's own score: use --model knn")
     if m.name == "cae":  # the paper's baseline: reconstruction and the L2 score unless asked otherwise
         objective = objective or "reconstruct"
         score = score or ("l2",)

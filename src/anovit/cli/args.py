@@ -176,7 +176,7 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="built-in data: train and test AnoViT and the l2-CAE, write Figure 3")
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
-    p.add_argument("--epochs", type=int, help="epochs for both models (default: the small preset's)")
+    p.add_argument("--epochs", type=int, help="epochs of the trained models (default: the preset's)")
     p.add_argument("--device", default="auto")
     p.add_argument("--force", action="store_true", help="retrain even if the demo runs exist")
 
@@ -198,7 +198,9 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("benchmark", help="train and test each model on each class/category; write the paper's tables")
     p.add_argument("--dataset", required=True, choices=list(DATASETS))
     p.add_argument("--data", type=Path, help="dataset root (not needed for digits, which scikit-learn ships)")
-    p.add_argument("--models", default="anovit,cae", help="comma-separated: anovit,cae")
+    p.add_argument(
+        "--models", default="anovit,cae", help="comma-separated: anovit, cae (the l2-CAE), knn (PatchCore's search)"
+    )
     which = p.add_mutually_exclusive_group()
     which.add_argument("--categories", help="comma-separated MVTec categories (default: all found)")
     which.add_argument("--classes", help="comma-separated normal classes, names or indices (default: all ten)")

@@ -67,12 +67,15 @@ def cmd_train(args: argparse.Namespace) -> None:
         val_dir=args.val,
         cache=args.cache,
     )
-    last = result.history[-1]
-    if os.environ.get("RANK", "0") == "0":  # under torchrun, one process reports
-        print(
-            f"trained {cfg.model.name} for {len(result.history)} epochs in {result.seconds:.0f} s "
-            f"(final train loss {last.train_loss:.5f}); run folder: {result.run_dir}"
-        )
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, one process reports
+        return
+    if not result.history:  # knn: a memory bank, no epochs
+        print(f"built the knn memory bank in {result.seconds:.0f} s; run folder: {result.run_dir}")
+        return
+    print(
+        f"trained {cfg.model.name} for {len(result.history)} epochs in {result.seconds:.0f} s "
+        f"(final train loss {result.history[-1].train_loss:.5f}); run folder: {result.run_dir}"
+    )
 
 
 def _resume_config(args: argparse.Namespace) -> RunConfig:

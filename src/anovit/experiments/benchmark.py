@@ -25,7 +25,7 @@ from anovit.data.mvtec import CATEGORIES
 from anovit.data.oneclass import class_names, one_class_data
 from anovit.errors import InputError
 from anovit.evaluation.figures import figure3
-from anovit.experiments.tables import MODEL_LABELS, build_results, write_results
+from anovit.experiments.tables import MODEL_LABELS, build_results, in_column_order, write_results
 from anovit.files import METRICS_FILE
 from anovit.models.weights import resolve_run_config
 from anovit.presets import DEFAULT_PRESET, dataset_options, resolve_config
@@ -95,7 +95,8 @@ def run_benchmark(
     unknown = [m for m in models if m not in MODEL_LABELS]
     if unknown or not models:
         raise InputError(
-            f"--models: expected a comma-separated subset of anovit,cae, got {','.join(models) or 'nothing'}"
+            f"--models: expected a comma-separated subset of {','.join(MODEL_LABELS)}, "
+            f"got {','.join(models) or 'nothing'}"
         )
     if dataset != "digits" and data_root is None:
         raise InputError(f"--data is required for {dataset}")
@@ -211,7 +212,7 @@ def run_category(
         figure3(
             [test.image(i).permute(1, 2, 0).numpy() / 255.0 for i in shown],
             [test.mask(i).numpy() for i in shown],
-            {MODEL_LABELS[m]: v for m, v in sorted(maps.items(), key=lambda kv: kv[0] != "cae")},
+            {MODEL_LABELS[m]: maps[m] for m in in_column_order(list(maps))},
             figure_path,
             titles=[test.samples[i].defect for i in shown],
         )

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from anovit.data.mvtec import OBJECTS, TEXTURES
-from anovit.experiments.paper_results import TABLE1, paper_value
+from anovit.experiments.paper_results import MODEL_COLUMN, TABLE1, paper_value
 from anovit.files import write_json, write_text
 
 
@@ -25,7 +26,12 @@ def _mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
     return float(np.mean(vals)), float(np.std(vals))  # population std over classes
 
 
-MODEL_LABELS = {"cae": "l2-CAE", "anovit": "AnoViT"}
+# the columns' order: the paper's baseline, AnoViT, the nearest-neighbour peer
+MODEL_LABELS = {"cae": "l2-CAE", "anovit": "AnoViT", "knn": "kNN (PatchCore)"}
+
+
+def in_column_order(models: Sequence[str]) -> list[str]:
+    return sorted(models, key=list(MODEL_LABELS).index)
 
 
 def build_results(dataset: str, models: list[str], rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -77,12 +83,13 @@ def _improvement(base: float | None, ours: float | None) -> str:
 
 def _table(results: dict[str, Any], metric: str, title: str) -> list[str]:
     ds, models, rows = results["dataset"], results["models"], results["rows"]
-    ordered = sorted(models, key=lambda m: m != "cae")  # the paper's order: baseline first
+    ordered = in_column_order(models)
     compare = "cae" in models and "anovit" in models
-    has_paper = any(paper_value(ds, metric, r["category"], m) is not None for r in rows for m in models)
+    in_paper = [m for m in ordered if m in MODEL_COLUMN]
+    has_paper = any(paper_value(ds, metric, r["category"], m) is not None for r in rows for m in in_paper)
     head = ["Type", "Category", *[MODEL_LABELS[m] for m in ordered]]
     head += ["Relative Improvement"] if compare else []
-    head += [f"paper {MODEL_LABELS[m]}" for m in ordered] if has_paper else []
+    head += [f"paper {MODEL_LABELS[m]}" for m in in_paper] if has_paper else []
     lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cat = r["category"]
@@ -93,14 +100,14 @@ def _table(results: dict[str, Any], metric: str, title: str) -> list[str]:
         )
         cells = [kind, cat, *[_fmt(r[m][metric]) for m in ordered]]
         cells += [_improvement(r["cae"][metric], r["anovit"][metric])] if compare else []
-        cells += [_fmt(paper_value(ds, metric, cat, m)) for m in ordered] if has_paper else []
+        cells += [_fmt(paper_value(ds, metric, cat, m)) for m in in_paper] if has_paper else []
         lines.append("| " + " | ".join(cells) + " |")
     means = {m: _mean_std([r[m][metric] for r in rows]) for m in ordered}
-    paper_means = {m: _mean_std([paper_value(ds, metric, r["category"], m) for r in rows]) for m in ordered}
+    paper_means = {m: _mean_std([paper_value(ds, metric, r["category"], m) for r in rows]) for m in in_paper}
     for label, k in (("mean", 0), ("std", 1)):
         cells = [label, "-", *[_fmt(means[m][k]) for m in ordered]]
         cells += [_improvement(means["cae"][0], means["anovit"][0]) if k == 0 else "-"] if compare else []
-        cells += [_fmt(paper_means[m][k]) for m in ordered] if has_paper else []
+        cells += [_fmt(paper_means[m][k]) for m in in_paper] if has_paper else []
         lines.append("| " + " | ".join(cells) + " |")
     overall = TABLE1.get(f"{ds}/{'detection' if metric == 'image_auroc' else 'localisation'}")
     if overall is not None:

@@ -1,4 +1,5 @@
-"""The two models: AnoViT and the l2-CAE baseline, built from a :class:`ModelConfig`."""
+"""The models: AnoViT, the l2-CAE baseline and the nearest-neighbour baseline (PatchCore), built from a
+:class:`ModelConfig`."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from anovit.config import ModelConfig
 from anovit.errors import InputError
 from anovit.models.anovit import AnoViT
 from anovit.models.cae import L2CAE
+from anovit.models.knn import PatchKNN
 
-__all__ = ["AnoViT", "L2CAE", "build_model"]
+__all__ = ["AnoViT", "L2CAE", "PatchKNN", "build_model"]
 
 
 def build_model(cfg: ModelConfig, load_encoder_weights: bool = True) -> nn.Module:
@@ -31,6 +33,18 @@ def build_model(cfg: ModelConfig, load_encoder_weights: bool = True) -> nn.Modul
             reference_layers=tuple(cfg.reference_layers),
             segment_head=cfg.segment_head,
             segment_scale=cfg.segment_scale,
+        )
+    if cfg.name == "knn":
+        return PatchKNN(
+            image_size=cfg.image_size,
+            encoder=cfg.encoder,
+            patch_size=cfg.patch_size,
+            layers=tuple(cfg.reference_layers),
+            encoder_overrides=dict(cfg.encoder_overrides),
+            pretrained=cfg.pretrained and load_encoder_weights,
+            encoder_weights=cfg.encoder_weights if load_encoder_weights else None,
+            pool=cfg.knn_pool,
+            bank_size=cfg.knn_bank,
         )
     if cfg.name == "cae":
         if cfg.mask_token or cfg.reference_layers or cfg.segment_head:

@@ -86,7 +86,7 @@ def resolve_encoder_source(cfg: RunConfig, fallback: RunConfig | None = None) ->
     without it, ``cfg`` from a random initialisation without the ``feature`` score.
     """
     m = cfg.model
-    if m.name != "anovit":
+    if m.name == "cae":
         return cfg, "no encoder (l2-CAE)"
     if m.encoder_weights:
         return cfg, f"encoder weights from {m.encoder_weights}"
@@ -102,6 +102,8 @@ def resolve_encoder_source(cfg: RunConfig, fallback: RunConfig | None = None) ->
             cfg, model=replace(m, pretrained=False, encoder_weights=str(path))
         ), f"encoder weights from {where} ({path})"
     missing = f"no pretrained weights for {m.encoder} (offline, no --encoder-weights, no ${WEIGHTS_ENV})"
+    if m.name == "knn":
+        raise InputError(f"{missing}: --model knn searches pretrained features; give --encoder-weights FILE")
     if fallback is not None:
         f = fallback
         message = (

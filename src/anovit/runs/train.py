@@ -6,11 +6,15 @@ the MVTec layout from disk first; ``train`` is the public API (:func:`anovit.tra
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+import torch
+from torch.utils.data import Dataset
 
 from anovit.config import CacheMode, RunConfig
 from anovit.data import (
@@ -32,6 +36,8 @@ from anovit.files import (
     write_json,
 )
 from anovit.models import build_model
+from anovit.models.checkpoint import save_weights
+from anovit.models.knn import PatchKNN
 from anovit.models.weights import resolve_encoder_source, resolve_run_config
 from anovit.presets import DEFAULT_PRESET
 from anovit.runs.calibrate import calibrate_on, calibrate_run
@@ -39,6 +45,7 @@ from anovit.runtime import distributed as dist
 from anovit.runtime.device import resolve_device, seed_everything
 from anovit.runtime.precision import resolve_precision
 from anovit.training.loop import epochs_for, fit
+from anovit.training.memory_bank import fit_bank
 from anovit.training.state import EpochLog
 
 log = logging.getLogger(__name__)
@@ -98,9 +105,8 @@ def train_on(
     seed_everything(cfg.train.seed)  # the initial weights depend on the seed alone
     model = build_model(cfg.model)
     train_idx, val_idx = split_train_val(len(normal), cfg.data.val_fraction, cfg.train.seed)
-    if (
-        not resume and cfg.train.min_steps > 0
-    ):  # the epochs that make the preset's number of steps, recorded in config.json
+    # the epochs that make the preset's number of steps, recorded in config.json (knn takes no steps)
+    if not resume and cfg.train.min_steps > 0 and cfg.model.name != "knn":
         epochs = epochs_for(cfg.train, len(train_idx), dist.world_size())
         if epochs != cfg.train.epochs:
             log.info("%d training images: %d epochs for at least %d steps", len(train_idx), epochs, cfg.train.min_steps)
@@ -122,7 +128,11 @@ def train_on(
         save_config(run_dir, cfg)
         write_json(run_dir / "data.json", (source or {}) | {"n_train": len(train_idx), "n_val": len(val_idx)})
     start = time.perf_counter()
-    history = fit(model, train_set, val_set, cfg.train, dev, run_dir=run_dir, progress=progress, resume=resume)
+    if cfg.model.name == "knn":  # no training: the memory bank of the training images' patch features
+        cfg = _build_bank(cfg, model, normal.subset(train_idx), run_dir, dev, progress)
+        history: list[EpochLog] = []
+    else:
+        history = fit(model, train_set, val_set, cfg.train, dev, run_dir=run_dir, progress=progress, resume=resume)
     seconds = time.perf_counter() - start
     if len(cfg.score.kinds) > 1:
         scale_set = val_set if val_set is not None else normal.subset(train_idx)
@@ -144,6 +154,25 @@ def train_on(
         )
         calibrate_on(run_dir, calib_set, about, device, progress=progress)
     return TrainResult(run_dir, history, seconds)
+
+
+def _build_bank(
+    cfg: RunConfig, model: PatchKNN, train_set: Dataset, run_dir: Path, device: torch.device, progress: bool
+) -> RunConfig:
+    """Fill the knn model's memory bank, save it with the config that records its size; the config."""
+    if dist.world_size() > 1:
+        raise InputError("--model knn builds its memory bank in one process; run it without torchrun")
+    t = cfg.train
+    size = fit_bank(model, train_set, cfg.model.knn_coreset, device, t.precision, t.batch_size, t.seed, progress)
+    cfg = replace(cfg, model=replace(cfg.model, knn_bank=size))
+    save_config(run_dir, cfg)
+    save_weights(model, run_dir / WEIGHTS_FILE)
+    data = json.loads((run_dir / "data.json").read_text())
+    write_json(
+        run_dir / "data.json",
+        data | {"memory_bank": {"patches": size, "dims": model.dim, "mib": round(model.bank.numel() * 4 / 2**20, 2)}},
+    )
+    return cfg
 
 
 def train_run(

@@ -87,12 +87,16 @@ def component_maps(
     ``amp`` is entered around the networks (reconstruction, reference encoder); the maps themselves
     are computed in fp32.
     """
-    with amp():
-        recon = reconstruct(model, images, cfg.test_masks)  # (B, 3, H, W)
-    recon = recon.float()
+    recon = None
+    if any(kind != "knn" for kind in cfg.kinds):  # the nearest-neighbour baseline reconstructs nothing
+        with amp():
+            recon = reconstruct(model, images, cfg.test_masks).float()  # (B, 3, H, W)
     maps: dict[str, torch.Tensor] = {}
     for kind in cfg.kinds:
-        if kind == "l2":
+        if kind == "knn":
+            with amp():
+                maps[kind] = model(images).float()  # (B, H, W) nearest-neighbour distances
+        elif kind == "l2":
             maps[kind] = reconstruction_error(images, recon)
         elif kind == "ssim":
             maps[kind] = ssim_map(images, recon)
