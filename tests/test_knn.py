@@ -125,8 +125,8 @@ def test_onnx_export_matches_pytorch(knn_run: Path, tmp_path: Path) -> None:
 
 
 def test_the_cli_tests_a_knn_run(knn_run: Path, mvtec_root: Path, tmp_path: Path) -> None:
-    assert main(["-q", "test", "--run", str(knn_run), "--data", str(mvtec_root), "--category", "weave",
-                 "--out", str(tmp_path)]) == 0  # fmt: skip
+    args = ["--run", str(knn_run), "--data", str(mvtec_root), "--category", "weave", "--out", str(tmp_path)]
+    assert main(["-q", "test", *args]) == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["model"] == "knn" and metrics["n_images"] == 12 and metrics["pixel_auroc"] is not None
     assert load_config(knn_run).model.knn_bank > 0
@@ -137,11 +137,19 @@ def test_the_config_of_knn() -> None:
     assert cfg.score.kinds == ("knn",) and cfg.score.sigma == 4.0 and cfg.score.image_score == "max"
     assert cfg.score.test_flips == "none" and cfg.model.reference_layers == (2, 5, 8)
     assert not cfg.model.segment_head and not cfg.model.mask_token and cfg.train.feature_loss == 0.0
+    assert cfg.train.precision == "fp32" and cfg.model.knn_coreset == 0.1  # PatchCore's and anomalib's
+    assert resolve_config("tiny", model="knn", precision="bf16").train.precision == "bf16"
     assert resolve_config("tiny", model="knn", sigma=2.0).score.sigma == 2.0
     with pytest.raises(InputError, match="--model knn"):
         resolve_config("tiny", model="knn", score=("l2",))
     with pytest.raises(InputError, match="--model knn"):
         resolve_config("tiny", score=("knn",))
+    assert resolve_config("tiny", model="knn", coreset=0.5).model.knn_coreset == 0.5
+    for bad in (0.0, 1.5):
+        with pytest.raises(InputError, match="--coreset"):
+            resolve_config("tiny", model="knn", coreset=bad)
+    with pytest.raises(InputError, match="--coreset"):
+        resolve_config("tiny", coreset=0.5)
 
 
 def test_the_tables_put_knn_third_without_a_paper_column() -> None:

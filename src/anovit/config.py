@@ -62,8 +62,9 @@ class ModelConfig:
     # the time).
     segment_scale: int = 1
     # knn, the nearest-neighbour baseline (PatchCore): the reference_layers' patch tokens, averaged over
-    # knn_pool x knn_pool neighbours, kept for knn_coreset of the training patches (greedy coreset); knn_bank is
-    # the bank's size once built (0 before), so that a trained run rebuilds the model it loads.
+    # knn_pool x knn_pool neighbours; a greedy coreset of knn_coreset of the training patches is kept (0.1, as
+    # PatchCore and anomalib; benchmarks/knn.md measures 0.25 and 1); knn_bank is the bank's size once built
+    # (0 before), so that a trained run rebuilds the model it loads.
     knn_pool: int = 3
     knn_coreset: float = 0.1
     knn_bank: int = 0

@@ -144,6 +144,7 @@ def resolve_config(
     image_score: str | None = None,
     anomaly_fills: tuple[str, ...] | None = None,
     test_flips: TestFlips | None = None,
+    coreset: float | None = None,
 ) -> RunConfig:
     """Start from a preset and apply the options a user gave (``None`` keeps the preset value).
 
@@ -189,6 +190,12 @@ def resolve_config(
     m, t, s = _method_options(m, t, s, objective, score, test_masks, border, feature_layers, feature_loss)
     if m.name == "knn" and sigma is None:
         s = replace(s, sigma=KNN_SIGMA)
+    if m.name == "knn" and precision is None:  # bf16 features blur the small distances between normal patches
+        t = replace(t, precision="fp32")
+    if coreset is not None:
+        if m.name != "knn" or not 0 < coreset <= 1:
+            raise InputError(f"--coreset {coreset}: the share of patches --model knn keeps, in (0, 1]")
+        m = replace(m, knn_coreset=coreset)
     if image_score is not None:
         image_score_share(image_score)  # checks the name
         s = replace(s, image_score=image_score)

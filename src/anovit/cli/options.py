@@ -99,6 +99,12 @@ def add_method(p: argparse.ArgumentParser) -> None:
         help=f"restore: what the synthetic anomalies are made of, from {', '.join(ANOMALY_FILLS)} (default: all)",
     )
     p.add_argument("--sigma", type=float, help="Gaussian smoothing sigma of the score map, in pixels")
+    p.add_argument(
+        "--coreset",
+        type=float,
+        metavar="SHARE",
+        help="--model knn: the share of the training patches its memory bank keeps (greedy coreset; default 0.1)",
+    )
 
 
 def method_options(args: argparse.Namespace) -> dict:
@@ -113,4 +119,5 @@ def method_options(args: argparse.Namespace) -> dict:
         image_score=args.image_score,
         anomaly_fills=args.anomalies,
         test_flips=args.test_flips,
+        coreset=args.coreset,
     )

@@ -35,12 +35,15 @@ def greedy_coreset(features: torch.Tensor, k: int, seed: int = 0) -> torch.Tenso
     x = features.float()
     if x.shape[1] > PROJECTION_DIM:
         x = x @ torch.randn(x.shape[1], PROJECTION_DIM, generator=g).to(x.device)  # (N, 128)
+    norms = x.pow(2).sum(dim=1)  # (N,)
     chosen = torch.empty(k, dtype=torch.long)
     chosen[0] = int(torch.randint(n, (1,), generator=g))
-    nearest = (x - x[chosen[0]]).pow(2).sum(dim=1)  # (N,) squared distance to the coreset
-    for i in range(1, k):
-        chosen[i] = int(nearest.argmax())
-        nearest = torch.minimum(nearest, (x - x[chosen[i]]).pow(2).sum(dim=1))
+    nearest = torch.full((n,), float("inf"))  # (N,) squared distance to the coreset
+    for i in range(k):
+        if i:
+            chosen[i] = int(nearest.argmax())
+        c = int(chosen[i])
+        nearest = torch.minimum(nearest, norms - 2.0 * (x @ x[c]) + norms[c])  # |x - x_c|^2
     return chosen
 
 
