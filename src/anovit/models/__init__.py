@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
 from anovit.config import ModelConfig
@@ -22,13 +24,8 @@ def build_model(cfg: ModelConfig, load_encoder_weights: bool = True) -> nn.Modul
     """
     if cfg.name == "anovit":
         return AnoViT(
-            image_size=cfg.image_size,
-            encoder=cfg.encoder,
-            patch_size=cfg.patch_size,
+            **_vit_options(cfg, load_encoder_weights),
             decoder_channels=tuple(cfg.decoder_channels),
-            encoder_overrides=dict(cfg.encoder_overrides),
-            pretrained=cfg.pretrained and load_encoder_weights,
-            encoder_weights=cfg.encoder_weights if load_encoder_weights else None,
             mask_token=cfg.mask_token,
             reference_layers=tuple(cfg.reference_layers),
             segment_head=cfg.segment_head,
@@ -36,13 +33,8 @@ def build_model(cfg: ModelConfig, load_encoder_weights: bool = True) -> nn.Modul
         )
     if cfg.name == "knn":
         return PatchKNN(
-            image_size=cfg.image_size,
-            encoder=cfg.encoder,
-            patch_size=cfg.patch_size,
+            **_vit_options(cfg, load_encoder_weights),
             layers=tuple(cfg.reference_layers),
-            encoder_overrides=dict(cfg.encoder_overrides),
-            pretrained=cfg.pretrained and load_encoder_weights,
-            encoder_weights=cfg.encoder_weights if load_encoder_weights else None,
             pool=cfg.knn_pool,
             bank_size=cfg.knn_bank,
         )
@@ -51,3 +43,15 @@ def build_model(cfg: ModelConfig, load_encoder_weights: bool = True) -> nn.Modul
             raise InputError("the inpaint objective and the feature and segment scores need AnoViT, not the l2-CAE")
         return L2CAE(image_size=cfg.image_size, latent_dim=cfg.cae_latent_dim, base_channels=cfg.cae_base_channels)
     raise ValueError(f"unknown model {cfg.name!r}")
+
+
+def _vit_options(cfg: ModelConfig, load_encoder_weights: bool) -> dict[str, Any]:
+    """The ViT encoder's arguments, which AnoViT and the knn baseline share."""
+    return dict(
+        image_size=cfg.image_size,
+        encoder=cfg.encoder,
+        patch_size=cfg.patch_size,
+        encoder_overrides=dict(cfg.encoder_overrides),
+        pretrained=cfg.pretrained and load_encoder_weights,
+        encoder_weights=cfg.encoder_weights if load_encoder_weights else None,
+    )
