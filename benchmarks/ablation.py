@@ -180,9 +180,8 @@ def config_for(setting: str, epochs: int | None) -> RunConfig:
         cfg = replace(cfg, model=replace(cfg.model, decoder_channels=tuple(decoder)))
     if segment_scale is not None:
         cfg = replace(cfg, model=replace(cfg.model, segment_scale=segment_scale))
-    if (
-        min_steps is not None and epochs is None
-    ):  # the preset's rule: at least min_steps, and preset_epochs on larger sets
+    # the preset's rule: at least min_steps, and preset_epochs on larger sets
+    if min_steps is not None and epochs is None:
         cfg = replace(cfg, train=replace(cfg.train, min_steps=min_steps, epochs=preset_epochs or cfg.train.epochs))
     return cfg
 
@@ -196,9 +195,8 @@ def datasets(spec: str, root: Path) -> list[tuple[str, Path | None, str]]:
             classes = item.split(":")[1].split("+") if ":" in item else [str(c) for c in range(10)]
             out += [(f"digits/{c}", None, c) for c in classes]
             continue
-        if item.startswith(
-            "photo"
-        ):  # photo or photo:brick+grass: real photographs with planted defects (photo_sets.py)
+        # photo or photo:brick+grass: real photographs with planted defects (photo_sets.py)
+        if item.startswith("photo"):
             names = item.split(":")[1].split("+") if ":" in item else list(PHOTOS)
             data = root / "photo"
             missing = tuple(n for n in names if not (data / n).is_dir())

@@ -267,9 +267,8 @@ def _method_options(
                 f"--score {'+'.join(score)}: expected distinct names from {', '.join(SCORE_KINDS)}, joined by '+'"
             )
         s = replace(s, kinds=tuple(score), scales=())
-    if (
-        score is None and t.objective != "restore" and "segment" in s.kinds
-    ):  # the preset's head learns from restore's anomalies
+    # the preset's head learns from restore's anomalies
+    if score is None and t.objective != "restore" and "segment" in s.kinds:
         s = replace(s, kinds=tuple(k for k in s.kinds if k != "segment") or ("l2",), scales=())
     if test_masks is not None:
         if test_masks < 1:

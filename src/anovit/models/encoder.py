@@ -96,9 +96,8 @@ class ViTEncoder(nn.Module):
 
 
 def _create_vit(name: str, pretrained: bool, weights: str | Path | None, kwargs: dict[str, Any]) -> nn.Module:
-    if (
-        name.split(".")[0] not in timm.list_models()
-    ):  # a pretrained tag (vit_tiny_patch16_224.augreg_in21k_ft_in1k) is allowed
+    # a pretrained tag (vit_tiny_patch16_224.augreg_in21k_ft_in1k) is allowed
+    if name.split(".")[0] not in timm.list_models():
         raise InputError(f"unknown timm model {name!r}; see timm.list_models('vit_*') for ViT names")
     if weights is not None:
         path = Path(weights)

@@ -140,9 +140,8 @@ def load_train_state(
     best = _load_best(path.parent / BEST_FILE) or _load_best(
         path.parent / WEIGHTS_FILE
     )  # the latter: a finished run trained longer
-    if (
-        best is not None
-    ):  # format 2; a best file newer than the checkpoint (killed between the two writes) is still a measured best
+    # format 2; a best file newer than the checkpoint (killed between the two writes) is still a measured best
+    if best is not None:
         best_weights, best_epoch, best_loss = best
     elif best_weights is None:  # the best file went missing: the next epoch becomes the best
         best_loss = float("inf")
