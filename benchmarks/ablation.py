@@ -44,12 +44,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from anovit.config import PRE_BLUR_FILLS, RunConfig, ScoreConfig  # noqa: E402
-from anovit.data import (  # noqa: E402
-    ImageDataset,
-    make_synthetic_mvtec,
-    mvtec_samples,
-    split_train_val,
-)
+from anovit.data import ImageDataset, make_synthetic_mvtec, mvtec_samples, split_train_val  # noqa: E402
 from anovit.data.oneclass import one_class_data  # noqa: E402
 from anovit.evaluation.evaluate import evaluate, measure_scales  # noqa: E402
 from anovit.files import WEIGHTS_FILE

@@ -8,13 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from anovit.data import (
-    ImageDataset,
-    load_image,
-    load_mask,
-    mvtec_samples,
-    split_train_val,
-)
+from anovit.data import ImageDataset, load_image, load_mask, mvtec_samples, split_train_val
 from anovit.data.synthetic import DEFECTS, TEXTURES
 from anovit.errors import InputError
 

@@ -6,12 +6,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from anovit.evaluation.metrics import auroc_from_histograms, image_auroc
-from anovit.evaluation.streaming import (
-    PerDefectMetrics,
-    StreamingAUPRO,
-    StreamingAUROC,
-    StreamingPixelMetrics,
-)
+from anovit.evaluation.streaming import PerDefectMetrics, StreamingAUPRO, StreamingAUROC, StreamingPixelMetrics
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -11,13 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from anovit.data.oneclass import (
-    CIFAR10_CLASSES,
-    one_class_data,
-    read_cifar10,
-    read_idx,
-    read_mnist,
-)
+from anovit.data.oneclass import CIFAR10_CLASSES, one_class_data, read_cifar10, read_idx, read_mnist
 from anovit.errors import InputError
 
 

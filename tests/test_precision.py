@@ -9,13 +9,7 @@ import pytest
 import torch
 
 from anovit.runtime import precision as prec
-from anovit.runtime.precision import (
-    BF16_MARGIN,
-    Probe,
-    choose,
-    cpu_probe,
-    resolve_precision,
-)
+from anovit.runtime.precision import BF16_MARGIN, Probe, choose, cpu_probe, resolve_precision
 
 CPU = torch.device("cpu")
 

@@ -22,9 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from anovit.config import (
-    RunConfig,
-)
+from anovit.config import RunConfig
 from anovit.errors import InputError
 from anovit.presets import DEFAULT_PRESET, resolve_config
 

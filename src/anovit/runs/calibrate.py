@@ -6,21 +6,11 @@ import logging
 from pathlib import Path
 
 from anovit.config import CacheMode, Precision
-from anovit.data import (
-    ImageDataset,
-    labelled_folder_samples,
-)
+from anovit.data import ImageDataset, labelled_folder_samples
 from anovit.data.datasets import SplittableDataset
 from anovit.evaluation.evaluate import evaluate
-from anovit.evaluation.thresholds import (
-    DEFAULT_QUANTILE,
-    Thresholds,
-    calibrate,
-    save_thresholds,
-)
-from anovit.files import (
-    load_config,
-)
+from anovit.evaluation.thresholds import DEFAULT_QUANTILE, Thresholds, calibrate, save_thresholds
+from anovit.files import load_config
 from anovit.models.checkpoint import load_trained_model
 from anovit.runtime import distributed as dist
 from anovit.runtime.device import resolve_device

@@ -13,25 +13,12 @@ import numpy as np
 import torch
 
 from anovit.config import CacheMode, Precision
-from anovit.data import (
-    ImageDataset,
-    Sample,
-    mvtec_samples,
-)
+from anovit.data import ImageDataset, Sample, mvtec_samples
 from anovit.data.datasets import SplittableDataset
 from anovit.deploy.backends import Backend, Scorer, load_scorer
 from anovit.evaluation.evaluate import Evaluation, evaluate
-from anovit.evaluation.thresholds import (
-    THRESHOLDS_FILE,
-    decision_metrics,
-    load_thresholds,
-)
-from anovit.files import (
-    METRICS_FILE,
-    load_config,
-    write_json,
-    write_text,
-)
+from anovit.evaluation.thresholds import THRESHOLDS_FILE, decision_metrics, load_thresholds
+from anovit.files import METRICS_FILE, load_config, write_json, write_text
 from anovit.models.checkpoint import load_trained_model
 from anovit.runtime import distributed as dist
 from anovit.runtime.device import resolve_device

@@ -17,24 +17,13 @@ import torch
 from torch.utils.data import Dataset
 
 from anovit.config import CacheMode, RunConfig
-from anovit.data import (
-    ImageDataset,
-    labelled_folder_samples,
-    mvtec_samples,
-    split_train_val,
-)
+from anovit.data import ImageDataset, labelled_folder_samples, mvtec_samples, split_train_val
 from anovit.data.datasets import SplittableDataset
 from anovit.data.transforms import build_augment
 from anovit.deploy.api import Run, load_run
 from anovit.errors import InputError
 from anovit.evaluation.evaluate import measure_scales
-from anovit.files import (
-    CHECKPOINT_FILE,
-    LOG_FILE,
-    WEIGHTS_FILE,
-    save_config,
-    write_json,
-)
+from anovit.files import CHECKPOINT_FILE, LOG_FILE, WEIGHTS_FILE, save_config, write_json
 from anovit.models import build_model
 from anovit.models.checkpoint import save_weights
 from anovit.models.knn import PatchKNN

@@ -20,22 +20,8 @@ from anovit.models.checkpoint import save_weights
 from anovit.runtime import distributed as dist
 from anovit.runtime.device import batches_on, seed_everything
 from anovit.runtime.precision import autocast, resolve_precision
-from anovit.training.objectives import (
-    Objective,
-    Step,
-    build_objective,
-    feature_loss,
-    reconstruct,
-    segmentation_loss,
-)
-from anovit.training.state import (
-    EpochLog,
-    TrainState,
-    history_csv,
-    load_train_state,
-    save_best,
-    save_train_state,
-)
+from anovit.training.objectives import Objective, Step, build_objective, feature_loss, reconstruct, segmentation_loss
+from anovit.training.state import EpochLog, TrainState, history_csv, load_train_state, save_best, save_train_state
 
 log = logging.getLogger(__name__)
 
