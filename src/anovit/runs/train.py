@@ -6,7 +6,6 @@ the MVTec layout from disk first; ``train`` is the public API (:func:`anovit.tra
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -112,13 +111,14 @@ def train_on(
         dev,
         resolve_precision(cfg.train.precision, dev),
     )
+    data = (source or {}) | {"n_train": len(train_idx), "n_val": len(val_idx)}
     if dist.is_main():
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(run_dir, cfg)
-        write_json(run_dir / "data.json", (source or {}) | {"n_train": len(train_idx), "n_val": len(val_idx)})
+        write_json(run_dir / "data.json", data)
     start = time.perf_counter()
     if cfg.model.name == "knn":  # no training: the memory bank of the training images' patch features
-        cfg = _build_bank(cfg, model, normal.subset(train_idx), run_dir, dev, progress)
+        cfg = _build_bank(cfg, model, normal.subset(train_idx), run_dir, dev, progress, data)
         history: list[EpochLog] = []
     else:
         history = fit(model, train_set, val_set, cfg.train, dev, run_dir=run_dir, progress=progress, resume=resume)
@@ -146,9 +146,16 @@ def train_on(
 
 
 def _build_bank(
-    cfg: RunConfig, model: PatchKNN, train_set: Dataset, run_dir: Path, device: torch.device, progress: bool
+    cfg: RunConfig,
+    model: PatchKNN,
+    train_set: Dataset,
+    run_dir: Path,
+    device: torch.device,
+    progress: bool,
+    data: dict[str, Any],
 ) -> RunConfig:
-    """Fill the knn model's memory bank, save it with the config that records its size; the config."""
+    """Fill the knn model's memory bank and save it, with the config that records its size and ``data`` (the run's
+    data.json) with its size and memory; the config."""
     if dist.world_size() > 1:
         raise InputError("--model knn builds its memory bank in one process; run it without torchrun")
     t = cfg.train
@@ -156,11 +163,8 @@ def _build_bank(
     cfg = replace(cfg, model=replace(cfg.model, knn_bank=size))
     save_config(run_dir, cfg)
     save_weights(model, run_dir / WEIGHTS_FILE)
-    data = json.loads((run_dir / "data.json").read_text())
-    write_json(
-        run_dir / "data.json",
-        data | {"memory_bank": {"patches": size, "dims": model.dim, "mib": round(model.bank.numel() * 4 / 2**20, 2)}},
-    )
+    bank = {"patches": size, "dims": model.dim, "mib": round(model.bank.numel() * 4 / 2**20, 2)}
+    write_json(run_dir / "data.json", data | {"memory_bank": bank})
     return cfg
 
 
