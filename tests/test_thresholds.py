@@ -101,3 +101,50 @@ def test_thresholds_file_round_trip_and_errors(tmp_path: Path) -> None:
     (tmp_path / THRESHOLDS_FILE).write_text(json.dumps({"image": 1}))
     with pytest.raises(InputError, match="not a thresholds file"):
         load_thresholds(tmp_path)
+
+
+class _MapScorer:
+    """A scorer whose maps are given: rough random maps, image scores by the default preset's rule (top 1 % of
+    the interior, 5 % border) as :func:`anovit.scoring.maps.image_scores` computes them."""
+
+    image_size = 32
+    description = "fixed maps"
+
+    def __init__(self, maps: np.ndarray) -> None:
+        self.maps = maps.astype(np.float32)  # (B, S, S)
+
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from anovit.presets import PRESETS
+        from anovit.scoring.maps import image_scores
+
+        cfg = PRESETS["tiny"].score
+        scores = image_scores(torch.from_numpy(self.maps), cfg.border, cfg.image_score).numpy()
+        return self.maps[: len(images)], scores[: len(images)]
+
+
+@pytest.mark.parametrize("pixel_above_image", [False, True])
+def test_verdict_and_mask_follow_one_rule(pixel_above_image: bool, tmp_path: Path) -> None:
+    """An image called normal has an empty mask and an anomalous one a non-empty mask, whatever the image score:
+    here the default's top-1 % score over the interior, so a hot pixel in the border band or a lone peak leaves
+    the verdict normal while single pixels pass the threshold."""
+    from anovit.deploy.api import Run
+    from anovit.presets import PRESETS
+
+    rng = np.random.default_rng(0)
+    maps = rng.gamma(2.0, 1.0, size=(24, 32, 32))
+    maps[::3, 0, 0] = 30.0  # hot corners, inside the ignored border
+    maps[1::3, 16, 16] = 12.0  # a lone interior peak, most of the top 1 % still low
+    scorer = _MapScorer(maps)
+    _, scores = scorer(np.zeros((24, 3, 32, 32), np.uint8))
+    image_threshold = float(np.median(scores))
+    pixel = image_threshold * (3.0 if pixel_above_image else 1.0)
+    thresholds = Thresholds(image_threshold, pixel, "normal-quantile", "image-threshold", "test", 24, 0)
+    run = Run(tmp_path, scorer, thresholds, PRESETS["tiny"])
+    results = run.score_rgb([np.zeros((32, 32, 3), np.uint8)] * 24)
+    verdicts = [r.anomalous for r in results]
+    assert 0 < sum(verdicts) < 24
+    assert any(not r.anomalous and (r.anomaly_map >= pixel).any() for r in results)  # the case the rule is for
+    for r in results:
+        assert r.mask.any() == r.anomalous
+        if r.anomalous:
+            assert r.mask[r.anomaly_map >= pixel].all()

@@ -25,7 +25,7 @@ from PIL import Image
 from anovit.config import Precision, RunConfig
 from anovit.data.images import model_input, to_rgb
 from anovit.deploy.backends import Backend, Scorer, load_scorer
-from anovit.evaluation.thresholds import Thresholds, load_thresholds
+from anovit.evaluation.thresholds import Thresholds, decision_mask, load_thresholds
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class ImageResult:
     score: float
     anomalous: bool
     anomaly_map: np.ndarray  # (H, W) float32
-    mask: np.ndarray  # (H, W) bool: anomaly_map >= the pixel threshold
+    mask: np.ndarray  # (H, W) bool: empty for a normal image, else anomaly_map >= the pixel threshold (decision_mask)
     width: int
     height: int
 
@@ -89,9 +89,9 @@ class Run:
         for rgb, score_map, score in zip(images, maps, scores.tolist()):
             h, w = rgb.shape[:2]
             full = resize_map(score_map, h, w)  # (H, W)
-            out.append(
-                ImageResult(float(score), score >= self.thresholds.image, full, full >= self.thresholds.pixel, w, h)
-            )
+            anomalous = score >= self.thresholds.image
+            mask = decision_mask(full, anomalous, self.thresholds.pixel)
+            out.append(ImageResult(float(score), anomalous, full, mask, w, h))
         return out
 
     def predict(self, images: Any | Sequence[Any], batch_size: int = 8) -> list[ImageResult]:

@@ -3,7 +3,8 @@
 For every image (any size; grey, RGB, RGBA, palette or 16-bit): the image score (from the
 smoothed score map at the model's input size, as in training and testing: its max, or as the run
 says), the verdict against the run's image threshold, the score map resized back to the original
-size as a heat-map overlay PNG, and the binary mask PNG (map >= the run's pixel threshold). One
+size as a heat-map overlay PNG, and the binary mask PNG (empty for a normal image, else map >= the run's pixel
+threshold: :func:`anovit.evaluation.thresholds.decision_mask`). One
 ``predictions.csv`` and one ``predictions.json`` list them all.
 
 Overlay colours: 'jet' over score / (2 x pixel threshold), clipped to [0, 1]: dark blue is a

@@ -10,8 +10,9 @@ score map: its max, or as the run's ``image_score`` says) and one on the pixel s
   normal images are flagged; without masks the pixel threshold equals the image threshold
   ("image-threshold"), so an image's mask is non-empty exactly when it is called anomalous.
 
-An image is anomalous when its score is >= the image threshold; a pixel when its smoothed score
-is >= the pixel threshold.
+An image is anomalous when its score is >= the image threshold. Its mask follows one rule,
+whatever the image score (:func:`decision_mask`): an image called normal has an empty mask; an image
+called anomalous is masked where its smoothed score is >= the pixel threshold, and at least at its peak.
 """
 
 from __future__ import annotations
@@ -106,6 +107,16 @@ def calibrate(evaluation: Evaluation, source: str, quantile: float = DEFAULT_QUA
         quantile=q,
         notes=notes,
     )
+
+
+def decision_mask(score_map: np.ndarray, anomalous: bool, pixel_threshold: float) -> np.ndarray:
+    """The mask of one image (H, W) bool under the verdict: empty when the image is called normal, else the
+    pixels at or above the pixel threshold, and at least the map's peak (the top-1 % or mean image score can
+    call an image anomalous while no single pixel reaches a higher pixel threshold)."""
+    score_map = np.asarray(score_map)
+    if not anomalous:
+        return np.zeros(score_map.shape, dtype=bool)
+    return score_map >= min(float(pixel_threshold), float(score_map.max()))
 
 
 def save_thresholds(run_dir: Path, thresholds: Thresholds) -> Path:
