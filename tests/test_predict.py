@@ -228,3 +228,25 @@ def test_train_with_a_validation_folder_sets_f1_thresholds(mvtec_root: Path, tmp
         ]
     )
     assert code == 2 and not (tmp_path / "r2").exists()  # checked before training
+
+
+def test_the_thresholds_precision_is_the_scoring_precision(
+    trained_run: Path, mvtec_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The precision the thresholds were set at is recorded, and test and predict score at it unless told
+    otherwise; a GPU run's fp16 falls back to fp32 on a CPU with a warning."""
+    from anovit.deploy.torch_scorer import TorchScorer
+
+    assert load_thresholds(trained_run).precision == "fp32"  # the fixture trains in fp32
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    data = json.loads((run / THRESHOLDS_FILE).read_text())
+    (run / THRESHOLDS_FILE).write_text(json.dumps(data | {"precision": "bf16"}))
+    assert TorchScorer(run, "cpu").precision == "bf16"
+    assert TorchScorer(run, "cpu", "fp32").precision == "fp32"
+    assert main(["-q", "test", "--run", str(run), "--data", str(mvtec_root), "--category", "weave"]) == 0
+    assert json.loads((run / "metrics.json").read_text())["precision"] == "bf16"
+    (run / THRESHOLDS_FILE).write_text(json.dumps(data | {"precision": "fp16"}))
+    with caplog.at_level("WARNING"):
+        assert TorchScorer(run, "cpu").precision == "fp32"
+    assert "fp16" in caplog.text

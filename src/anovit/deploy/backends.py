@@ -24,6 +24,7 @@ import numpy as np
 from anovit.config import Precision, RunConfig
 from anovit.data.images import as_float_images
 from anovit.errors import InputError
+from anovit.evaluation.thresholds import scoring_precision
 
 log = logging.getLogger(__name__)
 
@@ -134,10 +135,16 @@ def load_scorer(
             f"write it with: anovit export --run {run_dir} --format {EXPORT_HINT[backend]}"
         )
     size = RunConfig.load(run_dir / "config.json").data.image_size
+    at = scoring_precision(run_dir, precision, "auto")  # the thresholds' precision unless told otherwise
     if backend == "onnxruntime":
         if precision == "bf16":
             raise InputError(
                 "--precision bf16: ONNX Runtime's CPU provider has no bf16 kernels; use fp32, or --backend openvino"
             )
+        if at not in ("auto", "fp32"):
+            log.warning("%s: the run's thresholds were set on %s scores; ONNX Runtime scores in fp32", path, at)
         return OnnxRuntimeScorer(path, size, threads)
-    return OpenVinoScorer(path, size, precision, threads)
+    if at == "fp16":
+        log.warning("%s: the run's thresholds were set on fp16 scores; OpenVINO on a CPU scores in fp32", path)
+        at = "fp32"
+    return OpenVinoScorer(path, size, None if at == "auto" else at, threads)  # type: ignore[arg-type]

@@ -13,8 +13,10 @@ import torch
 from anovit.config import Precision
 from anovit.data.images import as_float_images
 from anovit.evaluation.evaluate import score_images
+from anovit.evaluation.thresholds import scoring_precision
 from anovit.models.checkpoint import load_trained_model
 from anovit.runtime.device import resolve_device
+from anovit.runtime.precision import usable_precision
 
 
 class TorchScorer:
@@ -23,7 +25,9 @@ class TorchScorer:
     def __init__(self, run_dir: Path, device: str = "auto", precision: Precision | None = None) -> None:
         self.device = resolve_device(device)
         self.cfg, self.model = load_trained_model(run_dir, self.device)
-        self.precision: Precision = precision or self.cfg.train.precision
+        # the precision the run's thresholds were set at, unless told otherwise
+        at = scoring_precision(run_dir, precision, self.cfg.train.precision)
+        self.precision: Precision = usable_precision(at, self.device)  # type: ignore[arg-type]
         self.image_size = self.cfg.data.image_size
         self.description = f"torch ({self.device}, {self.precision})"
 

@@ -49,6 +49,7 @@ class Thresholds:
     pixel_f1: float | None = None  # F1 of the pixels at ``pixel`` (None without masks)
     quantile: float | None = None  # for "normal-quantile"
     notes: list[str] = field(default_factory=list)
+    precision: str | None = None  # the precision the scores were computed at (fp32, bf16, fp16); None in old runs
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,11 +61,15 @@ class Thresholds:
             "pixel": self.pixel,
             "image_method": self.image_method,
             "pixel_method": self.pixel_method,
+            "precision": self.precision,
         }
 
 
-def calibrate(evaluation: Evaluation, source: str, quantile: float = DEFAULT_QUANTILE) -> Thresholds:
-    """Thresholds from the scores of a validation set (see the module docstring for the rules)."""
+def calibrate(
+    evaluation: Evaluation, source: str, quantile: float = DEFAULT_QUANTILE, precision: str | None = None
+) -> Thresholds:
+    """Thresholds from the scores of a validation set (see the module docstring for the rules); ``precision``:
+    the one the scores were computed at, kept with the thresholds so that every backend scores at it."""
     if not 0 < quantile <= 1:
         raise InputError(f"quantile must be in (0, 1], got {quantile}")
     scores, labels = np.asarray(evaluation.image_scores, dtype=np.float64), np.asarray(evaluation.labels).astype(int)
@@ -106,6 +111,7 @@ def calibrate(evaluation: Evaluation, source: str, quantile: float = DEFAULT_QUA
         pixel_f1=pixel_f1,
         quantile=q,
         notes=notes,
+        precision=precision,
     )
 
 
@@ -117,6 +123,16 @@ def decision_mask(score_map: np.ndarray, anomalous: bool, pixel_threshold: float
     if not anomalous:
         return np.zeros(score_map.shape, dtype=bool)
     return score_map >= min(float(pixel_threshold), float(score_map.max()))
+
+
+def scoring_precision(run_dir: Path, requested: str | None, fallback: str = "auto") -> str:
+    """The precision to score a run at: the one asked for, else the one its thresholds were set at
+    (``thresholds.json``), else ``fallback`` (the run's training precision, for runs without thresholds)."""
+    if requested is not None:
+        return requested
+    path = Path(run_dir) / THRESHOLDS_FILE
+    recorded = load_thresholds(Path(run_dir)).precision if path.is_file() else None
+    return recorded or fallback
 
 
 def save_thresholds(run_dir: Path, thresholds: Thresholds) -> Path:

@@ -14,6 +14,7 @@ from anovit.files import load_config
 from anovit.models.checkpoint import load_trained_model
 from anovit.runtime import distributed as dist
 from anovit.runtime.device import resolve_device
+from anovit.runtime.precision import resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,9 @@ def calibrate_on(
     """Compute the run's thresholds on a validation set and store them in ``thresholds.json``."""
     dev = resolve_device(device)
     cfg, model = load_trained_model(run_dir, dev)
-    result = evaluate(model, dataset, cfg.score, dev, precision or cfg.train.precision, progress=progress)
-    thresholds = calibrate(result, source, quantile)
+    at = resolve_precision(precision or cfg.train.precision, dev)  # recorded: every backend scores at it
+    result = evaluate(model, dataset, cfg.score, dev, at, progress=progress)
+    thresholds = calibrate(result, source, quantile, precision=at)
     if dist.is_main():
         save_thresholds(run_dir, thresholds)
     for note in thresholds.notes:

@@ -17,11 +17,12 @@ from anovit.data import ImageDataset, Sample, mvtec_samples
 from anovit.data.datasets import SplittableDataset
 from anovit.deploy.backends import Backend, Scorer, load_scorer
 from anovit.evaluation.evaluate import Evaluation, evaluate
-from anovit.evaluation.thresholds import THRESHOLDS_FILE, decision_metrics, load_thresholds
+from anovit.evaluation.thresholds import THRESHOLDS_FILE, decision_metrics, load_thresholds, scoring_precision
 from anovit.files import METRICS_FILE, load_config, write_json, write_text
 from anovit.models.checkpoint import load_trained_model
 from anovit.runtime import distributed as dist
 from anovit.runtime.device import resolve_device
+from anovit.runtime.precision import usable_precision
 from anovit.scoring.maps import Scores
 
 REPORT_FILE = "report.html"
@@ -60,9 +61,8 @@ def test_on(
     thresholds = load_thresholds(run_dir) if (Path(run_dir) / THRESHOLDS_FILE).is_file() else None
     keep = figure_indices(test_set.samples, keep_maps)
     start = time.perf_counter()
-    result = evaluate(
-        model, test_set, cfg.score, dev, precision or cfg.train.precision, batch_size, keep, progress, scorer
-    )
+    at = usable_precision(scoring_precision(run_dir, precision, cfg.train.precision), dev)  # type: ignore[arg-type]
+    result = evaluate(model, test_set, cfg.score, dev, at, batch_size, keep, progress, scorer)
     seconds = time.perf_counter() - start
     out = Path(out_dir) if out_dir is not None else Path(run_dir)
     metrics = (
@@ -72,6 +72,7 @@ def test_on(
         | {
             "model": cfg.model.name,
             "backend": backend if model_file is None else f"{backend} ({Path(model_file).name})",
+            "precision": at if scorer is None else None,  # a backend's own precision is in its description
             "n_anomalous": int(result.labels.sum()),
             "seconds": round(seconds, 3),
         }
@@ -86,7 +87,7 @@ def test_on(
             from anovit.evaluation.report import write_report
 
             path = write_report(
-                out / REPORT_FILE, model, cfg, test_set, result, metrics, thresholds, dev, precision, scorer=scorer
+                out / REPORT_FILE, model, cfg, test_set, result, metrics, thresholds, dev, at, scorer=scorer
             )
             log.info("report: %s", path)
     return result

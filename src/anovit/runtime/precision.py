@@ -170,6 +170,16 @@ def resolve_precision(precision: Precision, device: torch.device) -> Precision:
     return "fp32"
 
 
+def usable_precision(precision: Precision, device: torch.device) -> Precision:
+    """``precision`` resolved for ``device``; fp16 (a GPU run's) on a CPU becomes fp32, with a warning, as the
+    CPU has no fp16 autocast."""
+    precision = resolve_precision(precision, device)
+    if precision == "fp16" and device.type != "cuda":
+        log.warning("the run's scores were set in fp16, which this %s cannot run: scoring in fp32", device.type)
+        return "fp32"
+    return precision
+
+
 def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:
     """Mixed precision for the forward pass; fp32 is a no-op. fp16 is CUDA-only (with a grad scaler)."""
     precision = resolve_precision(precision, device)
