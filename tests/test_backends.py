@@ -218,10 +218,15 @@ def test_backend_errors_are_one_line(
         load_scorer(exported, "onnxruntime", precision="bf16")
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not a model")
+    with pytest.raises(InputError, match="broken.onnx: no export record"):
+        load_scorer(exported, "onnxruntime", broken)
+    record = (exported / "model.onnx.json").read_text()  # a file that claims to be this run's export
+    (tmp_path / "broken.onnx.json").write_text(record)
     with pytest.raises(InputError, match="broken.onnx: not a readable ONNX model"):
         load_scorer(exported, "onnxruntime", broken)
     with pytest.raises(InputError, match="broken.xml: not a readable OpenVINO model"):
         (tmp_path / "broken.xml").write_text("<net>")
+        (tmp_path / "broken.xml.json").write_text(record)
         load_scorer(exported, "openvino", tmp_path / "broken.xml")
     assert (
         main(
@@ -231,6 +236,39 @@ def test_backend_errors_are_one_line(
     )
     err = capsys.readouterr().err.strip()
     assert "model.xml: no exported model here" in err and len(err.splitlines()) == 1
+
+
+def test_stale_exports_are_refused_and_retraining_clears_them(exported: Path, mvtec_root: Path, tmp_path: Path) -> None:
+    """An export is tied to the weights and score config it was made from: a changed score config or retrained
+    weights make the backends refuse it, and training again (--force) removes every file the old model made."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    run = tmp_path / "run"
+    shutil.copytree(exported, run)
+    load_scorer(run, "onnxruntime")
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps(config | {"score": config["score"] | {"sigma": 9.0}}))
+    with pytest.raises(InputError, match="model.onnx: exported from other score config"):
+        load_scorer(run, "onnxruntime")
+    with pytest.raises(InputError, match="model-int8.xml: exported from other score config"):
+        load_scorer(run, "openvino", run / "model-int8.xml")
+    (run / "config.json").write_text(json.dumps(config))
+    weights = load_file(run / "model.safetensors")
+    name = next(iter(weights))
+    save_file(weights | {name: weights[name] + 1}, run / "model.safetensors")
+    with pytest.raises(InputError, match="model.xml: exported from other weights"):
+        load_scorer(run, "openvino")
+    (run / "metrics.json").write_text("{}")  # as a test of the old model leaves them
+    (run / "report.html").write_text("<html></html>")
+    data = ["--data", str(mvtec_root), "--category", "weave"]
+    args = ["-q", "train", "--model", "anovit", "--preset", "small", *data, "--out", str(run), "--force"]
+    assert main([*args, "--epochs", "1", "--image-size", "32", "--device", "cpu"]) == 0
+    left = sorted(p.name for p in run.iterdir())
+    assert not [n for n in left if n.startswith("model") and n != "model.safetensors"], left
+    assert "metrics.json" not in left and "report.html" not in left
+    assert (run / "thresholds.json").is_file()  # the new model's
 
 
 def test_jet_is_matplotlibs_and_resize_is_torchs() -> None:

@@ -69,6 +69,11 @@ def test_mnist_benchmark_writes_three_files_and_resumes(tmp_path: Path, capsys: 
     assert (out / "runs" / "7" / "cae" / "metrics.json").is_file()
     assert [r["category"] for r in json.loads((out / "results.json").read_text())["rows"]] == ["0", "7"]
 
+    # asked for other settings, a finished run is trained again rather than quoted under them
+    assert main([*args, "--sigma", "3.5"]) == 0
+    assert weights.stat().st_mtime_ns != stamp
+    assert json.loads((out / "runs" / "0" / "anovit" / "config.json").read_text())["score"]["sigma"] == 3.5
+
 
 def test_mvtec_benchmark_has_localisation_and_figure(mvtec_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench"

@@ -7,6 +7,7 @@ OpenVINO) reads and writes run folders through this module without importing tor
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -61,3 +62,72 @@ def load_config(run_dir: Path) -> RunConfig:
     if not run_dir.is_dir():
         raise InputError(f"{run_dir}: run folder not found")
     return RunConfig.load(run_dir / CONFIG_FILE)
+
+
+# What a run derives from its weights: a new model.safetensors makes each of them stale (see clear_derived)
+EXPORT_FILES = ("model.onnx", "model-int8.onnx", "model.xml", "model.bin", "model-int8.xml", "model-int8.bin")
+DERIVED_FILES = (METRICS_FILE, "scores.csv", "report.html", "thresholds.json", *EXPORT_FILES)
+
+
+def export_record_path(model_file: Path) -> Path:
+    """The record written beside an exported file: ``model.onnx`` -> ``model.onnx.json``."""
+    return Path(model_file).with_name(Path(model_file).name + ".json")
+
+
+def clear_derived(run_dir: Path) -> list[str]:
+    """Delete what the run derived from its previous weights (metrics, report, thresholds, exports and their
+    records), so that nothing stale outlives a retrained model; the names deleted."""
+    run_dir = Path(run_dir)
+    gone = []
+    for name in DERIVED_FILES:
+        for path in (run_dir / name, export_record_path(run_dir / name)):
+            if path.is_file():
+                path.unlink()
+                gone.append(path.name)
+    return gone
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def export_record(run_dir: Path) -> dict[str, Any]:
+    """What an exported file must agree with: the hash of the run's weights and its whole score config."""
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir)
+    weights = run_dir / WEIGHTS_FILE
+    if not weights.is_file():
+        raise InputError(f"{weights}: not found; train the run first")
+    record = {
+        "weights_sha256": file_sha256(weights),
+        "model": cfg.model.name,
+        "image_size": cfg.data.image_size,
+        "score": cfg.to_dict()["score"],
+    }
+    return json.loads(json.dumps(record))  # as it reads back from the file (tuples become lists)
+
+
+def check_export(run_dir: Path, model_file: Path) -> None:
+    """Refuse an exported file that was not made from the run's current weights and score config."""
+    record_path = export_record_path(model_file)
+    if not record_path.is_file():
+        raise InputError(
+            f"{model_file}: no export record ({record_path.name}) beside it, so nothing ties it to "
+            f"{Path(run_dir) / WEIGHTS_FILE}; export it again: anovit export --run {run_dir}"
+        )
+    try:
+        recorded = json.loads(record_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{record_path}: not an export record written by anovit ({exc})") from None
+    current = export_record(run_dir)
+    differs = [k for k in current if recorded.get(k) != current[k]]
+    if differs:
+        what = "weights" if "weights_sha256" in differs else "score config"
+        raise InputError(
+            f"{model_file}: exported from other {what} than {Path(run_dir) / WEIGHTS_FILE} ({', '.join(differs)} "
+            f"differ); export it again: anovit export --run {run_dir}"
+        )

@@ -51,7 +51,6 @@ def cmd_train(args: argparse.Namespace) -> None:
         encoder=args.encoder,
         pretrained=args.pretrained,
         encoder_weights=args.encoder_weights,
-        sigma=args.sigma,
         checkpoint_every=args.checkpoint_every,
         **method_options(args),
     )

@@ -120,4 +120,5 @@ def method_options(args: argparse.Namespace) -> dict:
         anomaly_fills=args.anomalies,
         test_flips=args.test_flips,
         coreset=args.coreset,
+        sigma=args.sigma,
     )

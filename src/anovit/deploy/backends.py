@@ -25,6 +25,7 @@ from anovit.config import Precision, RunConfig
 from anovit.data.images import as_float_images
 from anovit.errors import InputError
 from anovit.evaluation.thresholds import scoring_precision
+from anovit.files import check_export
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,7 @@ def load_scorer(
             f"{path}: no exported model here; "
             f"write it with: anovit export --run {run_dir} --format {EXPORT_HINT[backend]}"
         )
+    check_export(run_dir, path)  # made from these weights and this score config, or a one-line error
     size = RunConfig.load(run_dir / "config.json").data.image_size
     at = scoring_precision(run_dir, precision, "auto")  # the thresholds' precision unless told otherwise
     if backend == "onnxruntime":

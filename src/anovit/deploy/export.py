@@ -5,7 +5,9 @@ returns ``score_map`` (B, S, S), the run's Gaussian-smoothed score map (the pape
 error averaged over channels), and ``image_score`` (B,), taken from each map as the run says (its max,
 the mean of its top P %, ...): the same numbers ``anovit test`` and
 ``anovit predict`` compute. The batch size is dynamic. The run's thresholds go beside it in the
-ONNX model's metadata (``image_threshold``, ``pixel_threshold``) when the run has them.
+ONNX model's metadata (``image_threshold``, ``pixel_threshold``) when the run has them. ``NAME.json`` beside the
+file records the hash of the weights and the whole score config it was made from; the backends refuse a file
+whose record no longer matches the run (retrained, or rescored).
 
 int8 (``--int8``) quantises the model's layers, never the scoring (error, smoothing, max stay fp32):
 
@@ -37,7 +39,7 @@ from torch import nn
 from anovit.config import RunConfig, ScoreConfig
 from anovit.errors import InputError
 from anovit.evaluation.thresholds import THRESHOLDS_FILE, load_thresholds
-from anovit.files import atomic_write
+from anovit.files import atomic_write, export_record, export_record_path, write_json
 from anovit.models.checkpoint import load_trained_model
 from anovit.scoring.maps import score_batch
 
@@ -106,6 +108,7 @@ def _write_onnx(scorer: nn.Module, cfg: RunConfig, run_dir: Path, path: Path, op
         "sigma": str(cfg.score.sigma),
         "score": "+".join(cfg.score.kinds),
         "input": "RGB float32 in [0, 1], (batch, 3, image_size, image_size)",
+        "weights_sha256": export_record(run_dir)["weights_sha256"],
     }
     if (run_dir / THRESHOLDS_FILE).is_file():
         t = load_thresholds(run_dir)
@@ -228,6 +231,7 @@ def export_model(
             atomic_write(out, lambda t: _quantize_onnx(fp32, t))
         else:
             _write_openvino(fp32, out, int8, calib)
+    write_json(export_record_path(out), export_record(run_dir))  # what backends check the file against
     log.info("exported %s to %s", cfg.model.name, out)
     runtime = "onnxruntime" if fmt == "onnx" else "openvino"
     if not verify or importlib.util.find_spec(runtime) is None:

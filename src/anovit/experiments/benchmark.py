@@ -26,7 +26,7 @@ from anovit.data.oneclass import class_names, one_class_data
 from anovit.errors import InputError
 from anovit.evaluation.figures import figure3
 from anovit.experiments.tables import MODEL_LABELS, build_results, in_column_order, write_results
-from anovit.files import METRICS_FILE
+from anovit.files import METRICS_FILE, write_json
 from anovit.models.weights import resolve_run_config
 from anovit.presets import DEFAULT_PRESET, dataset_options, resolve_config
 from anovit.runs.test import figure_indices, test_on
@@ -157,6 +157,31 @@ def _devices(device: str) -> list[str]:
     return [d for d in device.split(",") if d] or ["auto"]
 
 
+REQUEST_FILE = "benchmark.json"  # the settings the benchmark asked for when it trained the run
+
+
+def config_changes(run_dir: Path, wanted: RunConfig) -> list[str]:
+    """How the settings a finished run was asked for differ from ``wanted`` ("score.sigma: 4.0 -> 2.0", ...);
+    [] when they agree or there is no finished run. A run the benchmark did not train (no request on record) is
+    compared with nothing and counts as changed."""
+    if not (run_dir / METRICS_FILE).is_file():
+        return []
+    path = run_dir / REQUEST_FILE
+    if not path.is_file():
+        return [f"no {REQUEST_FILE}: not trained by this benchmark"]
+    have, want = json.loads(path.read_text()), json.loads(json.dumps(wanted.to_dict()))
+    changes = []
+    for section in sorted(set(have) | set(want)):
+        a, b = have.get(section), want.get(section)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes += [
+                f"{section}.{k}: {a.get(k)} -> {b.get(k)}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)
+            ]
+        elif a != b:
+            changes.append(f"{section}: {a} -> {b}")
+    return changes
+
+
 def run_category(
     dataset: str,
     data_root: Path | None,
@@ -173,7 +198,10 @@ def run_category(
     device = device or _WORKER_DEVICE or "auto"
     row: dict[str, Any] = {"category": category}
     done = (METRICS_FILE, "report.html") if report else (METRICS_FILE,)
-    todo = [m for m in models if not all((out / "runs" / category / m / f).is_file() for f in done)]
+    stale = {m: d for m in models if (d := config_changes(out / "runs" / category / m, configs[m]))}
+    for m, changes in stale.items():
+        log.info("%s / %s: trained with other settings (%s): training it again", category, m, "; ".join(changes))
+    todo = [m for m in models if m in stale or not all((out / "runs" / category / m / f).is_file() for f in done)]
     figure_path = out / "figures" / f"{category}.png"
     need_figure = dataset == "mvtec" and not figure_path.is_file()
     data: dict[str, Any] | None = None
@@ -186,12 +214,14 @@ def run_category(
             cfg = configs[m]
             if data is None or data["size"] != cfg.data.image_size:
                 data = _load(dataset, data_root, category, cfg.data.image_size, progress)
-            if m in todo and not (run_dir / METRICS_FILE).is_file():  # a missing report alone needs no training
+            # a missing report alone needs no training
+            if m in stale or (m in todo and not (run_dir / METRICS_FILE).is_file()):
                 train_cfg = replace(
                     cfg, data=replace(cfg.data, val_fraction=data["val_fraction"] or cfg.data.val_fraction)
                 )
                 source = {"dataset": dataset, "data": str(data_root), "category": category}
                 train_on(train_cfg, data["train"], run_dir, device, progress, source)
+                write_json(run_dir / REQUEST_FILE, cfg.to_dict())
             result = test_on(
                 run_dir,
                 data["test"],

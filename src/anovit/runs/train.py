@@ -22,7 +22,7 @@ from anovit.data.transforms import build_augment
 from anovit.deploy.api import Run, load_run
 from anovit.errors import InputError
 from anovit.evaluation.evaluate import measure_scales
-from anovit.files import CHECKPOINT_FILE, LOG_FILE, WEIGHTS_FILE, save_config, write_json
+from anovit.files import CHECKPOINT_FILE, LOG_FILE, WEIGHTS_FILE, clear_derived, save_config, write_json
 from anovit.models import build_model
 from anovit.models.checkpoint import save_weights
 from anovit.models.knn import PatchKNN
@@ -123,6 +123,8 @@ def train_on(
     else:
         history = fit(model, train_set, val_set, cfg.train, dev, run_dir=run_dir, progress=progress, resume=resume)
     seconds = time.perf_counter() - start
+    if dist.is_main() and (gone := clear_derived(run_dir)):  # they described the previous weights
+        log.info("removed what the previous model made: %s", ", ".join(gone))
     if len(cfg.score.kinds) > 1:
         scale_set = val_set if val_set is not None else normal.subset(train_idx)
         cfg = replace(
