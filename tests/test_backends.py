@@ -283,3 +283,33 @@ def test_jet_is_matplotlibs_and_resize_is_torchs() -> None:
             0, 0
         ].numpy()
         np.testing.assert_allclose(resize_map(m, h, w), expected, atol=1e-5)
+
+
+def test_int8_leaves_the_score_path_in_fp32_and_checks_its_ranking(mvtec_root: Path, tmp_path: Path) -> None:
+    """int8 quantises the trained encoder and decoder only: the frozen reference ViT of the feature score and the
+    segmentation head stay fp32; the export is checked on the run's real normal images and records the result."""
+    from dataclasses import replace
+
+    import onnx
+
+    from anovit.runs.train import train_run
+    from tests.conftest import tiny_run_config
+
+    base = tiny_run_config(epochs=1)
+    cfg = replace(
+        base,
+        model=replace(base.model, reference_layers=(0,), segment_head=True),
+        train=replace(base.train, objective="restore", feature_loss=0.5),
+        score=replace(base.score, kinds=("feature", "segment")),
+    )
+    run = tmp_path / "run"
+    train_run(cfg, mvtec_root, "weave", run, device="cpu", progress=False)
+    result = export_model(run, "onnx", int8=True)
+    quantised = [
+        n.name for n in onnx.load(str(result.path)).graph.node if n.op_type in ("MatMulInteger", "ConvInteger")
+    ]
+    assert any(n.startswith("/model/encoder/") for n in quantised)
+    assert not [n for n in quantised if not n.startswith(("/model/encoder/", "/model/decoder/"))]
+    record = json.loads((run / "model-int8.onnx.json").read_text())
+    assert record["int8_check"]["images"] == 12 and result.rank_correlation == record["int8_check"]["spearman"]
+    assert result.rank_correlation > 0.5

@@ -90,3 +90,28 @@ def test_unreachable_hub_names_both_options(monkeypatch: pytest.MonkeyPatch) -> 
 
 def _no_network(*args: object, **kwargs: object) -> None:
     raise OSError("no network in this test")
+
+
+def test_resume_needs_no_pretrained_file(mvtec_root: Path, tmp_path: Path) -> None:
+    """The checkpoint holds every weight, the reference ViT's included: a run resumes after its pretrained file
+    is gone."""
+    from dataclasses import replace
+
+    from anovit.cli import main
+    from anovit.files import load_config, save_config
+
+    from .conftest import tiny_run_config
+
+    weights = tmp_path / "encoder.safetensors"
+    save_file({k: v.contiguous() for k, v in _reference_vit(32).state_dict().items()}, str(weights))
+    base = tiny_run_config(epochs=1)
+    cfg = replace(base, model=replace(base.model, encoder=NAME, encoder_weights=str(weights), reference_layers=(0,)))
+    run = tmp_path / "run"
+    from anovit.runs.train import train_run
+
+    train_run(cfg, mvtec_root, "weave", run, device="cpu", progress=False)
+    weights.unlink()
+    save_config(run, replace(load_config(run), train=replace(load_config(run).train, epochs=2)))
+    args = ["-q", "train", "--resume", "--out", str(run), "--epochs", "2", "--device", "cpu"]
+    assert main([*args, "--data", str(mvtec_root), "--category", "weave", "--model", "anovit"]) == 0
+    assert len((run / "log.csv").read_text().splitlines()) - 1 == 2

@@ -94,3 +94,14 @@ def test_predict_skip_keeps_going_and_lists_the_failures(
     # The default stops at the first bad file, before writing anything.
     assert main(["-q", "predict", "--run", str(trained_run), str(folder), "--out", str(tmp_path / "o2")]) == 2
     assert not (tmp_path / "o2").exists()
+
+
+def test_float_arrays_outside_0_1_are_refused_not_clipped() -> None:
+    """A float array is read as [0, 1]; one in 0-255 (a common slip) would turn white if clipped: refused."""
+    from anovit.data.images import to_rgb
+
+    assert to_rgb(np.full((4, 4, 3), 0.5, np.float32)).tolist() == np.full((4, 4, 3), 128, np.uint8).tolist()
+    with pytest.raises(InputError, match=r"values in \[0, 254\]: expected \[0, 1\]"):
+        to_rgb(np.linspace(0, 254, 48, dtype=np.float32).reshape(4, 4, 3))
+    with pytest.raises(InputError, match="NaN or infinite"):
+        to_rgb(np.array([[0.2, np.nan]], np.float64))

@@ -91,7 +91,15 @@ def to_rgb(image: Any) -> np.ndarray:
     elif arr.dtype == np.uint16:
         arr = (arr.astype(np.float64) / 65535.0 * 255.0 + 0.5).astype(np.uint8)
     elif np.issubdtype(arr.dtype, np.floating):
-        arr = (np.clip(np.nan_to_num(arr.astype(np.float64)), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        if not np.isfinite(arr).all():
+            raise InputError("cannot score a float array with NaN or infinite values: expected values in [0, 1]")
+        low, high = float(arr.min()), float(arr.max())
+        if low < 0.0 or high > 1.0:
+            raise InputError(
+                f"cannot score a float array with values in [{low:g}, {high:g}]: expected [0, 1] "
+                "(divide by 255, or pass a uint8 array for 0-255)"
+            )
+        arr = (arr.astype(np.float64) * 255.0 + 0.5).astype(np.uint8)
     else:
         raise InputError(f"cannot score an array of dtype {arr.dtype}: expected uint8, uint16 or float in [0, 1]")
     return np.asarray(as_rgb(Image.fromarray(arr)), dtype=np.uint8)

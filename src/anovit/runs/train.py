@@ -91,7 +91,7 @@ def train_on(
         cfg, where = resolve_encoder_source(cfg)  # warns itself where wanted pretrained weights are missing
         log.info("%s", where)
     seed_everything(cfg.train.seed)  # the initial weights depend on the seed alone
-    model = build_model(cfg.model)
+    model = build_model(cfg.model, load_encoder_weights=not resume)  # resuming: the checkpoint holds every weight
     train_idx, val_idx = split_train_val(len(normal), cfg.data.val_fraction, cfg.train.seed)
     # the epochs that make the preset's number of steps, recorded in config.json (knn takes no steps)
     if not resume and cfg.train.min_steps > 0 and cfg.model.name != "knn":
