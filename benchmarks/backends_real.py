@@ -19,11 +19,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from backends import VARIANTS  # noqa: E402
-
 from anovit.deploy.export import export_model  # noqa: E402
 from anovit.runs.test import test_run  # noqa: E402
 from anovit.runtime.precision import cpu_flags, cpu_name  # noqa: E402
+from backends import VARIANTS  # noqa: E402
 
 
 def main() -> None:
@@ -64,7 +63,7 @@ def main() -> None:
     lines = [
         "# Backends on the default preset, real categories",
         "",
-        f"`python benchmarks/backends_real.py --runs ...` on {cpu_name()} ({', '.join(cpu_flags()) or 'no bf16 flags'}),"
+        f"`python benchmarks/backends_real.py --runs ...` on {cpu_name()} ({', '.join(cpu_flags()) or 'no bf16'}),"
         " 2 cores: `anovit test` of a trained `tiny` run on every backend x precision; delta = against torch fp32.",
         "",
         "| set | backend | image AUROC | pixel AUROC | delta image | delta pixel | test s |",
