@@ -313,3 +313,21 @@ def test_int8_leaves_the_score_path_in_fp32_and_checks_its_ranking(mvtec_root: P
     record = json.loads((run / "model-int8.onnx.json").read_text())
     assert record["int8_check"]["images"] == 12 and result.rank_correlation == record["int8_check"]["spearman"]
     assert result.rank_correlation > 0.5
+
+
+def test_serve_an_int8_export(exported: Path, mvtec_root: Path) -> None:
+    """``serve --model FILE`` serves an exported int8 file; --model with several runs is refused."""
+    pytest.importorskip("starlette")
+    from starlette.testclient import TestClient
+
+    from anovit.deploy.api import load_run
+    from anovit.deploy.serve import create_app, serve
+
+    run = load_run(exported, "onnxruntime", exported / "model-int8.onnx")
+    image = next((mvtec_root / "weave" / "test" / "crack").iterdir()).read_bytes()
+    with TestClient(create_app([run])) as client:
+        assert "model-int8.onnx" in client.get("/v1/runs").json()["runs"][0]["backend"]
+        answer = client.post(f"/v1/runs/{exported.name}/predict", content=image, headers={"content-type": "image/png"})
+        assert answer.status_code == 200 and answer.json()["images"][0]["score"] > 0
+    with pytest.raises(InputError, match="--model names the exported file of one run"):
+        serve([str(exported), str(exported)], backend="onnxruntime", model_file=str(exported / "model-int8.onnx"))

@@ -145,6 +145,62 @@ def test_concurrent_requests_are_batched_and_all_answered(server: str, trained_r
     assert _metric(server, "anovit_batch_size_sum") - before == 12  # every image went through the batcher once
 
 
+def test_concurrent_images_share_model_calls(trained_run: Path, mvtec_root: Path) -> None:
+    """Eight single-image requests queued together are scored in fewer model calls than images: the batcher
+    groups them (a batcher that scored one image per call would make eight)."""
+    import asyncio
+
+    from anovit.deploy.api import load_run
+    from anovit.deploy.batching import Batcher, Metrics
+
+    run = load_run(trained_run, device="cpu")
+    rgb = np.asarray(Image.open(next((mvtec_root / "weave" / "test" / "crack").iterdir())).convert("RGB"))
+    calls: list[int] = []
+    score_rgb = run.score_rgb
+    run.score_rgb = lambda images: calls.append(len(images)) or score_rgb(images)  # type: ignore[method-assign]
+
+    async def go() -> list:
+        batcher = Batcher(run, Metrics(), max_batch=8, max_wait_ms=500, queue_size=16)
+        await batcher.start()
+        try:
+            return await asyncio.gather(*(batcher.score([rgb]) for _ in range(8)))
+        finally:
+            await batcher.stop()
+
+    results = asyncio.run(go())
+    assert sum(calls) == 8 and len(calls) < 8 and max(calls) > 1, calls
+    assert len({r[0].score for r in results}) == 1  # the same image, the same score in any batch
+
+
+def test_a_huge_image_is_refused_from_its_header_while_healthz_answers(server: str, trained_run: Path) -> None:
+    """A legal PNG of 100 M pixels (small on the wire) is refused with 413 before decoding, and /healthz answers
+    within a second all the while."""
+    buf = io.BytesIO()
+    Image.new("L", (10_000, 10_000)).save(buf, format="PNG")  # ~100 KB of zeros
+    url = f"{server}/v1/runs/{trained_run.name}/predict"
+    latencies: list[float] = []
+
+    def poll() -> None:
+        for _ in range(20):
+            start = time.perf_counter()
+            assert httpx.get(f"{server}/healthz", timeout=5).status_code == 200
+            latencies.append(time.perf_counter() - start)
+            time.sleep(0.02)
+
+    with ThreadPoolExecutor(2) as pool:
+        poller = pool.submit(poll)
+        posts = [
+            pool.submit(httpx.post, url, content=buf.getvalue(), headers={"content-type": "image/png"}, timeout=60)
+            for _ in range(3)
+        ]
+        responses = [p.result() for p in posts]
+        poller.result()
+    for response in responses:
+        assert response.status_code == 413, response.text
+        assert "100,000,000 pixels, more than the limit of 40,000,000 (--max-pixels)" in response.json()["error"]
+    assert max(latencies) < 1.0, latencies
+
+
 def _metric(server: str, name: str) -> float:
     text = httpx.get(f"{server}/metrics").text
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith((name + "{", name + " ")))

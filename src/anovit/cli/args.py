@@ -162,6 +162,17 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         "--queue-size", type=int, default=256, help="images waiting at most; beyond, requests get 503 + Retry-After"
     )
     p.add_argument("--max-bytes", type=int, default=50 * 2**20, help="largest request body (413 beyond)")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=40_000_000,
+        help="largest image, in pixels, refused with 413 from its header before decoding (default 40 M)",
+    )
+    p.add_argument(
+        "--model",
+        type=Path,
+        help="an exported file of the (single) run instead of its default, e.g. RUN/model-int8.onnx",
+    )
 
 
 def _add_info(sub: argparse._SubParsersAction) -> None:

@@ -200,6 +200,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
         args.max_wait_ms,
         args.queue_size,
         args.max_bytes,
+        args.max_pixels,
+        str(args.model) if args.model else None,
     )
 
 

@@ -17,15 +17,23 @@ from anovit.errors import ImageTooLarge, InputError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def _open(path: Path | Any, decode: bool = True, label: str | None = None) -> Image.Image:
+def _open(
+    path: Path | Any, decode: bool = True, label: str | None = None, max_pixels: int | None = None
+) -> Image.Image:
     """Open an image (decoded, or only its header read); a one-line error for anything unreadable.
 
     Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``, about 179 M pixels) is kept: a
-    file claiming more pixels is refused from its header, before anything is decoded.
+    file claiming more pixels is refused from its header, before anything is decoded; ``max_pixels``
+    refuses smaller ones the same way (``serve --max-pixels``).
     """
     label = label or str(path)
     try:
         img = Image.open(path)
+        if max_pixels is not None and img.width * img.height > max_pixels:
+            raise ImageTooLarge(
+                f"{label}: {img.width} x {img.height} = {img.width * img.height:,} pixels, more than the limit of "
+                f"{max_pixels:,} (--max-pixels)"
+            )
         if decode:
             img.load()
         return img
@@ -121,9 +129,11 @@ def _upright_rgb(img: Image.Image, label: str) -> Image.Image:
         raise InputError(f"{label}: cannot convert this {img.mode} image to RGB ({exc})") from None
 
 
-def decode_bytes(data: bytes, name: str) -> np.ndarray:
-    """An image file's bytes (e.g. an HTTP upload) -> RGB (H, W, 3) uint8, upright; one-line errors naming ``name``."""
-    return np.asarray(_upright_rgb(_open(io.BytesIO(data), label=name), name), dtype=np.uint8)
+def decode_bytes(data: bytes, name: str, max_pixels: int | None = None) -> np.ndarray:
+    """An image file's bytes (e.g. an HTTP upload) -> RGB (H, W, 3) uint8, upright; one-line errors naming ``name``;
+    more than ``max_pixels`` is refused from the header (:class:`ImageTooLarge`), before decoding."""
+    img = _open(io.BytesIO(data), label=name, max_pixels=max_pixels)
+    return np.asarray(_upright_rgb(img, name), dtype=np.uint8)
 
 
 def check_image(path: Path) -> None:

@@ -15,7 +15,10 @@ this API uses). uvicorn is the ASGI server both document.
 - ``GET /healthz``, ``GET /v1/runs`` (config, thresholds, image size), ``GET /metrics``
   (Prometheus text format), ``GET /`` (the web page).
 - Bad input answers 4xx with one JSON line ``{"error": "..."}``: 400 not an image or truncated,
-  413 too large a body (``max_bytes``) or too many pixels, 404 unknown run, 415 another content type.
+  413 too large a body (``max_bytes``) or too many pixels (``max_pixels``, read from the header before
+  decoding), 404 unknown run, 415 another content type.
+- Decoding and the overlay PNGs run in a thread pool, off the event loop: ``/healthz`` answers while
+  large images are decoded and encoded.
 
 The service keeps no state besides the loaded runs: run several replicas behind any HTTP load
 balancer, one process per GPU (``--device cuda:N``).
@@ -42,6 +45,7 @@ from anovit.evaluation.colours import heat_overlay
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 50 * 2**20
+DEFAULT_MAX_PIXELS = 40_000_000  # an 8K frame is 33 M; each pixel costs ~30 bytes of maps and overlay on the way
 IMAGE_TYPES = ("image/", "application/octet-stream")
 
 
@@ -107,6 +111,7 @@ def create_app(
     max_wait_ms: float = 5.0,
     queue_size: int = 256,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Any:
     """The ASGI app serving ``runs`` (each under its folder name)."""
     from starlette.applications import Starlette
@@ -141,7 +146,7 @@ def create_app(
             loop = asyncio.get_running_loop()
             try:
                 images = await asyncio.gather(
-                    *(loop.run_in_executor(decoder, decode_bytes, data, fname) for fname, data in uploads)
+                    *(loop.run_in_executor(decoder, decode_bytes, data, fname, max_pixels) for fname, data in uploads)
                 )
             except ImageTooLarge as exc:
                 raise HTTPError(413, str(exc)) from None
@@ -149,10 +154,11 @@ def create_app(
                 raise HTTPError(400, str(exc)) from None
             results = await batchers[name].score(images)
             overlay = request.query_params.get("overlay", "") == "png"
-            body = {
-                "run": name,
-                "images": [result_json(n, rgb, r, run, overlay) for (n, _), rgb, r in zip(uploads, images, results)],
-            }
+            items = await loop.run_in_executor(  # PNG encoding of overlays and masks: off the event loop
+                decoder,
+                lambda: [result_json(n, rgb, r, run, overlay) for (n, _), rgb, r in zip(uploads, images, results)],
+            )
+            body = {"run": name, "images": items}
             for r in results:
                 metrics.images.labels(name, r.verdict).inc()
             return JSONResponse(body)
@@ -212,15 +218,22 @@ def serve(
     max_wait_ms: float = 5.0,
     queue_size: int = 256,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    model_file: str | None = None,
 ) -> None:
-    """Load every run once, then serve until interrupted."""
+    """Load every run once, then serve until interrupted; ``model_file``: an exported file (int8) for a single run."""
     try:
         import uvicorn
     except ImportError:
         raise InputError("anovit serve needs: pip install 'anovit[serve]'") from None
     from anovit.deploy.api import load_run
 
-    runs = [load_run(d, backend, device=device, precision=precision) for d in run_dirs]  # type: ignore[arg-type]
-    app = create_app(runs, max_batch, max_wait_ms, queue_size, max_bytes)
+    if model_file is not None and len(run_dirs) != 1:
+        raise InputError("--model names the exported file of one run: serve a single --run with it")
+    runs = [
+        load_run(d, backend, model_file, device=device, precision=precision)  # type: ignore[arg-type]
+        for d in run_dirs
+    ]
+    app = create_app(runs, max_batch, max_wait_ms, queue_size, max_bytes, max_pixels)
     log.info("serving %s on http://%s:%d", ", ".join(r.name for r in runs), host, port)
     uvicorn.run(app, host=host, port=port, log_level="warning")
