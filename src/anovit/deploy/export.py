@@ -73,7 +73,7 @@ class ScoringModel(nn.Module):
 
 @dataclass(frozen=True)
 class Export:
-    """The written file and its largest deviation from PyTorch on a random batch (None where unchecked)."""
+    """The written file and its largest deviation from PyTorch on real images (None where unchecked)."""
 
     path: Path
     map_error: float | None = None  # max |exported - PyTorch| over the score maps
@@ -216,7 +216,8 @@ def export_model(
     """Write the run's model + scoring for ONNX Runtime (``.onnx``) or OpenVINO (``.xml`` + ``.bin``), fp32 or int8.
 
     Default file: ``RUN/model[-int8].onnx`` or ``RUN/model[-int8].xml``. With ``verify``, the file is
-    run on a random batch of another size than traced and compared with PyTorch fp32.
+    run on three of the run's real normal images (noise where none can be found) and compared with PyTorch fp32;
+    an int8 file is also rank-checked (:func:`check_ranking`).
     """
     if fmt not in ("onnx", "openvino"):
         raise InputError(f"--format {fmt}: expected onnx or openvino")
@@ -247,10 +248,18 @@ def export_model(
     runtime = "onnxruntime" if fmt == "onnx" else "openvino"
     if not verify or importlib.util.find_spec(runtime) is None:
         return Export(out, runtime=runtime)
-    images = torch.rand(3, 3, size, size, generator=torch.Generator().manual_seed(0))  # another batch size than traced
-    errors = check_parity(scorer, out, images, runtime)
+    errors = check_parity(scorer, out, parity_images(run_dir, size, calib), runtime)
     rho = check_ranking(scorer, out, run_dir, size, calib, calib_images, runtime) if int8 else None
     return Export(out, *errors, runtime=runtime, rank_correlation=rho)
+
+
+def parity_images(run_dir: Path, size: int, calib: Path | None) -> torch.Tensor:
+    """Three images (another batch size than traced) to compare the export with PyTorch on: real normal ones where
+    the run's training folder (or ``--calib``) can be found, else noise."""
+    try:
+        return torch.from_numpy(calibration_images(run_dir, size, calib, 3)[:3])
+    except InputError:
+        return torch.rand(3, 3, size, size, generator=torch.Generator().manual_seed(0))
 
 
 def check_ranking(
