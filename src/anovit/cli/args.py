@@ -129,7 +129,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         "--calib",
         type=Path,
         metavar="DIR",
-        help="normal images to calibrate OpenVINO int8 on (default: the run's own training images)",
+        help="normal images to check the export on (default: the run's own training images)",
     )
     p.add_argument("--out", type=Path, help="file to write (default: RUN/model[-int8].onnx or RUN/model[-int8].xml)")
 
@@ -187,9 +187,16 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="built-in data: train and test AnoViT and the l2-CAE, write Figure 3")
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
-    p.add_argument("--epochs", type=int, help="epochs of the trained models (default: the preset's)")
+    p.add_argument(
+        "--epochs", type=int, help="epochs of the trained models (default: 15 for the quick demo, else the preset's)"
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--force", action="store_true", help="retrain even if the demo runs exist")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="both built-in categories at the preset's full training (about 20 minutes on 2 cores, not 5)",
+    )
 
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:

@@ -178,9 +178,11 @@ def cmd_export(args: argparse.Namespace) -> None:
     )
     if result.map_error is not None:
         print(
-            f"{result.runtime} vs PyTorch fp32 on a random batch: max |difference| {result.map_error:.2g} (score map), "
+            f"{result.runtime} vs PyTorch fp32 on three images: max |difference| {result.map_error:.2g} (score map), "
             f"{result.score_error:.2g} (image score)"
         )
+    if result.rank_correlation is not None:
+        print(f"int8 vs fp32 image-score ranking of real normal images: Spearman {result.rank_correlation:.3f}")
     print(
         f"use it: anovit predict --run {args.run} --backend {result.runtime} --model {result.path} IMAGES... --out DIR"
     )

@@ -38,7 +38,9 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from anovit.cli.demo import run_demo
 
-    run_demo(args.out, epochs=args.epochs, device=args.device, force=args.force, progress=not args.quiet)
+    run_demo(
+        args.out, epochs=args.epochs, device=args.device, force=args.force, progress=not args.quiet, full=args.full
+    )
 
 
 def cmd_info(args: argparse.Namespace) -> None:
