@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from anovit.cli import main
+from anovit.errors import InputError
 from anovit.experiments.benchmark import benchmark_config
 from anovit.experiments.tables import build_results, results_markdown
 from anovit.presets import PRESETS
@@ -210,7 +211,9 @@ def test_categories_run_in_parallel_on_several_devices(mvtec_root: Path, tmp_pat
     assert {p.name for p in (out / "figures").iterdir()} == {"felt.png", "weave.png"}
 
 
-def test_default_preset_on_digits_uses_each_models_measured_setting() -> None:
+def test_one_rule_for_semantic_one_class_data() -> None:
+    """The default's settings on one-class data follow what the data is (small, whole-image anomalies, not
+    flip-invariant), not which dataset it is; what the user sets wins; MVTec AD and other presets keep theirs."""
     unset = dict(
         objective=None,
         score=None,
@@ -221,17 +224,32 @@ def test_default_preset_on_digits_uses_each_models_measured_setting() -> None:
         image_score=None,
         test_flips=None,
     )
-    vit = benchmark_config("digits", "anovit", "tiny", None, None, **unset)
-    assert vit.data.image_size == vit.model.image_size == 32
-    assert vit.train.objective == "inpaint" and vit.score.test_masks == 4  # each quarter of the 2 x 2 grid hidden once
-    assert vit.score.kinds == ("l2", "feature") and vit.score.image_score == "mean"
-    cae = benchmark_config("digits", "cae", "tiny", None, None, **unset)
-    assert cae.data.image_size == 128 and cae.score.image_score == "mean" and cae.score.kinds == ("l2",)
-    # what the user sets wins; other datasets and presets keep the preset's own choices
+    for dataset, native, size in (("digits", 8, 32), ("mnist", 28, 32), ("cifar10", 32, 32), ("folder", 96, 96)):
+        vit = benchmark_config(dataset, "anovit", "tiny", None, None, native=native, **unset)
+        assert vit.data.image_size == vit.model.image_size == size, dataset
+        assert vit.train.objective == "inpaint" and vit.score.test_masks == 4
+        assert vit.score.kinds == ("l2", "feature") and vit.score.image_score == "mean" and vit.score.border == 0
+        assert vit.score.test_flips == "none" and not vit.data.hflip and not vit.data.vflip
+        cae = benchmark_config(dataset, "cae", "tiny", None, None, native=native, **unset)
+        assert cae.data.image_size == max(size, 128) and cae.score.image_score == "mean" and not cae.data.hflip
+    big = benchmark_config("folder", "anovit", "tiny", None, None, native=1000, **unset)
+    assert big.data.image_size == 224
     mine = benchmark_config(
-        "digits", "anovit", "tiny", None, 64, **{**unset, "image_score": "max", "objective": "restore"}
+        "digits", "anovit", "tiny", None, 64, native=8, **{**unset, "image_score": "max", "objective": "restore"}
     )
     assert (mine.data.image_size, mine.score.image_score, mine.train.objective) == (64, "max", "restore")
-    for dataset, preset in (("mnist", "tiny"), ("digits", "small")):
+    for dataset, preset in (("mvtec", "tiny"), ("digits", "small")):
         other = benchmark_config(dataset, "anovit", preset, None, None, **unset)
         assert other.score.image_score == PRESETS[preset].score.image_score and other.data.image_size != 32
+
+
+def test_native_size_of_a_class_folder_tree(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from anovit.data.oneclass import native_size
+
+    (tmp_path / "train" / "cat").mkdir(parents=True)
+    Image.new("RGB", (40, 30)).save(tmp_path / "train" / "cat" / "a.png")
+    assert native_size("folder", tmp_path) == 40 and native_size("mnist", None) == 28
+    with pytest.raises(InputError, match="no class folders with images"):
+        native_size("folder", tmp_path / "nothing")

@@ -102,22 +102,38 @@ PRESETS: dict[str, RunConfig] = {
 }
 
 
-# tiny on scikit-learn's 8 x 8 digits (whole-image anomalies at a tiny native size): AnoViT inpaints each quarter of
-# a 32-px image from the other three and both models score the map's mean (benchmarks/ablation/digits)
-TINY_DIGITS: dict[str, dict[str, Any]] = {
-    "anovit": dict(image_size=32, objective="inpaint", score=("l2", "feature"), image_score="mean"),
-    "cae": dict(image_size=128, image_score="mean"),
-}
+def semantic_options(model: str, native_size: int) -> dict[str, Any]:
+    """The default's rule for one-class data whose anomalies are whole images of another kind (MNIST, CIFAR-10,
+    scikit-learn digits, a class-per-folder tree), at a native resolution of ``native_size`` px.
+
+    - Small images stay small: AnoViT runs at the native size rounded up to the ViT's 16-px patches, at least 32
+      and at most 224 px (MNIST and CIFAR-10: 32), the l2-CAE at no less than 128 px (its five downsamplings).
+    - Objects are not flip-invariant (a flipped 2 or 7 is no normal 2 or 7): no flips in training or testing.
+    - The anomaly is the whole image, not a local defect: AnoViT inpaints each quarter of its patch grid from the
+      rest (no synthetic local defects to restore) and scores pixel error plus the frozen ViT's feature distance;
+      every model scores the map's mean, border included.
+    - The knn baseline searches pretrained features where they were learnt: at 224 px.
+    """
+    size = min(224, max(32, 16 * -(-native_size // 16)))
+    common: dict[str, Any] = dict(image_score="mean", test_flips="none", augment_flips=False, border=0.0)
+    if model == "anovit":
+        return common | dict(image_size=size, objective="inpaint", score=("l2", "feature"))
+    if model == "cae":
+        return common | dict(image_size=max(size, 128))
+    return common | dict(image_size=224)
 
 
-def dataset_options(dataset: str, preset: str, model: str, options: dict[str, Any]) -> dict[str, Any]:
+def dataset_options(
+    dataset: str, preset: str, model: str, options: dict[str, Any], native_size: int | None = None
+) -> dict[str, Any]:
     """``options`` (the keywords of :func:`resolve_config`) with a preset's settings for ``dataset`` where the user
-    gave none: the paper's MNIST and CIFAR-10 setting (section 4.1.1: ViT-B/16 at 224 px), tiny's on digits."""
+    gave none: the paper's MNIST and CIFAR-10 setting (section 4.1.1: ViT-B/16 at 224 px); the default's rule for
+    one-class data (:func:`semantic_options`) on every dataset but MVTec AD."""
     defaults: dict[str, Any] = {}
     if preset == "paper" and dataset != "mvtec":
         defaults = {"image_size": 224, "encoder": "vit_base_patch16_224"}
-    elif preset == DEFAULT_PRESET and dataset == "digits":
-        defaults = TINY_DIGITS[model]
+    elif preset == DEFAULT_PRESET and dataset != "mvtec":
+        defaults = semantic_options(model, native_size or 224)
     return defaults | {k: v for k, v in options.items() if v is not None}
 
 
@@ -145,6 +161,7 @@ def resolve_config(
     anomaly_fills: tuple[str, ...] | None = None,
     test_flips: TestFlips | None = None,
     coreset: float | None = None,
+    augment_flips: bool | None = None,
 ) -> RunConfig:
     """Start from a preset and apply the options a user gave (``None`` keeps the preset value).
 
@@ -210,6 +227,8 @@ def resolve_config(
                 f"expected distinct names from {', '.join(ANOMALY_FILLS)}, joined by '+'"
             )
         t = replace(t, anomaly_fills=tuple(anomaly_fills))
+    if augment_flips is not None:
+        d = replace(d, hflip=augment_flips, vflip=augment_flips)
     if test_flips is not None:
         if test_flips not in TEST_FLIPS:
             raise InputError(f"--test-flips {test_flips}: expected one of {', '.join(TEST_FLIPS)}")

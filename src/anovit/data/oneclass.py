@@ -229,6 +229,26 @@ def class_names(dataset: str, root: Path | None = None) -> tuple[str, ...]:
     raise InputError(f"unknown one-class dataset {dataset!r}; expected one of {DATASETS}")
 
 
+NATIVE_SIZES = {"mnist": 28, "cifar10": 32, "digits": 8}
+
+
+def native_size(dataset: str, root: Path | None) -> int:
+    """The side of a one-class dataset's images as stored: fixed for MNIST, CIFAR-10 and digits; a class-per-folder
+    tree's first training image (its header only) for ``folder``."""
+    if dataset in NATIVE_SIZES:
+        return NATIVE_SIZES[dataset]
+    base = Path(root or ".") / "train"
+    first = (
+        next((f for c in sorted(base.iterdir()) if c.is_dir() for f in list_images(c)), None) if base.is_dir() else None
+    )
+    if first is None:
+        raise InputError(f"{base}: no class folders with images (expected ROOT/train/<class>/*.png)")
+    from PIL import Image
+
+    with Image.open(first) as img:
+        return max(img.size)
+
+
 def one_class_data(dataset: str, root: Path | None, normal: str, image_size: int) -> OneClassData:
     """Normal class ``normal`` (a name or index) of ``dataset``: its training images and the labelled test set."""
     names = class_names(dataset, root)

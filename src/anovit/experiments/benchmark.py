@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from anovit.config import RunConfig
 from anovit.data import DATASETS, ImageDataset, mvtec_samples
 from anovit.data.mvtec import CATEGORIES
-from anovit.data.oneclass import class_names, one_class_data
+from anovit.data.oneclass import class_names, native_size, one_class_data
 from anovit.errors import InputError
 from anovit.evaluation.figures import figure3
 from anovit.experiments.tables import MODEL_LABELS, build_results, in_column_order, write_results
@@ -56,6 +56,7 @@ def benchmark_config(
     epochs: int | None,
     image_size: int | None,
     find_weights: bool = False,
+    native: int | None = None,
     **options: Any,
 ) -> RunConfig:
     """The run configuration for one model: the preset, its image size per dataset, the user's options.
@@ -63,9 +64,8 @@ def benchmark_config(
     ``find_weights``: also find the encoder's pretrained weights, or fall back to a from-scratch
     preset without them (:func:`anovit.models.weights.resolve_run_config`), as training does.
     """
-    kw = dict(
-        model=model, **dataset_options(dataset, preset, model, dict(epochs=epochs, image_size=image_size, **options))
-    )
+    asked = dict(epochs=epochs, image_size=image_size, **options)
+    kw = dict(model=model, **dataset_options(dataset, preset, model, asked, native))
     cfg = resolve_run_config(preset, **kw)[0] if find_weights else resolve_config(preset, **kw)
     if dataset == "cifar10":
         cfg = replace(cfg, data=replace(cfg.data, val_fraction=0.1))  # 4,500 / 500
@@ -104,8 +104,10 @@ def run_benchmark(
     if dataset != "mvtec":
         names = class_names(dataset, data_root)
         cats = [names[int(c)] if c.isdigit() and c not in names else c for c in cats]
+    native = native_size(dataset, data_root) if dataset != "mvtec" else None
     configs = {
-        m: benchmark_config(dataset, m, preset, epochs, image_size, find_weights=True, **options) for m in models
+        m: benchmark_config(dataset, m, preset, epochs, image_size, find_weights=True, native=native, **options)
+        for m in models
     }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
