@@ -128,6 +128,6 @@ def check_export(run_dir: Path, model_file: Path) -> None:
     if differs:
         what = "weights" if "weights_sha256" in differs else "score config"
         raise InputError(
-            f"{model_file}: exported from other {what} than {Path(run_dir) / WEIGHTS_FILE} ({', '.join(differs)} "
+            f"{model_file}: exported from other {what} than the run {run_dir} has now ({', '.join(differs)} "
             f"differ); export it again: anovit export --run {run_dir}"
         )
