@@ -7,7 +7,9 @@ A variant is ``key=value`` pairs joined by ``;``:
   run's last one is in its saved reference encoder);
 - ``sigma=4``: the Gaussian that smooths the score map, in pixels;
 - ``flips=none|h|v|hv``: the test-time flips (``ScoreConfig.test_flips``; the runs were trained
-  with both flips).
+  with both flips);
+- ``score=l2+feature``: a subset of the run's score kinds (each keeps the scale training measured);
+- ``image=max|mean|top1``: the image score taken from the map.
 
 The default variant ``base`` keeps the run's own settings. Writes OUT/rescore.json (every variant
 measured so far) and OUT/TABLE.md (the variants given). The runs are the ablation's
@@ -46,9 +48,11 @@ def parse_variant(text: str) -> dict[str, str]:
     if text == "base":
         return {}
     out = dict(part.split("=", 1) for part in text.split(";"))
-    unknown = set(out) - {"layers", "sigma", "flips"}
+    unknown = set(out) - {"layers", "sigma", "flips", "score", "image"}
     if unknown:
-        raise SystemExit(f"variant {text!r}: unknown keys {sorted(unknown)}; expected layers, sigma, flips")
+        raise SystemExit(
+            f"variant {text!r}: unknown keys {sorted(unknown)}; expected layers, sigma, flips, score, image"
+        )
     return out
 
 
@@ -93,10 +97,17 @@ def main() -> None:
                 if reference is None or max(layers) >= len(reference.vit.blocks):
                     continue  # no reference encoder, or one without that block
                 reference.layers = layers
+            kinds = tuple(opts["score"].split("+")) if "score" in opts else cfg.score.kinds
+            if not set(kinds) <= set(cfg.score.kinds):
+                continue  # the run does not compute that map
+            scale = dict(zip(cfg.score.kinds, cfg.score.scales or (1.0,) * len(cfg.score.kinds)))
             score = replace(
                 cfg.score,
                 sigma=float(opts.get("sigma", cfg.score.sigma)),
                 test_flips=opts.get("flips", cfg.score.test_flips),
+                kinds=kinds,
+                scales=tuple(scale[k] for k in kinds) if cfg.score.scales else (),
+                image_score=opts.get("image", cfg.score.image_score),
             )
             ev = evaluate(model, test, score, dev, cfg.train.precision, progress=False)
             rows.append(
