@@ -113,7 +113,9 @@ def test_onnx_export_matches_pytorch(knn_run: Path, tmp_path: Path) -> None:
     import onnxruntime as ort
 
     result = export_model(knn_run, "onnx", False, tmp_path / "model.onnx")
-    assert result.map_error is not None and result.map_error < 1e-4 and result.score_error < 1e-4
+    # export checks on the run's own training images, whose patches are in the bank: distances near 0, where the
+    # square root of |q|^2 + |b|^2 - 2 q.b turns float rounding into ~1e-4..1e-3; noise below is held to 1e-4
+    assert result.map_error is not None and result.map_error < 2e-3 and result.score_error < 1e-4
     cfg, model = load_trained_model(knn_run)
     images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
