@@ -12,8 +12,9 @@ whose record no longer matches the run (retrained, or rescored).
 int8 (``--int8``) quantises the layers that reconstruct: the trained encoder and decoder (``QUANTISED``). The
 score path stays fp32: the frozen reference ViT of the ``feature`` score, the segmentation head, the knn
 baseline's features (so ``--model knn`` has nothing to quantise), and the scoring itself (error, smoothing,
-max). Every int8 export is checked against PyTorch fp32 on real normal images (the run's training images, or ``--calib DIR``):
-where the Spearman rank correlation of their image scores falls below ``RANK_BOUND``, export warns.
+max). Every int8 export is checked against PyTorch fp32 on real normal images (the run's training images, or
+``--calib DIR``): where the Spearman rank correlation of their image scores falls below ``RANK_BOUND``, export
+warns.
 
 - ONNX Runtime: dynamic quantisation of every MatMul/Gemm (the ViT's linear layers; int8 weights
   per output channel, activations quantised per batch at run time, so nothing to calibrate).
