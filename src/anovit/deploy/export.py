@@ -35,7 +35,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -47,6 +47,9 @@ from anovit.evaluation.thresholds import THRESHOLDS_FILE, load_thresholds
 from anovit.files import atomic_write, export_record, export_record_path, write_json
 from anovit.models.checkpoint import load_trained_model
 from anovit.scoring.maps import score_batch
+
+if TYPE_CHECKING:
+    from anovit.deploy.backends import Scorer
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +94,7 @@ def _require(module: str, extra: str) -> None:
         raise InputError(f"this export needs the {module} package: pip install 'anovit[{extra}]'")
 
 
-def _write_onnx(scorer: nn.Module, cfg: RunConfig, run_dir: Path, path: Path, opset: int) -> None:
+def _write_onnx(scorer: nn.Module, cfg: RunConfig, run_dir: Path, path: Path, opset: int, weights_sha256: str) -> None:
     """Trace ``scorer`` to an fp32 ONNX file at ``path`` (not atomic: the caller renames)."""
     import onnx
 
@@ -116,7 +119,7 @@ def _write_onnx(scorer: nn.Module, cfg: RunConfig, run_dir: Path, path: Path, op
         "sigma": str(cfg.score.sigma),
         "score": "+".join(cfg.score.kinds),
         "input": "RGB float32 in [0, 1], (batch, 3, image_size, image_size)",
-        "weights_sha256": export_record(run_dir)["weights_sha256"],
+        "weights_sha256": weights_sha256,
     }
     if (run_dir / THRESHOLDS_FILE).is_file():
         t = load_thresholds(run_dir)
@@ -233,23 +236,30 @@ def export_model(
     cfg, model = load_trained_model(run_dir, "cpu")
     scorer = ScoringModel(model, cfg.score).eval()
     size = cfg.data.image_size
+    record = export_record(run_dir)  # the weights hashed once: the ONNX metadata and the record beside the file
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "model.onnx"
-        _write_onnx(scorer, cfg, run_dir, fp32, opset)
+        _write_onnx(scorer, cfg, run_dir, fp32, opset, record["weights_sha256"])
         if fmt == "onnx" and not int8:
             atomic_write(out, lambda t: shutil.copyfile(fp32, t))
         elif fmt == "onnx":
             atomic_write(out, lambda t: _quantize_onnx(fp32, t))
         else:
             _write_openvino(fp32, out, int8)
-    write_json(export_record_path(out), export_record(run_dir))  # what backends check the file against
     log.info("exported %s to %s", cfg.model.name, out)
     runtime = "onnxruntime" if fmt == "onnx" else "openvino"
-    if not verify or importlib.util.find_spec(runtime) is None:
-        return Export(out, runtime=runtime)
-    errors = check_parity(scorer, out, parity_images(run_dir, size, calib), runtime)
-    rho = check_ranking(scorer, out, run_dir, size, calib, calib_images, runtime) if int8 else None
-    return Export(out, *errors, runtime=runtime, rank_correlation=rho)
+    result = Export(out, runtime=runtime)
+    if verify and importlib.util.find_spec(runtime) is not None:
+        from anovit.deploy.backends import OnnxRuntimeScorer, OpenVinoScorer
+
+        exported = OnnxRuntimeScorer(out, size) if runtime == "onnxruntime" else OpenVinoScorer(out, size, "fp32")
+        errors = check_parity(scorer, exported, parity_images(run_dir, size, calib))
+        ranking = check_ranking(scorer, exported, out, run_dir, size, calib, calib_images) if int8 else None
+        result = Export(out, *errors, runtime=runtime, rank_correlation=ranking[0] if ranking else None)
+        if ranking is not None:
+            record["int8_check"] = {"images": ranking[1], "spearman": ranking[0]}
+    write_json(export_record_path(out), record)  # what backends check the file against
+    return result
 
 
 def parity_images(run_dir: Path, size: int, calib: Path | None) -> torch.Tensor:
@@ -262,24 +272,20 @@ def parity_images(run_dir: Path, size: int, calib: Path | None) -> torch.Tensor:
 
 
 def check_ranking(
-    scorer: nn.Module, path: Path, run_dir: Path, size: int, calib: Path | None, n: int, runtime: str
-) -> float | None:
-    """Spearman correlation of the int8 file's image scores and PyTorch fp32's on real normal images, kept in the
-    export's record; a warning below ``RANK_BOUND``. None (with a note) where no real images can be found."""
+    scorer: nn.Module, exported: Scorer, path: Path, run_dir: Path, size: int, calib: Path | None, n: int
+) -> tuple[float, int] | None:
+    """Spearman correlation of the int8 file's image scores (``exported``) and PyTorch fp32's on up to ``n`` real
+    normal images, and how many; a warning below ``RANK_BOUND``. None (with a note) where no real images can be
+    found."""
     try:
         images = torch.from_numpy(calibration_images(run_dir, size, calib, n))
     except InputError as exc:
         log.warning("int8 not checked on real images: %s", exc)
         return None
-    from anovit.deploy.backends import OnnxRuntimeScorer, OpenVinoScorer
-
-    run = OnnxRuntimeScorer(path, size) if runtime == "onnxruntime" else OpenVinoScorer(path, size, "fp32")
-    ex = np.concatenate([run(images[i : i + 8].numpy())[1] for i in range(0, len(images), 8)])
+    ex = np.concatenate([exported(images[i : i + 8].numpy())[1] for i in range(0, len(images), 8)])
     with torch.no_grad():
         ref = torch.cat([scorer(images[i : i + 8])[1] for i in range(0, len(images), 8)]).numpy()
     rho = float(np.corrcoef(np.argsort(np.argsort(ex)), np.argsort(np.argsort(ref)))[0, 1]) if len(ex) > 2 else 1.0
-    record = export_record_path(path)
-    write_json(record, json.loads(record.read_text()) | {"int8_check": {"images": len(ex), "spearman": rho}})
     if rho < RANK_BOUND:
         log.warning(
             "%s: int8 reorders the image scores of %d real normal images (Spearman %.3f against fp32, bound %.2f); "
@@ -291,18 +297,13 @@ def check_ranking(
         )
     else:
         log.info("%s: int8 keeps the ranking of %d real normal images (Spearman %.3f)", path, len(ex), rho)
-    return rho
+    return rho, len(ex)
 
 
-def check_parity(
-    scorer: nn.Module, path: Path, images: torch.Tensor, runtime: str = "onnxruntime"
-) -> tuple[float, float]:
-    """Run the exported file and PyTorch fp32 on ``images`` (B, 3, S, S): max abs differences (maps, scores)."""
-    from anovit.deploy.backends import OnnxRuntimeScorer, OpenVinoScorer
-
-    size = images.shape[-1]
-    run = OnnxRuntimeScorer(path, size) if runtime == "onnxruntime" else OpenVinoScorer(path, size, "fp32")
-    ex_maps, ex_scores = run(images.numpy())
+def check_parity(scorer: nn.Module, exported: Scorer, images: torch.Tensor) -> tuple[float, float]:
+    """Run the exported file (``exported``) and PyTorch fp32 on ``images`` (B, 3, S, S): max abs differences (maps,
+    scores)."""
+    ex_maps, ex_scores = exported(images.numpy())
     with torch.no_grad():
         maps, scores = scorer(images)
     return float(np.abs(ex_maps - maps.numpy()).max()), float(np.abs(ex_scores - scores.numpy()).max())
