@@ -285,7 +285,9 @@ def check_ranking(
     ex = np.concatenate([exported(images[i : i + 8].numpy())[1] for i in range(0, len(images), 8)])
     with torch.no_grad():
         ref = torch.cat([scorer(images[i : i + 8])[1] for i in range(0, len(images), 8)]).numpy()
-    rho = float(np.corrcoef(np.argsort(np.argsort(ex)), np.argsort(np.argsort(ref)))[0, 1]) if len(ex) > 2 else 1.0
+    from scipy.stats import spearmanr
+
+    rho = float(spearmanr(ex, ref).statistic) if len(ex) > 2 else 1.0  # ties share their mean rank
     if rho < RANK_BOUND:
         log.warning(
             "%s: int8 reorders the image scores of %d real normal images (Spearman %.3f against fp32, bound %.2f); "
