@@ -18,13 +18,17 @@ from typing import Any
 from anovit.config import RunConfig
 from anovit.errors import InputError
 
-# The files of a run folder (thresholds.json: anovit.evaluation.thresholds; report.html: anovit.runs.test)
+# The files of a run folder (thresholds.json is read and written by anovit.evaluation.thresholds, the test's files
+# by anovit.runs.test)
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 CHECKPOINT_FILE = "checkpoint.pt"
 BEST_FILE = "best.safetensors"  # the best weights while training runs; renamed model.safetensors at the end
 LOG_FILE = "log.csv"
 METRICS_FILE = "metrics.json"
+SCORES_FILE = "scores.csv"
+REPORT_FILE = "report.html"
+THRESHOLDS_FILE = "thresholds.json"
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -66,7 +70,7 @@ def load_config(run_dir: Path) -> RunConfig:
 
 # What a run derives from its weights: a new model.safetensors makes each of them stale (see clear_derived)
 EXPORT_FILES = ("model.onnx", "model-int8.onnx", "model.xml", "model.bin", "model-int8.xml", "model-int8.bin")
-DERIVED_FILES = (METRICS_FILE, "scores.csv", "report.html", "thresholds.json", *EXPORT_FILES)
+DERIVED_FILES = (METRICS_FILE, SCORES_FILE, REPORT_FILE, THRESHOLDS_FILE, *EXPORT_FILES)
 
 
 def export_record_path(model_file: Path) -> Path:

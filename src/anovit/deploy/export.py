@@ -43,8 +43,8 @@ from torch import nn
 
 from anovit.config import RunConfig, ScoreConfig
 from anovit.errors import InputError
-from anovit.evaluation.thresholds import THRESHOLDS_FILE, load_thresholds
-from anovit.files import atomic_write, export_record, export_record_path, write_json
+from anovit.evaluation.thresholds import load_thresholds
+from anovit.files import THRESHOLDS_FILE, atomic_write, export_record, export_record_path, write_json
 from anovit.models.checkpoint import load_trained_model
 from anovit.scoring.maps import score_batch
 

@@ -25,12 +25,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from anovit.errors import InputError
-from anovit.files import write_json
+from anovit.files import THRESHOLDS_FILE, write_json
 
 if TYPE_CHECKING:
     from anovit.evaluation.evaluate import Evaluation
 
-THRESHOLDS_FILE = "thresholds.json"
 DEFAULT_QUANTILE = 0.99
 
 

@@ -17,15 +17,13 @@ from anovit.data import ImageDataset, Sample, mvtec_samples
 from anovit.data.datasets import SplittableDataset
 from anovit.deploy.backends import Backend, Scorer, load_scorer
 from anovit.evaluation.evaluate import Evaluation, evaluate
-from anovit.evaluation.thresholds import THRESHOLDS_FILE, decision_metrics, load_thresholds, scoring_precision
-from anovit.files import METRICS_FILE, load_config, write_json, write_text
+from anovit.evaluation.thresholds import decision_metrics, load_thresholds, scoring_precision
+from anovit.files import METRICS_FILE, REPORT_FILE, SCORES_FILE, THRESHOLDS_FILE, load_config, write_json, write_text
 from anovit.models.checkpoint import load_trained_model
 from anovit.runtime import distributed as dist
 from anovit.runtime.device import resolve_device
 from anovit.runtime.precision import usable_precision
 from anovit.scoring.maps import Scores
-
-REPORT_FILE = "report.html"
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +80,7 @@ def test_on(
         rows = ["image,kind,label,score"] + [
             f"{s.image},{s.defect},{s.label},{score:.8g}" for s, score in zip(test_set.samples, result.image_scores)
         ]
-        write_text(out / "scores.csv", "\n".join(rows) + "\n")
+        write_text(out / SCORES_FILE, "\n".join(rows) + "\n")
         if report:
             from anovit.evaluation.report import write_report
 
