@@ -53,14 +53,16 @@ def test_on(
     if backend == "torch":
         cfg, model = load_trained_model(run_dir, dev)
         scorer = None
+        asked = scoring_precision(run_dir, precision, cfg.train.precision)  # the thresholds', unless told otherwise
+        at: Precision | None = usable_precision(asked, dev)  # type: ignore[arg-type]
     else:  # the exported file scores; the torch weights are not loaded
         cfg, model = load_config(run_dir), None
         scorer = backend_scores(load_scorer(run_dir, backend, model_file, device, precision))
+        at = None  # the backend chose its precision (the same rule) and names it in its description
     thresholds = load_thresholds(run_dir) if (Path(run_dir) / THRESHOLDS_FILE).is_file() else None
     keep = figure_indices(test_set.samples, keep_maps)
     start = time.perf_counter()
-    at = usable_precision(scoring_precision(run_dir, precision, cfg.train.precision), dev)  # type: ignore[arg-type]
-    result = evaluate(model, test_set, cfg.score, dev, at, batch_size, keep, progress, scorer)
+    result = evaluate(model, test_set, cfg.score, dev, at or "fp32", batch_size, keep, progress, scorer)
     seconds = time.perf_counter() - start
     out = Path(out_dir) if out_dir is not None else Path(run_dir)
     metrics = (
@@ -70,7 +72,7 @@ def test_on(
         | {
             "model": cfg.model.name,
             "backend": backend if model_file is None else f"{backend} ({Path(model_file).name})",
-            "precision": at if scorer is None else None,  # a backend's own precision is in its description
+            "precision": at,
             "n_anomalous": int(result.labels.sum()),
             "seconds": round(seconds, 3),
         }
