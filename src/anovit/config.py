@@ -68,6 +68,11 @@ class ModelConfig:
     knn_pool: int = 3
     knn_coreset: float = 0.1
     knn_bank: int = 0
+    # The image score read from the score map standardised at each pixel by its mean and spread on the normal
+    # validation images (anovit.models.position; measured after training, stored with the weights), so that places
+    # that are busy on every normal part (edges, highlights, the background) stop deciding the verdict. The map
+    # itself, and so the pixel metrics and masks, stays as it is.
+    position_norm: bool = False
 
 
 @dataclass(frozen=True)

@@ -162,6 +162,7 @@ def resolve_config(
     test_flips: TestFlips | None = None,
     coreset: float | None = None,
     augment_flips: bool | None = None,
+    position_norm: bool | None = None,
 ) -> RunConfig:
     """Start from a preset and apply the options a user gave (``None`` keeps the preset value).
 
@@ -227,6 +228,8 @@ def resolve_config(
                 f"expected distinct names from {', '.join(ANOMALY_FILLS)}, joined by '+'"
             )
         t = replace(t, anomaly_fills=tuple(anomaly_fills))
+    if position_norm is not None:
+        m = replace(m, position_norm=position_norm)
     if augment_flips is not None:
         d = replace(d, hflip=augment_flips, vflip=augment_flips)
     if test_flips is not None:

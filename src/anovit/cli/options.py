@@ -100,6 +100,12 @@ def add_method(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--sigma", type=float, help="Gaussian smoothing sigma of the score map, in pixels")
     p.add_argument(
+        "--position-norm",
+        action=argparse.BooleanOptionalAction,
+        help="read the image score from the map standardised at each pixel by its mean and spread on the normal "
+        "hold-out, measured after training (default: off; benchmarks/position_norm.md)",
+    )
+    p.add_argument(
         "--coreset",
         type=float,
         metavar="SHARE",
@@ -121,4 +127,5 @@ def method_options(args: argparse.Namespace) -> dict:
         test_flips=args.test_flips,
         coreset=args.coreset,
         sigma=args.sigma,
+        position_norm=args.position_norm,
     )

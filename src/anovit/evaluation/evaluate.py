@@ -21,7 +21,7 @@ from anovit.evaluation.streaming import PerDefectMetrics, StreamingAUROC, Stream
 from anovit.runtime import distributed as dist
 from anovit.runtime.device import batches_on
 from anovit.runtime.precision import autocast
-from anovit.scoring.maps import Scores, component_maps, score_batch
+from anovit.scoring.maps import Scores, component_maps, image_scores, score_batch
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,8 @@ class Evaluation:
     per_defect: dict[str, dict[str, Any]] = field(
         default_factory=dict
     )  # {defect type: its AUROCs against the normal images}
+    # the image scores read from the raw maps (image_scores unless the model's image score is position-normalised)
+    map_peaks: np.ndarray | None = None
 
     def metrics(self) -> dict[str, Any]:
         """AUROCs, AUPRO and the best achievable F1 with its threshold, image- and pixel-level."""
@@ -129,7 +131,7 @@ def evaluate(
     per_defect = (
         PerDefectMetrics([s.defect for s in samples], [s.label for s in samples]) if samples is not None else None
     )
-    scores, labels, indices, kept = [], [], [], {}
+    scores, peaks, labels, indices, kept = [], [], [], [], {}
     loader = DataLoader(
         dataset, batch_size=batch_size, sampler=dist.ShardSampler(len(dataset)), num_workers=loader_workers(dataset)
     )
@@ -147,6 +149,7 @@ def evaluate(
             if per_defect is not None:
                 per_defect.update_binned(bins, batch["mask"], batch["index"])
         scores.append(result.image.cpu())
+        peaks.append(image_scores(result.maps, score.border, score.image_score).cpu())
         labels.append(batch["label"].cpu())
         indices.append(batch["index"].cpu())
         for j, i in enumerate(batch["index"].tolist()):
@@ -154,10 +157,17 @@ def evaluate(
                 kept[i] = result.maps[j].cpu().numpy()
     # Under torch.distributed each rank scored a shard: gather, and put images back in dataset order.
     shards = dist.all_gather_objects(
-        (_cat(indices, torch.long), _cat(scores, torch.float32), _cat(labels, torch.long), kept)
+        (
+            _cat(indices, torch.long),
+            _cat(scores, torch.float32),
+            _cat(labels, torch.long),
+            kept,
+            _cat(peaks, torch.float32),
+        )
     )
     order = torch.cat([s[0] for s in shards]).argsort()
-    image_scores = torch.cat([s[1] for s in shards])[order].numpy().astype(np.float64)
+    image_score_arr = torch.cat([s[1] for s in shards])[order].numpy().astype(np.float64)
+    peak_arr = torch.cat([s[4] for s in shards])[order].numpy().astype(np.float64)
     label_arr = torch.cat([s[2] for s in shards])[order].numpy()
     kept = {i: m for s in shards for i, m in s[3].items()}
     pixel_auroc = aupro = None
@@ -167,7 +177,7 @@ def evaluate(
         if per_defect is not None:
             per_defect.all_reduce(lambda t: dist.all_reduce_sum(t.to(device)))
     notes = []
-    img_auroc = image_auroc(image_scores, label_arr)
+    img_auroc = image_auroc(image_score_arr, label_arr)
     if img_auroc is None:
         notes.append(
             f"image AUROC undefined: the test set has only {'anomalous' if label_arr.min() == 1 else 'normal'} images"
@@ -181,10 +191,11 @@ def evaluate(
         pixel_auroc=pixel_auroc,
         aupro=aupro,
         n_images=len(label_arr),
-        image_scores=image_scores,
+        image_scores=image_score_arr,
+        map_peaks=peak_arr,
         labels=label_arr,
         maps=kept,
         notes=notes,
         pixel_hist=pixel.auroc if has_masks else None,
-        per_defect=per_defect.compute(image_scores, pixel=has_masks) if per_defect is not None else {},
+        per_defect=per_defect.compute(image_score_arr, pixel=has_masks) if per_defect is not None else {},
     )

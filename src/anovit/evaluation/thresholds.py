@@ -7,8 +7,9 @@ score map: its max, or as the run's ``image_score`` says) and one on the pixel s
   with ground-truth masks too, the pixel threshold maximises pixel-level F1 ("f1-max");
 - with normal images only (what training has: its 20 % hold-out), the image threshold is the
   ``quantile`` (default 0.99) of the normal images' scores ("normal-quantile"): about 1 % of
-  normal images are flagged; without masks the pixel threshold equals the image threshold
-  ("image-threshold"), so an image's mask is non-empty exactly when it is called anomalous.
+  normal images are flagged; without masks the pixel threshold is the image rule applied to the
+  maps' own image scores ("image-threshold"): the image threshold itself, unless the image score reads
+  a position-normalised map (``ModelConfig.position_norm``), whose scale the raw map does not share.
 
 An image is anomalous when its score is >= the image threshold. Its mask follows one rule,
 whatever the image score (:func:`decision_mask`): an image called normal has an empty mask; an image
@@ -77,17 +78,10 @@ def calibrate(
     n_anomalous = int(labels.sum())
     n_normal = len(labels) - n_anomalous
     notes: list[str] = []
-    # late: scikit-learn, which predict does without
-    from anovit.evaluation.metrics import image_f1_max
-
-    best = image_f1_max(scores, labels)
-    if best is not None:
-        image_f1, image, image_method, q = best[0], best[1], "f1-max", None
-        if n_normal == 0:
-            notes.append("the validation set has no normal images: the image threshold is the lowest anomalous score")
-    else:
-        image = float(np.quantile(scores, quantile))
-        image_f1, image_method, q = None, "normal-quantile", quantile
+    image, image_f1, image_method, q = _image_rule(scores, labels, quantile)
+    if image_method == "f1-max" and n_normal == 0:
+        notes.append("the validation set has no normal images: the image threshold is the lowest anomalous score")
+    if image_method == "normal-quantile":
         notes.append(
             f"the validation set has no anomalous images: the image threshold is the {quantile:g} quantile "
             f"of the {n_normal} normal scores, not an F1 optimum"
@@ -96,8 +90,14 @@ def calibrate(
     if pixel_best is not None:
         pixel_f1, pixel, pixel_method = pixel_best[0], pixel_best[1], "f1-max"
     else:
-        pixel_f1, pixel, pixel_method = None, image, "image-threshold"
-        notes.append("no ground-truth masks: the pixel threshold is the image threshold")
+        peaks = scores if evaluation.map_peaks is None else np.asarray(evaluation.map_peaks, dtype=np.float64)
+        pixel_f1, pixel, pixel_method = None, _image_rule(peaks, labels, quantile)[0], "image-threshold"
+        notes.append(
+            "no ground-truth masks: the pixel threshold is the image threshold"
+            if np.array_equal(peaks, scores)
+            else "no ground-truth masks: the pixel threshold is the image rule on the raw maps' image scores "
+            "(the image score reads the position-normalised map)"
+        )
     return Thresholds(
         image=image,
         pixel=pixel,
@@ -112,6 +112,20 @@ def calibrate(
         notes=notes,
         precision=precision,
     )
+
+
+def _image_rule(
+    scores: np.ndarray, labels: np.ndarray, quantile: float
+) -> tuple[float, float | None, str, float | None]:
+    """(threshold, its F1 or None, method, quantile or None): the F1 optimum with anomalous images, else the
+    ``quantile`` of the normal scores."""
+    # late: scikit-learn, which predict does without
+    from anovit.evaluation.metrics import image_f1_max
+
+    best = image_f1_max(scores, labels)
+    if best is not None:
+        return best[1], best[0], "f1-max", None
+    return float(np.quantile(scores, quantile)), None, "normal-quantile", quantile
 
 
 def decision_mask(score_map: np.ndarray, anomalous: bool, pixel_threshold: float) -> np.ndarray:

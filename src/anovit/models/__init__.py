@@ -12,16 +12,25 @@ from anovit.errors import InputError
 from anovit.models.anovit import AnoViT
 from anovit.models.cae import L2CAE
 from anovit.models.knn import PatchKNN
+from anovit.models.position import PositionNorm
 
-__all__ = ["AnoViT", "L2CAE", "PatchKNN", "build_model"]
+__all__ = ["AnoViT", "L2CAE", "PatchKNN", "PositionNorm", "build_model"]
 
 
 def build_model(cfg: ModelConfig, load_encoder_weights: bool = True) -> nn.Module:
     """Build the model ``cfg.name`` describes.
 
     ``load_encoder_weights=False`` skips the pretrained/local encoder weights, for when a trained
-    run's own weights are loaded on top anyway.
+    run's own weights are loaded on top anyway. With ``cfg.position_norm`` the model carries a
+    :class:`PositionNorm` as ``model.position`` (identity until measured), which the image score reads.
     """
+    model = _build(cfg, load_encoder_weights)
+    if cfg.position_norm:
+        model.position = PositionNorm(cfg.image_size)
+    return model
+
+
+def _build(cfg: ModelConfig, load_encoder_weights: bool) -> nn.Module:
     if cfg.name == "anovit":
         return AnoViT(
             **_vit_options(cfg, load_encoder_weights),

@@ -22,6 +22,9 @@ from anovit.data.transforms import build_augment
 from anovit.deploy.api import Run, load_run
 from anovit.errors import InputError
 from anovit.evaluation.evaluate import measure_scales
+from anovit.evaluation.position import fit_position_norm
+from anovit.evaluation.thresholds import Thresholds, save_thresholds
+from anovit.evaluation.thresholds import calibrate as thresholds_from
 from anovit.files import CHECKPOINT_FILE, LOG_FILE, WEIGHTS_FILE, clear_derived, save_config, write_json
 from anovit.models import build_model
 from anovit.models.checkpoint import save_weights
@@ -32,6 +35,7 @@ from anovit.runs.calibrate import calibrate_on, calibrate_run
 from anovit.runtime import distributed as dist
 from anovit.runtime.device import resolve_device, seed_everything
 from anovit.runtime.precision import resolve_precision
+from anovit.scoring.position import MIN_IMAGES
 from anovit.training.loop import epochs_for, fit
 from anovit.training.memory_bank import fit_bank
 from anovit.training.state import EpochLog
@@ -92,6 +96,11 @@ def train_on(
         log.info("%s", where)
     seed_everything(cfg.train.seed)  # the initial weights depend on the seed alone
     model = build_model(cfg.model, load_encoder_weights=not resume)  # resuming: the checkpoint holds every weight
+    if cfg.model.position_norm and len(normal) < MIN_IMAGES:
+        raise InputError(
+            f"--position-norm measures each pixel's spread on at least {MIN_IMAGES} normal images; "
+            f"this run has {len(normal)}: add images, or train with --no-position-norm"
+        )
     train_idx, val_idx = split_train_val(len(normal), cfg.data.val_fraction, cfg.train.seed)
     # the epochs that make the preset's number of steps, recorded in config.json (knn takes no steps)
     if not resume and cfg.train.min_steps > 0 and cfg.model.name != "knn":
@@ -125,26 +134,55 @@ def train_on(
     seconds = time.perf_counter() - start
     if dist.is_main() and (gone := clear_derived(run_dir)):  # they described the previous weights
         log.info("removed what the previous model made: %s", ", ".join(gone))
+    holdout, about = (
+        (val_set, f"the validation hold-out of the training images ({len(val_idx)} normal)")
+        if val_set is not None
+        else (normal.subset(train_idx), f"the training images ({len(train_idx)} normal; no hold-out)")
+    )
     if len(cfg.score.kinds) > 1:
-        scale_set = val_set if val_set is not None else normal.subset(train_idx)
         cfg = replace(
-            cfg, score=replace(cfg.score, scales=measure_scales(model, scale_set, cfg.score, dev, cfg.train.precision))
+            cfg, score=replace(cfg.score, scales=measure_scales(model, holdout, cfg.score, dev, cfg.train.precision))
         )
         log.info(
             "score scales (mean of each map on %d normal images): %s",
-            len(scale_set),
+            len(holdout),
             ", ".join(f"{k} {v:.4g}" for k, v in zip(cfg.score.kinds, cfg.score.scales)),
         )
         if dist.is_main():
             save_config(run_dir, cfg)
-    if calibrate:
-        calib_set, about = (
-            (val_set, f"the validation hold-out of the training images ({len(val_idx)} normal)")
-            if val_set is not None
-            else (normal.subset(train_idx), f"the training images ({len(train_idx)} normal; no hold-out)")
-        )
-        calibrate_on(run_dir, calib_set, about, device, progress=progress)
+    if cfg.model.position_norm:
+        thresholds = _fit_position_norm(cfg, model, normal, holdout, about, run_dir, dev, progress)
+        if calibrate and dist.is_main():
+            save_thresholds(run_dir, thresholds)
+    elif calibrate:
+        calibrate_on(run_dir, holdout, about, device, progress=progress)
     return TrainResult(run_dir, history, seconds)
+
+
+def _fit_position_norm(
+    cfg: RunConfig,
+    model: torch.nn.Module,
+    normal: SplittableDataset,
+    holdout: Dataset,
+    about: str,
+    run_dir: Path,
+    device: torch.device,
+    progress: bool,
+) -> Thresholds:
+    """Measure the model's position norm on the hold-out (every normal image when it has fewer than
+    :data:`MIN_IMAGES`), save the weights that now hold it, and return thresholds from those images'
+    leave-one-out scores."""
+    if len(holdout) < MIN_IMAGES:
+        holdout, about = normal, f"all {len(normal)} normal images (the hold-out is too small)"
+    at = resolve_precision(cfg.train.precision, device)
+    measured = fit_position_norm(model, holdout, cfg.score, device, at, progress)
+    if dist.is_main():
+        save_weights(model, run_dir / WEIGHTS_FILE)
+    log.info("position norm: the score map's mean and spread at each pixel on %s", about)
+    thresholds = thresholds_from(measured, f"{about}, each scored without its own statistics", precision=at)
+    for note in thresholds.notes:
+        log.info("thresholds: %s", note)
+    return thresholds
 
 
 def _build_bank(

@@ -179,6 +179,9 @@ def score_batch(
     amp: Callable[[], AbstractContextManager] = contextlib.nullcontext,
 ) -> Scores:
     """images (B, 3, S, S) float in [0, 1] -> :class:`Scores`: combined, smoothed maps and their image scores
-    (:func:`image_scores`)."""
+    (:func:`image_scores`), read from the maps standardised per pixel where the model has a ``position`` norm
+    (``ModelConfig.position_norm``); the maps are returned as they are."""
     maps = gaussian_blur(combined_map(model, images, cfg, amp), cfg.sigma, cfg.truncate)  # (B, H, W)
-    return Scores(maps=maps, image=image_scores(maps, cfg.border, cfg.image_score))
+    norm = getattr(model, "position", None)
+    judged = norm(maps) if norm is not None else maps  # (B, H, W)
+    return Scores(maps=maps, image=image_scores(judged, cfg.border, cfg.image_score))

@@ -1,0 +1,92 @@
+"""Quality against training minutes for the default preset: ``anovit train --epochs N`` then ``anovit test`` on
+real MVTec-layout categories, for a few epoch counts (the preset's own is 30 epochs, at least 300 steps).
+
+Each point is a whole `anovit train` process (start-up, training, score scales, position norm and thresholds),
+timed on the wall clock. Writes OUT/train_minutes.md and OUT/train_minutes.json (rows kept between calls, so an
+interrupted sweep goes on where it stopped):
+
+    export ANOVIT_ENCODER_WEIGHTS=../shared/weights/vit_tiny_patch16_224.safetensors
+    python benchmarks/train_minutes.py --data ../shared/data/mvtec --categories bottle,tire --epochs 3,6,9,15
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from ablation import _num, _write_markdown  # noqa: E402
+from anovit.runtime.precision import cpu_name  # noqa: E402
+
+
+def anovit(*args: str) -> float:
+    """Run ``anovit ARGS`` (quiet), failing loudly; its wall seconds."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "anovit", "--quiet", *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"anovit {' '.join(args)} failed:\n{done.stderr[-2000:]}")
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=Path("../shared/data/mvtec"))
+    ap.add_argument("--categories", default="bottle,tire")
+    ap.add_argument("--epochs", default="3,6,9,15")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/train_minutes"))
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = args.out / "train_minutes.json"
+    rows = json.loads(results.read_text()) if results.is_file() else []
+    done = {(r["set"], r["epochs"], r["seed"]) for r in rows}
+    for category in args.categories.split(","):
+        for epochs in (int(e) for e in args.epochs.split(",")):
+            if (category, epochs, args.seed) in done:
+                continue
+            run = args.out / "runs" / f"{category}-e{epochs}-s{args.seed}"
+            data = ["--data", str(args.data), "--category", category]
+            seconds = anovit(
+                "train", *data, "--model", "anovit", "--epochs", str(epochs), "--seed", str(args.seed),
+                "--out", str(run), "--force",
+            )  # fmt: skip
+            anovit("test", "--run", str(run), *data)
+            metrics = json.loads((run / "metrics.json").read_text())
+            rows.append(
+                {
+                    "set": category,
+                    "epochs": epochs,
+                    "seed": args.seed,
+                    "train_minutes": round(seconds / 60, 2),
+                    "image_auroc": metrics["image_auroc"],
+                    "pixel_auroc": metrics["pixel_auroc"],
+                }
+            )
+            results.write_text(json.dumps(rows, indent=1))
+            print(f"{category} {epochs} epochs: {seconds / 60:.1f} min, {_num(metrics['image_auroc'])} / "
+                  f"{_num(metrics['pixel_auroc'])}", flush=True)  # fmt: skip
+    body = [
+        [
+            r["set"],
+            str(r["epochs"]),
+            str(r["seed"]),
+            f"{r['train_minutes']:.1f}",
+            _num(r["image_auroc"]),
+            _num(r["pixel_auroc"]),
+        ]  # fmt: skip
+        for r in sorted(rows, key=lambda r: (r["set"], r["epochs"], r["seed"]))
+    ]
+    path = args.out / "train_minutes.md"
+    _write_markdown(path, ["set", "epochs", "seed", "train minutes", "image AUROC", "pixel AUROC"], body)
+    cpu = cpu_name()
+    path.write_text(f"Default preset, `anovit train --epochs N` then `anovit test`; CPU: {cpu}.\n\n" + path.read_text())
+    print(f"table: {path}")
+
+
+if __name__ == "__main__":
+    main()
