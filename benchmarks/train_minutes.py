@@ -1,7 +1,7 @@
 """Quality against training minutes for the default preset: ``anovit train --epochs N`` then ``anovit test`` on
 real MVTec-layout categories, for a few epoch counts (the preset's own is 30 epochs, at least 300 steps).
 
-Each point is a whole `anovit train` process (start-up, training, score scales, position norm and thresholds),
+Each point is a whole `anovit train` process (start-up, training, score scales and thresholds),
 timed on the wall clock. Writes OUT/train_minutes.md and OUT/train_minutes.json (rows kept between calls, so an
 interrupted sweep goes on where it stopped):
 
