@@ -18,7 +18,6 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
@@ -27,38 +26,34 @@ from ablation import _num, _write_markdown  # noqa: E402
 from anovit.data import ImageDataset, mvtec_samples, split_train_val  # noqa: E402
 from anovit.evaluation.evaluate import evaluate  # noqa: E402
 from anovit.evaluation.metrics import image_auroc  # noqa: E402
+from anovit.evaluation.position import fit_position_norm  # noqa: E402
 from anovit.models.checkpoint import load_trained_model  # noqa: E402
 from anovit.models.position import PositionNorm  # noqa: E402
 from anovit.runtime.device import resolve_device  # noqa: E402
 from anovit.runtime.precision import cpu_name, resolve_precision  # noqa: E402
-from anovit.scoring.maps import image_scores  # noqa: E402
-from anovit.scoring.position import fit_position_stats  # noqa: E402
 
 
 def measure(run: Path, root: Path, category: str, dev: torch.device) -> dict:
-    """The run's test image AUROC without and with the position norm fitted on its hold-out, and its pixel metrics."""
+    """The run's test image AUROC without and with the position norm fitted on its hold-out, and its pixel metrics.
+
+    The norm is measured as training measures it (:func:`fit_position_norm`, replacing one the run may have); one
+    test pass gives both image scores: from the normed map (``image_scores``) and from the raw one (``map_peaks``)."""
     cfg, model = load_trained_model(run, dev)
     size, score = cfg.data.image_size, cfg.score
     at = resolve_precision(cfg.train.precision, dev)
-    if isinstance(getattr(model, "position", None), PositionNorm):
-        model.position.reset()  # raw maps and raw image scores
     normal = ImageDataset(mvtec_samples(root, category, "train"), size, progress=False)
     _, val_idx = split_train_val(len(normal), cfg.data.val_fraction, cfg.train.seed)
-    held = normal.subset(val_idx)
-    val = evaluate(model, held, score, dev, at, keep_maps=range(len(held)), progress=False)
+    model.position = PositionNorm(size).to(dev)
+    fit_position_norm(model, normal.subset(val_idx), score, dev, at, progress=False)
     test = ImageDataset(mvtec_samples(root, category, "test"), size, progress=False)
-    ev = evaluate(model, test, score, dev, at, keep_maps=range(len(test)), progress=False)
-    norm = PositionNorm(size)
-    fit_position_stats(norm, torch.stack([torch.from_numpy(val.maps[i]) for i in range(len(held))]))
-    maps = torch.stack([torch.from_numpy(ev.maps[i]) for i in range(len(test))])  # (N, S, S)
-    normed = image_scores(norm(maps), score.border, score.image_score).numpy().astype(np.float64)
+    ev = evaluate(model, test, score, dev, at, progress=False)
     return {
         "set": category,
         "seed": cfg.train.seed,
         "run": str(run),
-        "hold_out": len(held),
-        "image_auroc_raw": ev.image_auroc,
-        "image_auroc_position_norm": image_auroc(normed, ev.labels),
+        "hold_out": len(val_idx),
+        "image_auroc_raw": image_auroc(ev.map_peaks, ev.labels),
+        "image_auroc_position_norm": ev.image_auroc,
         "pixel_auroc": ev.pixel_auroc,
         "aupro": ev.aupro,
     }

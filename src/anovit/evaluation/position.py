@@ -14,7 +14,7 @@ from anovit.config import Precision, ScoreConfig
 from anovit.evaluation.evaluate import Evaluation, evaluate
 from anovit.models.position import PositionNorm
 from anovit.scoring.maps import image_scores
-from anovit.scoring.position import MIN_IMAGES, fit_position_stats, leave_one_out_maps
+from anovit.scoring.position import fit_position_stats, leave_one_out_maps
 
 
 def fit_position_norm(
@@ -26,13 +26,11 @@ def fit_position_norm(
     progress: bool = True,
 ) -> Evaluation:
     """Fill ``model.position`` with the statistics of the raw score maps of ``normal`` (at least
-    :data:`MIN_IMAGES` normal images); returns their :class:`Evaluation` with leave-one-out image scores (each image
-    standardised by the others' statistics), on which thresholds are not biased low."""
+    :data:`anovit.scoring.position.MIN_IMAGES` normal images); returns their :class:`Evaluation` with leave-one-out
+    image scores (each image standardised by the others' statistics), on which thresholds are not biased low."""
     norm = getattr(model, "position", None)
     if not isinstance(norm, PositionNorm):
         raise ValueError("fit_position_norm needs a model built with ModelConfig.position_norm")
-    if len(normal) < MIN_IMAGES:
-        raise ValueError(f"the position norm is measured on at least {MIN_IMAGES} normal images, got {len(normal)}")
     norm.reset()  # the maps measured are the raw ones; the image scores below are computed again
     result = evaluate(model, normal, score, device, precision, keep_maps=range(len(normal)), progress=progress)
     maps = torch.stack([torch.from_numpy(result.maps[i]) for i in range(len(normal))])  # (N, S, S)
