@@ -12,7 +12,7 @@ from anovit.cli import main
 from anovit.errors import InputError
 from anovit.experiments.benchmark import benchmark_config
 from anovit.experiments.tables import build_results, results_markdown
-from anovit.presets import PRESETS
+from anovit.presets import PRESETS, SEMANTIC_MIN_STEPS
 
 from .test_oneclass import make_mnist
 
@@ -71,6 +71,14 @@ def test_mnist_benchmark_writes_three_files_and_resumes(tmp_path: Path, capsys: 
     assert weights.stat().st_mtime_ns == stamp  # finished runs are not trained again
     assert (out / "runs" / "7" / "cae" / "metrics.json").is_file()
     assert [r["category"] for r in json.loads((out / "results.json").read_text())["rows"]] == ["0", "7"]
+
+    # a request written before a setting existed asked for that setting's old behaviour: not trained again
+    request = out / "runs" / "0" / "anovit" / "benchmark.json"
+    older = json.loads(request.read_text())
+    assert older["train"].pop("lr_schedule") == "constant"
+    request.write_text(json.dumps(older))
+    assert main(args) == 0
+    assert weights.stat().st_mtime_ns == stamp
 
     # asked for other settings, a finished run is trained again rather than quoted under them
     assert main([*args, "--sigma", "3.5"]) == 0
@@ -232,6 +240,9 @@ def test_one_rule_for_semantic_one_class_data() -> None:
         assert vit.score.test_flips == "none" and not vit.data.hflip and not vit.data.vflip
         cae = benchmark_config(dataset, "cae", "tiny", None, None, native=native, **unset)
         assert cae.data.image_size == max(size, 128) and cae.score.image_score == "mean" and not cae.data.hflip
+        assert vit.train.min_steps == cae.train.min_steps == SEMANTIC_MIN_STEPS  # the same budget for both
+    timed = benchmark_config("digits", "anovit", "tiny", 5, None, native=8, **unset)
+    assert (timed.train.epochs, timed.train.min_steps) == (5, 0)  # --epochs: what the user asked for, exactly
     big = benchmark_config("folder", "anovit", "tiny", None, None, native=1000, **unset)
     assert big.data.image_size == 224
     mine = benchmark_config(

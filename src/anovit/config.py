@@ -18,6 +18,9 @@ ModelName = Literal["anovit", "cae", "knn"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Objective = Literal["reconstruct", "inpaint", "restore"]
 OBJECTIVES: tuple[str, ...] = get_args(Objective)
+# how the learning rate moves over training (anovit.training.loop.lr_factor)
+LrSchedule = Literal["constant", "cosine"]
+LR_SCHEDULES: tuple[str, ...] = get_args(LrSchedule)
 MODEL_NAMES: tuple[str, ...] = get_args(ModelName)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 SCORE_KINDS: tuple[str, ...] = ("l2", "ssim", "gms", "feature", "segment", "knn")
@@ -93,6 +96,10 @@ class TrainConfig:
     epochs: int = 100
     batch_size: int = 8
     lr: float = 1e-4
+    # constant: lr throughout. cosine: a linear warm-up over the first 5 % of the run's steps, then a cosine
+    # decay to 0 at its last step, so a short run still ends on small steps (a --resume with more epochs stretches
+    # the decay over the new total).
+    lr_schedule: LrSchedule = "constant"
     weight_decay: float = 0.0
     seed: int = 0
     # auto: bf16 on CUDA with bf16 support; on a CPU, bf16 only where a matmul probe measured it faster (precision.py).

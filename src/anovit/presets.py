@@ -11,10 +11,12 @@ from typing import Any
 
 from anovit.config import (
     ANOMALY_FILLS,
+    LR_SCHEDULES,
     OBJECTIVES,
     SCORE_KINDS,
     TEST_FLIPS,
     DataConfig,
+    LrSchedule,
     ModelConfig,
     ModelName,
     Objective,
@@ -31,6 +33,9 @@ DEFAULT_PRESET = "tiny"  # the CPU default; benchmarks/ablation.md compares it w
 DEFAULT_TEST_MASKS = 4
 DEFAULT_FEATURE_LAYERS = (2, 5, 8)
 KNN_SIGMA = 4.0  # PatchCore's smoothing of its distance map
+# the one-class rule's training budget: a digit class (~70 images) would otherwise stop at 300 steps, where the
+# inpainting ViT still restores other digits (benchmarks/ablation/semantic/steps.md)
+SEMANTIC_MIN_STEPS = 1000
 
 # paper: the published setting for MVTec AD: ViT-B/16 (ImageNet-21k, fine-tuned on 1k) at 384 px, reconstruct, L2.
 #        Needs the pretrained weights (the hub or --encoder-weights) and a GPU.
@@ -112,10 +117,14 @@ def semantic_options(model: str, native_size: int) -> dict[str, Any]:
     - The anomaly is the whole image, not a local defect: AnoViT inpaints each quarter of its patch grid from the
       rest (no synthetic local defects to restore) and scores pixel error plus the frozen ViT's feature distance;
       every model scores the map's mean, border included.
+    - Whole-image anomalies are learnt from the class's shape, not its texture: every trained model takes at least
+      :data:`SEMANTIC_MIN_STEPS` optimiser steps (small images make them cheap), however few its images.
     - The knn baseline searches pretrained features where they were learnt: at 224 px.
     """
     size = min(224, max(32, 16 * -(-native_size // 16)))
-    common: dict[str, Any] = dict(image_score="mean", test_flips="none", augment_flips=False, border=0.0)
+    common: dict[str, Any] = dict(
+        image_score="mean", test_flips="none", augment_flips=False, border=0.0, min_steps=SEMANTIC_MIN_STEPS
+    )
     if model == "anovit":
         return common | dict(image_size=size, objective="inpaint", score=("l2", "feature"))
     if model == "cae":
@@ -142,9 +151,11 @@ def resolve_config(
     model: ModelName | None = None,
     image_size: int | None = None,
     epochs: int | None = None,
+    min_steps: int | None = None,
     batch_size: int | None = None,
     seed: int | None = None,
     lr: float | None = None,
+    lr_schedule: LrSchedule | None = None,
     precision: Precision | None = None,
     encoder: str | None = None,
     pretrained: bool | None = None,
@@ -183,6 +194,10 @@ def resolve_config(
         m = replace(m, encoder_weights=str(encoder_weights), pretrained=False)
     if pretrained is not None:
         m = replace(m, pretrained=pretrained)
+    if min_steps is not None:
+        if min_steps < 0:
+            raise InputError(f"min_steps {min_steps}: expected a number of optimiser steps >= 0")
+        t = replace(t, min_steps=min_steps)
     if epochs is not None:
         t = replace(t, epochs=epochs, min_steps=0)  # what the user asked for, exactly
     if batch_size is not None:
@@ -191,6 +206,10 @@ def resolve_config(
         t = replace(t, seed=seed)
     if lr is not None:
         t = replace(t, lr=lr)
+    if lr_schedule is not None:
+        if lr_schedule not in LR_SCHEDULES:
+            raise InputError(f"--lr-schedule {lr_schedule}: expected one of {', '.join(LR_SCHEDULES)}")
+        t = replace(t, lr_schedule=lr_schedule)
     if precision is not None:
         t = replace(t, precision=precision)
     if sigma is not None:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from anovit.cli import options
-from anovit.config import MODEL_NAMES, PRECISIONS
+from anovit.config import LR_SCHEDULES, MODEL_NAMES, PRECISIONS
 from anovit.data import DATASETS
 from anovit.deploy.backends import BACKENDS
 from anovit.presets import DEFAULT_PRESET, PRESETS
@@ -34,6 +34,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
+    p.add_argument(
+        "--lr-schedule",
+        choices=list(LR_SCHEDULES),
+        help="constant (default): --lr throughout; cosine: a 5 %% warm-up, then a cosine decay to 0 at the last step",
+    )
     p.add_argument("--seed", type=int)
     p.add_argument("--precision", choices=list(PRECISIONS))
     options.add_method(p)

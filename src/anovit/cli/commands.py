@@ -47,6 +47,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         seed=args.seed,
         lr=args.lr,
+        lr_schedule=args.lr_schedule,
         precision=args.precision,
         encoder=args.encoder,
         pretrained=args.pretrained,

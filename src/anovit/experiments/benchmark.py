@@ -165,13 +165,18 @@ REQUEST_FILE = "benchmark.json"  # the settings the benchmark asked for when it 
 def config_changes(run_dir: Path, wanted: RunConfig) -> list[str]:
     """How the settings a finished run was asked for differ from ``wanted`` ("score.sigma: 4.0 -> 2.0", ...);
     [] when they agree or there is no finished run. A run the benchmark did not train (no request on record) is
-    compared with nothing and counts as changed."""
+    compared with nothing and counts as changed. A setting added since the run was trained takes the value that
+    the run was trained with (its default for older configs, :meth:`RunConfig.from_dict`)."""
     if not (run_dir / METRICS_FILE).is_file():
         return []
     path = run_dir / REQUEST_FILE
     if not path.is_file():
         return [f"no {REQUEST_FILE}: not trained by this benchmark"]
-    have, want = json.loads(path.read_text()), json.loads(json.dumps(wanted.to_dict()))
+    try:
+        have = json.loads(json.dumps(RunConfig.from_dict(json.loads(path.read_text())).to_dict()))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        return [f"{REQUEST_FILE} unreadable ({exc})"]
+    want = json.loads(json.dumps(wanted.to_dict()))
     changes = []
     for section in sorted(set(have) | set(want)):
         a, b = have.get(section), want.get(section)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -12,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
-from anovit.config import Precision, TrainConfig
+from anovit.config import LrSchedule, Precision, TrainConfig
 from anovit.data.datasets import loader_workers
 from anovit.errors import TrainingDiverged
 from anovit.files import BEST_FILE, CHECKPOINT_FILE, LOG_FILE, WEIGHTS_FILE, write_text
@@ -61,6 +62,20 @@ def check_finite(loss: torch.Tensor, step: int) -> None:
         raise TrainingDiverged(f"the loss became {where} at step {step}")
 
 
+WARMUP_SHARE = 0.05  # the cosine schedule's linear warm-up, as a share of the run's steps
+
+
+def lr_factor(schedule: LrSchedule, step: int, total: int) -> float:
+    """The learning rate of optimiser step ``step`` (0-based) of ``total``, as a share of the configured one."""
+    if schedule == "constant" or total <= 1:
+        return 1.0
+    warmup = max(1, round(WARMUP_SHARE * total))
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - 1 - warmup))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: DataLoader,
@@ -72,11 +87,13 @@ def train_one_epoch(
     objective: Objective = reconstruct,
     generator: torch.Generator | None = None,
     feature_weight: float = 0.0,
+    lr_at: Callable[[int], float] | None = None,
 ) -> tuple[float, int]:
     """One pass over ``loader``. Returns (mean loss over all ranks, global step after the epoch).
 
     ``objective`` turns a batch into a :class:`anovit.training.objectives.Step` (output, target, ...); its
-    random choices come from ``generator``. The loss is :func:`step_loss`.
+    random choices come from ``generator``. The loss is :func:`step_loss`. ``lr_at(step)``: the learning rate of
+    each step (the optimiser's own where None).
     """
     model.train()
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
@@ -86,6 +103,9 @@ def train_one_epoch(
         with autocast(device, precision):
             loss = step_loss(model, objective(model, images, generator), feature_weight)
         check_finite(loss, step)
+        if lr_at is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -186,6 +206,11 @@ def fit(
     optimizer = torch.optim.Adam(
         [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
     )
+    total_steps = cfg.epochs * len(loader)
+
+    def lr_at(step: int) -> float:  # from the step alone, so a resumed run continues the same schedule
+        return cfg.lr * lr_factor(cfg.lr_schedule, step, total_steps)
+
     objective = build_objective(cfg)
     precision = resolve_precision(cfg.precision, device)
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
@@ -204,7 +229,17 @@ def fit(
             sampler.set_epoch(epoch)
         try:
             train_loss, state.step = train_one_epoch(
-                net, loader, optimizer, device, precision, scaler, state.step, objective, generator, cfg.feature_loss
+                net,
+                loader,
+                optimizer,
+                device,
+                precision,
+                scaler,
+                state.step,
+                objective,
+                generator,
+                cfg.feature_loss,
+                lr_at,
             )
         except TrainingDiverged as exc:
             where = ""
