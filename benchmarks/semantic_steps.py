@@ -22,12 +22,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from ablation import WEIGHTS, _num, _write_markdown  # noqa: E402
 from anovit.experiments.benchmark import run_benchmark  # noqa: E402
 
-WEIGHTS = os.environ.get(
-    "ANOVIT_ENCODER_WEIGHTS",
-    str(Path(__file__).resolve().parents[2] / "shared/weights/vit_tiny_patch16_224.safetensors"),
-)
+MODELS = ("anovit", "cae")
 
 
 def compare(a: float, b: float) -> int:
@@ -36,23 +34,21 @@ def compare(a: float, b: float) -> int:
     return (ra > rb) - (ra < rb)
 
 
-def table(budgets: dict[int, dict[str, dict[str, float]]]) -> str:
-    """budgets {steps: {class: {"anovit": auroc, "cae": auroc}}} -> markdown: a row per class, two columns per
+def table(budgets: dict[int, dict[str, dict[str, float]]]) -> tuple[list[str], list[list[str]]]:
+    """budgets {steps: {class: {"anovit": auroc, "cae": auroc}}} -> (header, rows): a row per class, two columns per
     budget, then the means and the tally of AnoViT against the l2-CAE."""
     classes = list(next(iter(budgets.values())))
-    head = "| class | " + " | ".join(f"AnoViT, {n} steps | l2-CAE, {n} steps" for n in budgets) + " |"
-    lines = [head, "|---" * (1 + 2 * len(budgets)) + "|"]
-    for c in classes:
-        cells = [f"{budgets[n][c][m]:.3f}" for n in budgets for m in ("anovit", "cae")]
-        lines.append(f"| {c} | " + " | ".join(cells) + " |")
-    means = [f"{sum(r[m] for r in budgets[n].values()) / len(classes):.3f}" for n in budgets for m in ("anovit", "cae")]
-    lines.append("| mean | " + " | ".join(means) + " |")
+    head = ["class"] + [f"{label}, {n} steps" for n in budgets for label in ("AnoViT", "l2-CAE")]
+    body = [[c] + [_num(budgets[n][c][m]) for n in budgets for m in MODELS] for c in classes]
+    body.append(
+        ["mean"] + [_num(sum(r[m] for r in budgets[n].values()) / len(classes)) for n in budgets for m in MODELS]
+    )
     tallies = []
     for n in budgets:
         signs = [compare(r["anovit"], r["cae"]) for r in budgets[n].values()]
         tallies += [f"higher / equal / lower: {signs.count(1)} / {signs.count(0)} / {signs.count(-1)}", ""]
-    lines.append("| AnoViT vs l2-CAE | " + " | ".join(tallies) + " |")
-    return "\n".join(lines) + "\n"
+    body.append(["AnoViT vs l2-CAE"] + tallies)
+    return head, body
 
 
 def main() -> None:
@@ -67,21 +63,23 @@ def main() -> None:
         results = run_benchmark(
             "digits",
             None,
-            ["anovit", "cae"],
+            list(MODELS),
             args.out / f"steps-{steps}",
             categories=args.classes.split(","),
             min_steps=steps,
             encoder_weights=WEIGHTS,
         )
-        budgets[steps] = {r["category"]: {m: r[m]["image_auroc"] for m in ("anovit", "cae")} for r in results["rows"]}
+        budgets[steps] = {r["category"]: {m: r[m]["image_auroc"] for m in MODELS} for r in results["rows"]}
     (args.out / "steps.json").write_text(json.dumps(budgets, indent=1))
     head = (
         "# The one-class rule's training budget on scikit-learn digits\n\n"
         "Image AUROC per normal class, AnoViT and the l2-CAE at each budget (both models take it; "
         "`python benchmarks/semantic_steps.py`).\n\n"
     )
-    (args.out / "steps.md").write_text(head + table(budgets))
-    print(table(budgets))
+    path = args.out / "steps.md"
+    _write_markdown(path, *table(budgets))
+    path.write_text(head + path.read_text())
+    print(path.read_text())
 
 
 if __name__ == "__main__":
