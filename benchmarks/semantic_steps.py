@@ -56,7 +56,10 @@ def main() -> None:
     ap.add_argument("--steps", default="300,1000", help="comma-separated budgets (optimiser steps)")
     ap.add_argument("--classes", default="0,1,2,3,4,5,6,7,8,9")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/ablation/semantic"))
+    ap.add_argument("--schedule", default="constant", choices=("constant", "cosine"), help="both models' rate")
+    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    suffix = ("" if args.schedule == "constant" else f"-{args.schedule}") + (f"-seed{args.seed}" if args.seed else "")
     torch.set_num_threads(os.cpu_count() or 2)
     budgets: dict[int, dict[str, dict[str, float]]] = {}
     for steps in (int(s) for s in args.steps.split(",")):
@@ -64,19 +67,21 @@ def main() -> None:
             "digits",
             None,
             list(MODELS),
-            args.out / f"steps-{steps}",
+            args.out / f"steps-{steps}{suffix}",
             categories=args.classes.split(","),
             min_steps=steps,
+            lr_schedule=args.schedule,
+            seed=args.seed,
             encoder_weights=WEIGHTS,
         )
         budgets[steps] = {r["category"]: {m: r[m]["image_auroc"] for m in MODELS} for r in results["rows"]}
-    (args.out / "steps.json").write_text(json.dumps(budgets, indent=1))
+    (args.out / f"steps{suffix}.json").write_text(json.dumps(budgets, indent=1))
     head = (
         "# The one-class rule's training budget on scikit-learn digits\n\n"
         "Image AUROC per normal class, AnoViT and the l2-CAE at each budget (both models take it; "
         "`python benchmarks/semantic_steps.py`).\n\n"
     )
-    path = args.out / "steps.md"
+    path = args.out / f"steps{suffix}.md"
     _write_markdown(path, *table(budgets))
     path.write_text(head + path.read_text())
     print(path.read_text())

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from anovit.cli import main
+from anovit.config import RunConfig
 from anovit.errors import InputError
-from anovit.experiments.benchmark import benchmark_config
+from anovit.experiments.benchmark import benchmark_config, config_changes
 from anovit.experiments.tables import build_results, results_markdown
 from anovit.presets import PRESETS, SEMANTIC_MIN_STEPS
 
@@ -79,6 +80,15 @@ def test_mnist_benchmark_writes_three_files_and_resumes(tmp_path: Path, capsys: 
     request.write_text(json.dumps(older))
     assert main(args) == 0
     assert weights.stat().st_mtime_ns == stamp
+
+    # the l2-CAE has no encoder: another encoder file asked for is the same l2-CAE; for AnoViT it is another model
+    for model, retrained in (("cae", False), ("anovit", True)):
+        request = out / "runs" / "7" / model / "benchmark.json"
+        asked = json.loads(request.read_text())
+        assert config_changes(request.parent, RunConfig.from_dict(asked)) == []
+        other = asked | {"model": asked["model"] | {"encoder_weights": "/elsewhere/vit.safetensors", "patch_size": 8}}
+        request.write_text(json.dumps(other))
+        assert bool(config_changes(request.parent, RunConfig.from_dict(asked))) == retrained
 
     # asked for other settings, a finished run is trained again rather than quoted under them
     assert main([*args, "--sigma", "3.5"]) == 0

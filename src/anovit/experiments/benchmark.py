@@ -160,13 +160,16 @@ def _devices(device: str) -> list[str]:
 
 
 REQUEST_FILE = "benchmark.json"  # the settings the benchmark asked for when it trained the run
+# ModelConfig fields of the ViT encoder, which the l2-CAE has not: asked for differently, the same l2-CAE is trained.
+_ENCODER_FIELDS = ("encoder", "patch_size", "encoder_overrides", "pretrained", "encoder_weights", "decoder_channels")
 
 
 def config_changes(run_dir: Path, wanted: RunConfig) -> list[str]:
     """How the settings a finished run was asked for differ from ``wanted`` ("score.sigma: 4.0 -> 2.0", ...);
     [] when they agree or there is no finished run. A run the benchmark did not train (no request on record) is
     compared with nothing and counts as changed. A setting added since the run was trained takes the value that
-    the run was trained with (its default for older configs, :meth:`RunConfig.from_dict`)."""
+    the run was trained with (its default for older configs, :meth:`RunConfig.from_dict`). The encoder's fields do
+    not count for the l2-CAE, which has none."""
     if not (run_dir / METRICS_FILE).is_file():
         return []
     path = run_dir / REQUEST_FILE
@@ -177,6 +180,9 @@ def config_changes(run_dir: Path, wanted: RunConfig) -> list[str]:
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         return [f"{REQUEST_FILE} unreadable ({exc})"]
     want = json.loads(json.dumps(wanted.to_dict()))
+    if wanted.model.name == "cae":
+        for config in (have, want):
+            config["model"] = {k: v for k, v in config["model"].items() if k not in _ENCODER_FIELDS}
     changes = []
     for section in sorted(set(have) | set(want)):
         a, b = have.get(section), want.get(section)
