@@ -457,7 +457,7 @@ def test_cli_method_options_reach_the_run(mvtec_root: Path, tmp_path: Path, caps
 
 
 def test_min_steps_adds_epochs_on_small_training_sets() -> None:
-    from anovit.training.loop import epochs_for
+    from anovit.training.loop import epochs_for, with_min_steps
 
     cfg = replace(PRESETS["tiny"].train, epochs=40, batch_size=16, min_steps=400)
     assert epochs_for(cfg, 167) == 40  # 10 steps an epoch: 400 steps in 40 epochs
@@ -466,3 +466,8 @@ def test_min_steps_adds_epochs_on_small_training_sets() -> None:
     assert epochs_for(cfg, 64, world_size=2) == 200  # 32 images per rank: 2 steps an epoch
     assert epochs_for(replace(cfg, min_steps=0), 64) == 40
     assert resolve_config("tiny", epochs=3).train.min_steps == 0  # --epochs is exact
+    # the added epochs spread the checkpoints: as many as the preset's 40 epochs would write
+    assert with_min_steps(cfg, 64) == replace(cfg, epochs=100, checkpoint_every=2, min_steps=0)
+    assert with_min_steps(replace(cfg, checkpoint_every=5), 10).checkpoint_every == 50
+    assert with_min_steps(replace(cfg, checkpoint_every=0), 10).checkpoint_every == 0  # never stays never
+    assert with_min_steps(cfg, 167) == replace(cfg, min_steps=0)

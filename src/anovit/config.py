@@ -106,7 +106,7 @@ class TrainConfig:
     precision: Precision = "auto"
     num_workers: int = 0
     # checkpoint.pt (model + optimiser + random state, for --resume) every this many epochs and after
-    # the last; 0: never (the run cannot be resumed).
+    # the last; 0: never (the run cannot be resumed). min_steps' added epochs stretch it (loop.with_min_steps).
     checkpoint_every: int = 1
     # reconstruct: the paper (L2 between an image and its reconstruction). inpaint: a random share
     # (mask_ratio) of the patches is hidden behind a mask token and must be filled in. restore: a

@@ -58,7 +58,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--checkpoint-every",
         type=int,
         metavar="N",
-        help="write checkpoint.pt (for --resume) every N epochs and after the last; 0: never (default 1)",
+        help="write checkpoint.pt (for --resume) every N epochs and after the last; 0: never (default 1; where a "
+        "small set gets extra epochs to make the preset's minimum of steps, N grows with them)",
     )
     p.add_argument(
         "--val",

@@ -36,7 +36,7 @@ from anovit.runtime import distributed as dist
 from anovit.runtime.device import resolve_device, seed_everything
 from anovit.runtime.precision import resolve_precision
 from anovit.scoring.position import MIN_IMAGES
-from anovit.training.loop import epochs_for, fit
+from anovit.training.loop import fit, with_min_steps
 from anovit.training.memory_bank import fit_bank
 from anovit.training.state import EpochLog
 
@@ -104,10 +104,16 @@ def train_on(
     train_idx, val_idx = split_train_val(len(normal), cfg.data.val_fraction, cfg.train.seed)
     # the epochs that make the preset's number of steps, recorded in config.json (knn takes no steps)
     if not resume and cfg.train.min_steps > 0 and cfg.model.name != "knn":
-        epochs = epochs_for(cfg.train, len(train_idx), dist.world_size())
-        if epochs != cfg.train.epochs:
-            log.info("%d training images: %d epochs for at least %d steps", len(train_idx), epochs, cfg.train.min_steps)
-        cfg = replace(cfg, train=replace(cfg.train, epochs=epochs, min_steps=0))
+        spent = with_min_steps(cfg.train, len(train_idx), dist.world_size())
+        if spent.epochs != cfg.train.epochs:
+            log.info(
+                "%d training images: %d epochs for at least %d steps, a checkpoint every %d",
+                len(train_idx),
+                spent.epochs,
+                cfg.train.min_steps,
+                spent.checkpoint_every,
+            )
+        cfg = replace(cfg, train=spent)
     train_set = normal.subset(train_idx, augment=build_augment(cfg.data))
     val_set = normal.subset(val_idx) if val_idx else None
     n_params = sum(p.numel() for p in model.parameters())
