@@ -9,7 +9,9 @@ A variant is ``key=value`` pairs joined by ``;``:
 - ``flips=none|h|v|hv``: the test-time flips (``ScoreConfig.test_flips``; the runs were trained
   with both flips);
 - ``score=l2+feature``: a subset of the run's score kinds (each keeps the scale training measured);
-- ``image=max|mean|top1``: the image score taken from the map.
+- ``image=max|mean|top1``: the image score taken from the map;
+- ``masks=K``: the complementary patch masks of an inpainting run (``ScoreConfig.test_masks``; runs of other
+  objectives are skipped).
 
 The default variant ``base`` keeps the run's own settings. Writes OUT/rescore.json (every variant
 measured so far) and OUT/TABLE.md (the variants given). The runs are the ablation's
@@ -48,10 +50,10 @@ def parse_variant(text: str) -> dict[str, str]:
     if text == "base":
         return {}
     out = dict(part.split("=", 1) for part in text.split(";"))
-    unknown = set(out) - {"layers", "sigma", "flips", "score", "image"}
+    unknown = set(out) - {"layers", "sigma", "flips", "score", "image", "masks"}
     if unknown:
         raise SystemExit(
-            f"variant {text!r}: unknown keys {sorted(unknown)}; expected layers, sigma, flips, score, image"
+            f"variant {text!r}: unknown keys {sorted(unknown)}; expected layers, sigma, flips, score, image, masks"
         )
     return out
 
@@ -100,6 +102,8 @@ def main() -> None:
             kinds = tuple(opts["score"].split("+")) if "score" in opts else cfg.score.kinds
             if not set(kinds) <= set(cfg.score.kinds):
                 continue  # the run does not compute that map
+            if "masks" in opts and cfg.train.objective != "inpaint":
+                continue  # only an inpainting model fills hidden patches
             scale = dict(zip(cfg.score.kinds, cfg.score.scales or (1.0,) * len(cfg.score.kinds)))
             score = replace(
                 cfg.score,
@@ -108,6 +112,7 @@ def main() -> None:
                 kinds=kinds,
                 scales=tuple(scale[k] for k in kinds) if cfg.score.scales else (),
                 image_score=opts.get("image", cfg.score.image_score),
+                test_masks=int(opts.get("masks", cfg.score.test_masks)),
             )
             ev = evaluate(model, test, score, dev, cfg.train.precision, progress=False)
             rows.append(
