@@ -34,10 +34,12 @@ test: install
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
-# Speed and memory against the straightforward way (benchmarks/results.json), then every inference
-# backend x precision: speed and int8's AUROC cost (benchmarks/backends.md).
+# Speed and memory against the straightforward way (benchmarks/results.json), where the default's time goes
+# (benchmarks/default_speed.md), then every inference backend x precision: speed and int8's AUROC cost
+# (benchmarks/backends.md).
 bench: install
 	$(BIN)/python benchmarks/bench.py
+	$(BIN)/python benchmarks/default_speed.py
 	$(BIN)/python benchmarks/backends.py
 
 clean:

@@ -1,9 +1,10 @@
 """Inference backends x precisions on this CPU: speed, and what int8 costs in AUROC.
 
 1. Speed: images/s of model + scoring (the whole exported graph) for the ``paper`` model
-   (ViT-B/16 at 384 px) and the ``small`` preset, on torch fp32 / bf16, ONNX Runtime
-   fp32 / int8 and OpenVINO fp32 / bf16 / int8, in one process, same batch, best of a few runs.
-   The weights are random (speed does not depend on them); int8 is calibrated on synthetic images.
+   (ViT-B/16 at 384 px), the default (``tiny``: ViT-Ti/16 at 224 px, four views) and the ``small``
+   preset, on torch fp32 / bf16, ONNX Runtime fp32 / int8 and OpenVINO fp32 / bf16 / int8, in one
+   process, same batch, best of a few runs. The weights are random (speed does not depend on them);
+   int8 is calibrated on synthetic images.
 2. Accuracy: the ``small`` AnoViT trained on each built-in category (``anovit synth``), tested on
    every backend x precision; image and pixel AUROC beside torch fp32's.
 
@@ -197,7 +198,10 @@ def main() -> None:
         work = Path(tmp)
         models = {"small (64 px)": (PRESETS["small"], 16)}
         if not args.quick:
-            models = {"paper ViT-B/16 (384 px)": (PRESETS["paper"], 4)} | models
+            models = {
+                "paper ViT-B/16 (384 px)": (PRESETS["paper"], 4),
+                "tiny, the default (224 px)": (PRESETS["tiny"], 8),
+            } | models
         for name, (cfg, batch) in models.items():
             size = cfg.data.image_size
             calib_root = make_synthetic_mvtec(

@@ -44,6 +44,7 @@ from anovit.presets import PRESETS
 from anovit.runtime.device import resolve_device, seed_everything
 from anovit.runtime.precision import autocast, cpu_probe, resolve_precision
 from anovit.training.loop import train_one_epoch
+from anovit.training.objectives import build_objective
 
 HERE = Path(__file__).resolve().parent
 MVTEC_TEST_IMAGES = 1725
@@ -222,8 +223,10 @@ def postprocess(
 def train_throughput(
     cfg: RunConfig, data: ImageDataset, precision: str, epochs: int, device: torch.device
 ) -> dict[str, Any]:
-    """``epochs`` passes of anovit's training step over ``data`` from the same initial weights; the first is warm-up."""
+    """``epochs`` passes of anovit's training step (``cfg``'s objective and feature loss) over ``data`` from the same
+    initial weights; the first is warm-up."""
     seed_everything(0)
+    objective = build_objective(cfg.train)
     model = build_model(cfg.model).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     loader = DataLoader(
@@ -236,7 +239,15 @@ def train_throughput(
     for _ in range(epochs):
         _sync(device)
         start = time.perf_counter()
-        loss, _ = train_one_epoch(model, loader, optimizer, device, precision)  # type: ignore[arg-type]
+        loss, _ = train_one_epoch(
+            model,
+            loader,
+            optimizer,
+            device,
+            precision,  # type: ignore[arg-type]
+            objective=objective,
+            feature_weight=cfg.train.feature_loss,
+        )
         _sync(device)
         times.append(time.perf_counter() - start)
         losses.append(loss)

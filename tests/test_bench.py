@@ -78,3 +78,23 @@ def test_quick_backends_benchmark_writes_its_tables(tmp_path: Path) -> None:
             assert cat[label]["image_auroc"] == pytest.approx(ref["image_auroc"], abs=1e-3)
             assert cat[label]["pixel_auroc"] == pytest.approx(ref["pixel_auroc"], abs=1e-3)
     assert "| openvino int8 |" in out.read_text()
+
+
+def test_quick_default_speed_accounts_for_the_views_and_parts(tmp_path: Path) -> None:
+    """``benchmarks/default_speed.py --quick``: the default's scoring counts four views' FLOPs where one view counts
+    one, every network has its share, training and start-up are measured."""
+    out = tmp_path / "default_speed.md"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "default_speed.py"
+    run = subprocess.run(
+        [sys.executable, str(script), "--quick", "--out", str(out)], capture_output=True, text=True, timeout=600
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    r = json.loads(out.with_suffix(".json").read_text())
+    s = r["scoring"]
+    assert (s["default"]["views"], s["one view"]["views"]) == (4, 1)
+    ratio = s["default"]["gflops_per_image"] / s["one view"]["gflops_per_image"]
+    assert 3.9 < ratio < 4.1  # the flipped views are whole passes through every network
+    assert {"encoder (fine-tuned ViT)", "decoder", "segmentation head"} < set(s["parts_seconds_per_batch"])
+    assert r["training"]["gflops_per_image"] > s["one view"]["gflops_per_image"]  # forward and backward
+    assert r["startup_seconds"] > 0 and r["matmul_peak_gflops"] > 0
+    assert "Start-up" in out.read_text()
