@@ -8,7 +8,6 @@ Torch-free: thresholds are set and checked with these on the deployment path too
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 
 def image_auroc(scores: np.ndarray, labels: np.ndarray) -> float | None:
@@ -16,6 +15,8 @@ def image_auroc(scores: np.ndarray, labels: np.ndarray) -> float | None:
     labels = np.asarray(labels).astype(int)
     if labels.min() == labels.max():
         return None
+    from sklearn.metrics import roc_auc_score  # here: scoring new images (predict, serve) needs no scikit-learn
+
     return float(roc_auc_score(labels, np.asarray(scores, dtype=np.float64)))
 
 
