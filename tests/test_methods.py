@@ -399,6 +399,22 @@ def test_affine_augmentation_keeps_real_content_in_the_corners() -> None:
         assert any(not torch.equal(o, x) for o in outs)
 
 
+def test_brightness_augmentation_scales_within_its_range() -> None:
+    from anovit.config import DataConfig
+    from anovit.data.transforms import build_augment
+
+    torch.manual_seed(0)
+    plain = DataConfig(affine_degrees=0, affine_translate=0, affine_scale=(1.0, 1.0), hflip=False, vflip=False)
+    assert build_augment(plain) is None  # off by default
+    aug = build_augment(replace(plain, brightness=0.2))
+    x = torch.full((3, 16, 16), 100, dtype=torch.uint8)
+    levels = [float(aug(x).float().mean()) for _ in range(200)]
+    assert 80 <= min(levels) < 90 and 110 < max(levels) <= 120  # factors spread over [0.8, 1.2]
+    assert resolve_config("tiny", brightness=0.2).data.brightness == 0.2
+    with pytest.raises(InputError, match="--brightness"):
+        resolve_config("tiny", brightness=1.5)
+
+
 def test_cli_method_options_reach_the_run(mvtec_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     import json
 

@@ -89,6 +89,9 @@ class DataConfig:
     affine_scale: tuple[float, float] = (0.95, 1.05)
     hflip: bool = True
     vflip: bool = True
+    # > 0: each training image's brightness scaled by a factor drawn from [1 - b, 1 + b] (lighting that drifts on a
+    # line); 0: off.
+    brightness: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -175,6 +175,7 @@ def resolve_config(
     coreset: float | None = None,
     augment_flips: bool | None = None,
     position_norm: bool | None = None,
+    brightness: float | None = None,
 ) -> RunConfig:
     """Start from a preset and apply the options a user gave (``None`` keeps the preset value).
 
@@ -252,6 +253,10 @@ def resolve_config(
         m = replace(m, position_norm=position_norm)
     if augment_flips is not None:
         d = replace(d, hflip=augment_flips, vflip=augment_flips)
+    if brightness is not None:
+        if not 0 <= brightness < 1:
+            raise InputError(f"--brightness {brightness}: expected a share in [0, 1), e.g. 0.2 for factors 0.8 to 1.2")
+        d = replace(d, brightness=brightness)
     if test_flips is not None:
         if test_flips not in TEST_FLIPS:
             raise InputError(f"--test-flips {test_flips}: expected one of {', '.join(TEST_FLIPS)}")

@@ -100,6 +100,12 @@ def add_method(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--sigma", type=float, help="Gaussian smoothing sigma of the score map, in pixels")
     p.add_argument(
+        "--brightness",
+        type=float,
+        metavar="B",
+        help="training augmentation: scale each image's brightness by a factor from [1-B, 1+B] (default 0: off)",
+    )
+    p.add_argument(
         "--position-norm",
         action=argparse.BooleanOptionalAction,
         help="read the image score from the map standardised at each pixel by its mean and spread on the normal "
@@ -128,4 +134,5 @@ def method_options(args: argparse.Namespace) -> dict:
         coreset=args.coreset,
         sigma=args.sigma,
         position_norm=args.position_norm,
+        brightness=args.brightness,
     )

@@ -56,4 +56,6 @@ def build_augment(cfg: DataConfig) -> v2.Transform | None:
         steps.append(v2.RandomHorizontalFlip())
     if cfg.vflip:
         steps.append(v2.RandomVerticalFlip())
+    if cfg.brightness > 0:
+        steps.append(v2.ColorJitter(brightness=cfg.brightness))
     return v2.Compose(steps) if steps else None
