@@ -20,6 +20,16 @@ KEYS = (
 )
 
 
+def _run_quick(script: str, out: Path) -> dict:
+    """``benchmarks/SCRIPT --quick --out OUT``, which must succeed; its JSON beside OUT."""
+    path = BENCH.parent / script
+    run = subprocess.run(
+        [sys.executable, str(path), "--quick", "--out", str(out)], capture_output=True, text=True, timeout=600
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(out.with_suffix(".json").read_text())
+
+
 def test_quick_benchmark_writes_its_figures(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     run = subprocess.run(
@@ -55,12 +65,7 @@ def test_quick_backends_benchmark_writes_its_tables(tmp_path: Path) -> None:
 
     pytest.importorskip("openvino", reason="the backends benchmark needs: pip install 'anovit[openvino]'")
     out = tmp_path / "backends.md"
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "backends.py"
-    run = subprocess.run(
-        [sys.executable, str(script), "--quick", "--out", str(out)], capture_output=True, text=True, timeout=600
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    r = json.loads(out.with_suffix(".json").read_text())
+    r = _run_quick("backends.py", out)
     labels = [
         "torch fp32",
         "torch bf16",
@@ -84,12 +89,7 @@ def test_quick_default_speed_accounts_for_the_views_and_parts(tmp_path: Path) ->
     """``benchmarks/default_speed.py --quick``: the default's scoring counts four views' FLOPs where one view counts
     one, every network has its share, training and start-up are measured."""
     out = tmp_path / "default_speed.md"
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "default_speed.py"
-    run = subprocess.run(
-        [sys.executable, str(script), "--quick", "--out", str(out)], capture_output=True, text=True, timeout=600
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    r = json.loads(out.with_suffix(".json").read_text())
+    r = _run_quick("default_speed.py", out)
     s = r["scoring"]
     assert (s["default"]["views"], s["one view"]["views"]) == (4, 1)
     ratio = s["default"]["gflops_per_image"] / s["one view"]["gflops_per_image"]

@@ -160,7 +160,7 @@ def _devices(device: str) -> list[str]:
 
 
 REQUEST_FILE = "benchmark.json"  # the settings the benchmark asked for when it trained the run
-# ModelConfig fields of the ViT encoder, which the l2-CAE has not: asked for differently, the same l2-CAE is trained.
+# ModelConfig fields of AnoViT's encoder and decoder, which the l2-CAE has not (asked differently: the same l2-CAE).
 _ENCODER_FIELDS = ("encoder", "patch_size", "encoder_overrides", "pretrained", "encoder_weights", "decoder_channels")
 
 
