@@ -11,14 +11,16 @@
 Writes ``benchmarks/backends.md`` and ``benchmarks/backends.json``. ``--quick`` runs toy sizes
 (for the test suite; its figures mean nothing).
 
-    python benchmarks/backends.py [--quick] [--categories weave,carpet,tile] [--epochs 40]
+    python benchmarks/backends.py [--quick] [--models paper,tiny,small] [--categories weave,carpet,tile] [--epochs 40]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -54,6 +56,14 @@ VARIANTS = [
     ("openvino int8", "openvino", "model-int8.xml", "fp32"),
     ("openvino int8 + bf16", "openvino", "model-int8.xml", "bf16"),
 ]
+
+
+# the timed models: preset -> (label, batch)
+SPEED_MODELS = {
+    "paper": ("paper ViT-B/16 (384 px)", 4),
+    "tiny": ("tiny, the default (224 px)", 8),
+    "small": ("small (64 px)", 16),
+}
 
 
 def export_all(run: Path, calib_images: int) -> dict[str, float]:
@@ -153,6 +163,8 @@ def tables(r: dict[str, Any]) -> str:
         "",
     ]
     cats = list(r["accuracy"])
+    if not cats:
+        return "\n".join(lines) + "\n"
     lines += [
         f"Image / pixel AUROC of the `small` AnoViT trained {r['epochs']} epochs on each built-in category, and the "
         "difference "
@@ -176,7 +188,12 @@ def tables(r: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="toy sizes: checks that the script runs")
-    parser.add_argument("--categories", default="weave,carpet,tile")
+    parser.add_argument(
+        "--models", default="paper,tiny,small", help=f"timed models, from {','.join(SPEED_MODELS)} (--quick: small)"
+    )
+    parser.add_argument(
+        "--categories", default="weave,carpet,tile", help="built-in categories of the accuracy part ('': none)"
+    )
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--out", type=Path, default=HERE / "backends.md")
     args = parser.parse_args()
@@ -196,12 +213,8 @@ def main() -> None:
     calib_images = 4 if args.quick else 32
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        models = {"small (64 px)": (PRESETS["small"], 16)}
-        if not args.quick:
-            models = {
-                "paper ViT-B/16 (384 px)": (PRESETS["paper"], 4),
-                "tiny, the default (224 px)": (PRESETS["tiny"], 8),
-            } | models
+        chosen = ["small"] if args.quick else args.models.split(",")
+        models = {SPEED_MODELS[m][0]: (PRESETS[m], SPEED_MODELS[m][1]) for m in chosen}
         for name, (cfg, batch) in models.items():
             size = cfg.data.image_size
             calib_root = make_synthetic_mvtec(
@@ -220,13 +233,15 @@ def main() -> None:
             r["speed"][name] = {"batch": batch, "rates": speed(run, batch, r["repeats"]), "export_seconds": exports}
             shutil.rmtree(run)
         cats = [c for c in args.categories.split(",") if c][: 1 if args.quick else None]
-        data = make_synthetic_mvtec(
-            work / "data",
-            categories=tuple(cats),
-            size=64 if not args.quick else 32,
-            **({"n_train": 12, "n_test_good": 4, "n_per_defect": 2} if args.quick else {}),
-            progress=False,
-        )
+        data = work / "data"
+        if cats:
+            make_synthetic_mvtec(
+                data,
+                categories=tuple(cats),
+                size=64 if not args.quick else 32,
+                **({"n_train": 12, "n_test_good": 4, "n_per_defect": 2} if args.quick else {}),
+                progress=False,
+            )
         for c in cats:
             print(f"[accuracy] {c}: training {r['epochs']} epochs, exporting, testing on every backend ...", flush=True)
             r["accuracy"][c] = accuracy(data, c, work, r["epochs"], calib_images)
@@ -234,7 +249,7 @@ def main() -> None:
     text = tables(r)
     args.out.with_suffix(".json").write_text(json.dumps(r, indent=2) + "\n")
     args.out.write_text(
-        f"`python benchmarks/backends.py{' --quick' if args.quick else ''}` ({r['total_seconds']:.0f} s)\n\n" + text
+        f"`python benchmarks/backends.py {shlex.join(sys.argv[1:])}` ({r['total_seconds']:.0f} s)\n\n" + text
     )
     print(text)
 
