@@ -48,6 +48,7 @@ from anovit.training.objectives import build_objective
 
 HERE = Path(__file__).resolve().parent
 MVTEC_TEST_IMAGES = 1725
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}  # a precision's matmul dtype
 
 
 # ----------------------------------------------------------------------------------------------
@@ -444,7 +445,7 @@ def run(quick: bool, device_name: str) -> dict[str, Any]:
         # 4. encoder FLOP/s (same model, right after evaluation)
         print("[2/4] encoder FLOP/s and matmul peak ...", flush=True)
         precision = resolve_precision("auto", device)
-        peak_dtype = torch.bfloat16 if precision == "bf16" else torch.float16 if precision == "fp16" else torch.float32
+        peak_dtype = DTYPES[precision]
         n = 512 if quick else 4096 if device.type == "cuda" else 2048
         peak = matmul_peak(device, peak_dtype, n, repeats=3 if quick else 10)
         enc = encoder_flops(model, size, batch, device, precision, repeats=1 if quick else 3)

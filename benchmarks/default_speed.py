@@ -45,9 +45,8 @@ from anovit.runtime.device import seed_everything  # noqa: E402
 from anovit.runtime.precision import autocast, cpu_flags, cpu_name, resolve_precision  # noqa: E402
 from anovit.scoring.maps import FLIP_DIMS, reconstruct, score_batch  # noqa: E402
 from backends import random_run  # noqa: E402
-from bench import _best_time, matmul_peak, train_throughput  # noqa: E402
+from bench import DTYPES, _best_time, matmul_peak, train_throughput  # noqa: E402
 
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 # The child process of the start-up figure: imports, loads the run, scores one image.
 STARTUP = """
 import sys, time
@@ -148,7 +147,6 @@ def training(cfg: RunConfig, precision: str, quick: bool, work: Path, device: to
         work / "train", categories=("weave",), size=size, n_train=n, n_test_good=1, n_per_defect=1, progress=False
     )
     data = ImageDataset(mvtec_samples(root, "weave", "train"), size, progress=False)
-    cfg = replace(cfg, train=replace(cfg.train, precision=precision))  # type: ignore[arg-type]
     timed = train_throughput(cfg, data, precision, 2 if quick else 3, device)
     one = ImageDataset(mvtec_samples(root, "weave", "train")[: cfg.train.batch_size], size, progress=False)
     n_flops = flops(lambda: train_throughput(cfg, one, precision, 1, device)) / len(one)

@@ -24,6 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from ablation import WEIGHTS, _num, _write_markdown  # noqa: E402
+from anovit.config import LR_SCHEDULES  # noqa: E402
 from anovit.experiments.benchmark import run_benchmark  # noqa: E402
 
 MODELS = ("anovit", "cae")
@@ -62,7 +63,7 @@ def main() -> None:
     ap.add_argument("--steps", default="300,1000", help="comma-separated budgets (optimiser steps)")
     ap.add_argument("--classes", default="0,1,2,3,4,5,6,7,8,9")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/ablation/semantic"))
-    ap.add_argument("--schedule", default="constant", choices=("constant", "cosine"), help="both models' rate")
+    ap.add_argument("--schedule", default="constant", choices=LR_SCHEDULES, help="both models' rate")
     ap.add_argument("--seeds", default="0", help="comma-separated; with several, a column of their mean per budget")
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 2)

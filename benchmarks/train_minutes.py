@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from ablation import _num, _write_markdown  # noqa: E402
+from anovit.config import LR_SCHEDULES  # noqa: E402
 from anovit.runtime.precision import cpu_name  # noqa: E402
 
 
@@ -42,7 +43,7 @@ def main() -> None:
     ap.add_argument("--categories", default="bottle,tire")
     ap.add_argument("--epochs", default="3,6,9,15")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
+    ap.add_argument("--schedule", choices=LR_SCHEDULES, default="constant")
     ap.add_argument("--lr", type=float, help="the peak learning rate (default: the preset's)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/train_minutes"))
     args = ap.parse_args()
