@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -15,8 +17,11 @@ from anovit.data import make_synthetic_mvtec
 from anovit.presets import PRESETS
 
 torch.set_num_threads(2)
-# The precision probe's cache: one per test session, inherited by the CLI subprocesses, never the user's.
-os.environ.setdefault("ANOVIT_CACHE_DIR", tempfile.mkdtemp(prefix="anovit-cache-"))
+# The precision probe's cache: one per test session, inherited by the CLI subprocesses and the test workers,
+# never the user's; removed when the process that made it exits.
+if "ANOVIT_CACHE_DIR" not in os.environ:
+    os.environ["ANOVIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="anovit-cache-")
+    atexit.register(shutil.rmtree, os.environ["ANOVIT_CACHE_DIR"], ignore_errors=True)
 
 TINY_VIT = {"embed_dim": 32, "depth": 1, "num_heads": 2}
 
