@@ -11,7 +11,8 @@
 Writes ``benchmarks/backends.md`` and ``benchmarks/backends.json``. ``--quick`` runs toy sizes
 (for the test suite; its figures mean nothing).
 
-    python benchmarks/backends.py [--quick] [--models paper,tiny,small] [--categories weave,carpet,tile] [--epochs 40]
+    python benchmarks/backends.py [--quick] [--models paper,tokens,tiny,small] [--categories weave,carpet,tile]
+                                  [--epochs 40]
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ VARIANTS = [
 # the timed models: preset -> (label, batch)
 SPEED_MODELS = {
     "paper": ("paper ViT-B/16 (384 px)", 4),
-    "tiny": ("tiny, the default (224 px)", 8),
+    "tokens": ("tokens, the default (224 px)", 8),
+    "tiny": ("tiny (224 px)", 8),
     "small": ("small (64 px)", 16),
 }
 
@@ -189,7 +191,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="toy sizes: checks that the script runs")
     parser.add_argument(
-        "--models", default="paper,tiny,small", help=f"timed models, from {','.join(SPEED_MODELS)} (--quick: small)"
+        "--models",
+        default="paper,tokens,tiny,small",
+        help=f"timed models, from {','.join(SPEED_MODELS)} (--quick: small)",
     )
     parser.add_argument(
         "--categories", default="weave,carpet,tile", help="built-in categories of the accuracy part ('': none)"

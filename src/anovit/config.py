@@ -16,14 +16,16 @@ from anovit.errors import InputError
 
 ModelName = Literal["anovit", "cae", "knn"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
-Objective = Literal["reconstruct", "inpaint", "restore"]
+Objective = Literal["reconstruct", "inpaint", "restore", "tokens"]
 OBJECTIVES: tuple[str, ...] = get_args(Objective)
 # how the learning rate moves over training (anovit.training.loop.lr_factor)
 LrSchedule = Literal["constant", "cosine"]
 LR_SCHEDULES: tuple[str, ...] = get_args(LrSchedule)
 MODEL_NAMES: tuple[str, ...] = get_args(ModelName)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
-SCORE_KINDS: tuple[str, ...] = ("l2", "ssim", "gms", "feature", "segment", "knn")
+SCORE_KINDS: tuple[str, ...] = ("l2", "ssim", "gms", "feature", "segment", "knn", "tokens")
+# the kinds whose map the model gives itself, with no pixel reconstruction (the knn baseline, the token decoder)
+OWN_MAP_KINDS: tuple[str, ...] = ("knn", "tokens")
 # test-time flips (ScoreConfig.test_flips): the maps of the image and of these flips of it, each flipped back, are
 # averaged
 TestFlips = Literal["none", "h", "v", "hv"]
@@ -71,6 +73,11 @@ class ModelConfig:
     knn_pool: int = 3
     knn_coreset: float = 0.1
     knn_bank: int = 0
+    # > 0: AnoViT reconstructs the frozen encoder's tokens of reference_layers, not pixels (the tokens objective,
+    # anovit.models.tokens): this many transformer blocks after a bottleneck MLP whose inputs and hidden units drop
+    # out with probability token_dropout.
+    token_decoder_depth: int = 0
+    token_dropout: float = 0.2
     # The image score read from the score map standardised at each pixel by its mean and spread on the normal
     # validation images (anovit.models.position; measured after training, stored with the weights), so that places
     # that are busy on every normal part (edges, highlights, the background) stop deciding the verdict. The map
@@ -114,10 +121,13 @@ class TrainConfig:
     # reconstruct: the paper (L2 between an image and its reconstruction). inpaint: a random share
     # (mask_ratio) of the patches is hidden behind a mask token and must be filled in. restore: a
     # synthetic anomaly is planted in anomaly_fraction of the images and the clean image is the target.
+    # tokens: the frozen encoder's middle-block tokens are the target, through a noisy bottleneck (after Dinomaly;
+    # ModelConfig.token_decoder_depth), the loss is their cosine distance with the easiest easy_share weighted down.
     objective: Objective = "reconstruct"
     mask_ratio: tuple[float, float] = (0.25, 0.75)
     anomaly_fraction: float = 0.5
     anomaly_fills: tuple[str, ...] = ANOMALY_FILLS  # what restore's anomalies are made of (anovit.training.anomalies)
+    easy_share: float = 0.9  # tokens: the share of the patches, reconstructed best, whose loss counts a tenth
     # > 0: add this times the reference encoder's feature distance between output and target to the
     # L2 loss (needs ModelConfig.reference_layers; see anovit.training.objectives.feature_loss).
     feature_loss: float = 0.0

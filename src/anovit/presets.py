@@ -1,5 +1,5 @@
-"""Presets (``paper``, ``small``, ``scratch``, ``tiny``) and :func:`resolve_config`: a preset plus the options a user
-gave.
+"""Presets (``paper``, ``small``, ``scratch``, ``tiny``, ``tokens``) and :func:`resolve_config`: a preset plus the
+options a user gave.
 
 Torch-free. Where the encoder's weights come from (or the from-scratch fallback) is decided by
 :func:`anovit.models.weights.resolve_run_config`."""
@@ -29,9 +29,13 @@ from anovit.config import (
 )
 from anovit.errors import InputError
 
-DEFAULT_PRESET = "tiny"  # the CPU default; benchmarks/ablation.md compares it with the alternatives
+DEFAULT_PRESET = "tokens"  # the CPU default; benchmarks/feature_recon.md compares it with tiny and knn
+SEMANTIC_PRESET = "tiny"  # what the default's one-class rule (semantic_options) builds on
 DEFAULT_TEST_MASKS = 4
 DEFAULT_FEATURE_LAYERS = (2, 5, 8)
+# --objective tokens: the middle blocks whose tokens the decoder gives back (Dinomaly's 2 to 9 of 12), and its depth
+TOKEN_LAYERS = tuple(range(2, 10))
+TOKEN_DECODER_DEPTH = 4
 KNN_SIGMA = 4.0  # PatchCore's smoothing of its distance map
 # the one-class rule's training budget: a digit class (~70 images) would otherwise stop at 300 steps, where the
 # inpainting ViT still restores other digits (benchmarks/ablation/semantic/steps.md)
@@ -42,8 +46,10 @@ SEMANTIC_MIN_STEPS = 1000
 # small: a 4-block ViT with 8-px patches at 64 px from scratch; trains in a minute on 2 CPU cores (tests, trials).
 # scratch: ``tiny`` without its pretrained weights: small's ViT at 128 px restoring synthetic anomalies, scored by
 #        gradient-magnitude similarity and the segmentation head; about 10 minutes per ~200 images on 2 CPU cores.
-# tiny: the CPU default: the pretrained ViT-Ti/16 at 224 px restoring synthetic anomalies, scored by a frozen copy's
-#        features and the segmentation head at half resolution; about 10 minutes per ~200 images on 2 CPU cores.
+#        Where the default's weights cannot be found, the default trains as this preset.
+# tiny: the pretrained ViT-Ti/16 at 224 px fine-tuned to restore synthetic anomalies, scored by a frozen copy's
+#        features and the segmentation head at half resolution; about 10 minutes per ~200 images on 2 CPU cores. The
+#        finest localisation on real tire; the base of the one-class rule (semantic_options).
 # small's and scratch's model: the ViT-Ti architecture narrowed to 4 blocks of 128-d tokens, and a 64-d l2-CAE
 SMALL_VIT = ModelConfig(
     encoder="vit_tiny_patch16_224",
@@ -105,6 +111,21 @@ PRESETS: dict[str, RunConfig] = {
         preset="tiny",
     ),
 }
+# tokens: the CPU default: the tiny preset's pretrained ViT-Ti at 224 px, frozen; a 4-block decoder gives back its
+#        tokens of blocks 2 to 9 through a noisy bottleneck (after Dinomaly), scored by their cosine distance; 600 steps
+#        with a cosine decay of the learning rate (about 5 minutes on 2 CPU cores); one view at test time.
+PRESETS["tokens"] = RunConfig(
+    model=replace(
+        PRESETS["tiny"].model,
+        reference_layers=TOKEN_LAYERS,
+        token_decoder_depth=TOKEN_DECODER_DEPTH,
+        segment_head=False,
+    ),
+    data=DataConfig(image_size=224),
+    train=TrainConfig(epochs=30, batch_size=16, lr=1e-3, lr_schedule="cosine", objective="tokens", min_steps=600),
+    score=ScoreConfig(sigma=4.0, kinds=("tokens",), image_score="top1"),
+    preset="tokens",
+)
 
 
 def semantic_options(model: str, native_size: int) -> dict[str, Any]:
@@ -133,16 +154,23 @@ def semantic_options(model: str, native_size: int) -> dict[str, Any]:
     return common | dict(image_size=224)
 
 
+def base_preset(dataset: str, preset: str) -> str:
+    """The preset a run on ``dataset`` starts from: the default's rule for one-class data (:func:`semantic_options`)
+    builds on the pixel-reconstructing :data:`SEMANTIC_PRESET`, whatever the default is on MVTec-like data."""
+    return SEMANTIC_PRESET if preset in (DEFAULT_PRESET, SEMANTIC_PRESET) and dataset != "mvtec" else preset
+
+
 def dataset_options(
     dataset: str, preset: str, model: str, options: dict[str, Any], native_size: int | None = None
 ) -> dict[str, Any]:
     """``options`` (the keywords of :func:`resolve_config`) with a preset's settings for ``dataset`` where the user
     gave none: the paper's MNIST and CIFAR-10 setting (section 4.1.1: ViT-B/16 at 224 px); the default's rule for
-    one-class data (:func:`semantic_options`) on every dataset but MVTec AD."""
+    one-class data (:func:`semantic_options`, on :data:`SEMANTIC_PRESET`; also where that preset is asked for) on
+    every dataset but MVTec AD."""
     defaults: dict[str, Any] = {}
     if preset == "paper" and dataset != "mvtec":
         defaults = {"image_size": 224, "encoder": "vit_base_patch16_224"}
-    elif preset == DEFAULT_PRESET and dataset != "mvtec":
+    elif preset in (DEFAULT_PRESET, SEMANTIC_PRESET) and dataset != "mvtec":
         defaults = semantic_options(model, native_size or 224)
     return defaults | {k: v for k, v in options.items() if v is not None}
 
@@ -288,12 +316,16 @@ def _method_options(
         t = replace(t, objective="reconstruct", feature_loss=0.0)
         s = replace(s, kinds=("knn",), scales=(), test_masks=1, test_flips="none", image_score="max", border=0.0)
         layers = feature_layers if feature_layers is not None else DEFAULT_FEATURE_LAYERS
-        m = replace(m, mask_token=False, segment_head=False, reference_layers=tuple(layers))
+        m = replace(m, mask_token=False, segment_head=False, reference_layers=tuple(layers), token_decoder_depth=0)
         if border is not None:
             s = replace(s, border=border)
         return m, t, s
     if score is not None and "knn" in score:
         raise InputError("--score knn is the nearest-neighbour baseline's own score: use --model knn")
+    if (objective or t.objective) == "tokens" and m.name == "anovit":
+        return _token_options(m, t, s, score, test_masks, border, feature_layers, feature_loss)
+    if score is not None and "tokens" in score or objective == "tokens":
+        raise InputError("--objective tokens and --score tokens go together, with --model anovit")
     if m.name == "cae":  # the paper's baseline: reconstruction and the L2 score unless asked otherwise
         objective = objective or "reconstruct"
         score = score or ("l2",)
@@ -325,7 +357,7 @@ def _method_options(
         if not 0 <= border < 0.5:
             raise InputError(f"--border {border}: expected a share of the image size in [0, 0.5)")
         s = replace(s, border=border)
-    m = replace(m, mask_token=t.objective == "inpaint", segment_head="segment" in s.kinds)
+    m = replace(m, mask_token=t.objective == "inpaint", segment_head="segment" in s.kinds, token_decoder_depth=0)
     if "feature" in s.kinds or t.feature_loss > 0:
         layers = feature_layers if feature_layers is not None else (m.reference_layers or DEFAULT_FEATURE_LAYERS)
         m = replace(m, reference_layers=tuple(layers))
@@ -346,4 +378,41 @@ def _method_options(
             "--score feature and the feature loss compare pretrained features; give --encoder-weights FILE or "
             "--pretrained, or train from scratch with --score l2 --feature-loss 0"
         )
+    return m, t, s
+
+
+def _token_options(
+    m: ModelConfig,
+    t: TrainConfig,
+    s: ScoreConfig,
+    score: tuple[str, ...] | None,
+    test_masks: int | None,
+    border: float | None,
+    feature_layers: tuple[int, ...] | None,
+    feature_loss: float | None,
+) -> tuple[ModelConfig, TrainConfig, ScoreConfig]:
+    """AnoViT reconstructing the frozen encoder's tokens (``--objective tokens``): its own score, no pixels."""
+    if score not in (None, ("tokens",)) or (test_masks or 1) > 1 or feature_loss:
+        raise InputError(
+            "--objective tokens scores by the token decoder's distance alone: no other --score, no --test-masks, "
+            "no --feature-loss"
+        )
+    if not (m.pretrained or m.encoder_weights):
+        raise InputError(
+            "--objective tokens reconstructs pretrained features; give --encoder-weights FILE or --pretrained"
+        )
+    layers = feature_layers if feature_layers is not None else TOKEN_LAYERS
+    m = replace(
+        m,
+        mask_token=False,
+        segment_head=False,
+        reference_layers=tuple(layers),
+        token_decoder_depth=m.token_decoder_depth or TOKEN_DECODER_DEPTH,
+    )
+    t = replace(t, objective="tokens", feature_loss=0.0)
+    s = replace(s, kinds=("tokens",), scales=(), test_masks=1)
+    if border is not None:
+        if not 0 <= border < 0.5:
+            raise InputError(f"--border {border}: expected a share of the image size in [0, 0.5)")
+        s = replace(s, border=border)
     return m, t, s

@@ -27,7 +27,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         default=DEFAULT_PRESET,
         choices=sorted(PRESETS),
         help=f"{DEFAULT_PRESET} (default): the CPU default, a pretrained ViT-Ti/16 at 224 px (without its weights: "
-        "scratch); scratch: a from-scratch ViT at 128 px, no weights needed; paper: ViT-B/16 at 384 px; "
+        "scratch); tokens: the same ViT-Ti frozen, its tokens given back by a decoder (--objective tokens); "
+        "scratch: a from-scratch ViT at 128 px, no weights needed; paper: ViT-B/16 at 384 px; "
         "small: a from-scratch ViT at 64 px",
     )
     p.add_argument("--image-size", type=int)
@@ -232,8 +233,8 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
         "--preset",
         default=DEFAULT_PRESET,
         choices=sorted(PRESETS),
-        help=f"{DEFAULT_PRESET} (default; on digits: AnoViT inpaints at 32 px, the l2-CAE runs at 128 px, "
-        "both score the map's mean); paper: the published setting",
+        help=f"{DEFAULT_PRESET} (default; on digits, MNIST, CIFAR-10 and folders, the one-class rule on tiny: AnoViT "
+        "inpaints at 32 px, the l2-CAE runs at 128 px, both score the map's mean); paper: the published setting",
     )
     p.add_argument("--epochs", type=int)
     p.add_argument("--image-size", type=int)

@@ -56,7 +56,8 @@ def add_method(p: argparse.ArgumentParser) -> None:
         "--objective",
         choices=list(OBJECTIVES),
         help="reconstruct: the paper; inpaint: hidden patches filled in from context; "
-        "restore: synthetic anomalies removed",
+        "restore: synthetic anomalies removed; tokens: the frozen encoder's middle-block tokens given back through "
+        "a noisy bottleneck (after Dinomaly; scored by their cosine distance)",
     )
     p.add_argument(
         "--score",

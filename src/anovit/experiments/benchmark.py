@@ -28,7 +28,7 @@ from anovit.evaluation.figures import figure3
 from anovit.experiments.tables import MODEL_LABELS, build_results, in_column_order, write_results
 from anovit.files import METRICS_FILE, write_json
 from anovit.models.weights import resolve_run_config
-from anovit.presets import DEFAULT_PRESET, dataset_options, resolve_config
+from anovit.presets import DEFAULT_PRESET, base_preset, dataset_options, resolve_config
 from anovit.runs.test import figure_indices, test_on
 from anovit.runs.train import train_on
 
@@ -66,6 +66,7 @@ def benchmark_config(
     """
     asked = dict(epochs=epochs, image_size=image_size, **options)
     kw = dict(model=model, **dataset_options(dataset, preset, model, asked, native))
+    preset = base_preset(dataset, preset)
     cfg = resolve_run_config(preset, **kw)[0] if find_weights else resolve_config(preset, **kw)
     if dataset == "cifar10":
         cfg = replace(cfg, data=replace(cfg.data, val_fraction=0.1))  # 4,500 / 500

@@ -1,5 +1,5 @@
-"""The models: AnoViT, the l2-CAE baseline and the nearest-neighbour baseline (PatchCore), built from a
-:class:`ModelConfig`."""
+"""The models: AnoViT (pixels or, :class:`TokenAnoViT`, the frozen encoder's tokens reconstructed), the l2-CAE
+baseline and the nearest-neighbour baseline (PatchCore), built from a :class:`ModelConfig`."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from anovit.models.anovit import AnoViT
 from anovit.models.cae import L2CAE
 from anovit.models.knn import PatchKNN
 from anovit.models.position import PositionNorm
+from anovit.models.tokens import TokenAnoViT
 
-__all__ = ["AnoViT", "L2CAE", "PatchKNN", "PositionNorm", "build_model"]
+__all__ = ["AnoViT", "L2CAE", "PatchKNN", "PositionNorm", "TokenAnoViT", "build_model"]
 
 
 def build_model(cfg: ModelConfig, load_encoder_weights: bool = True) -> nn.Module:
@@ -31,6 +32,13 @@ def build_model(cfg: ModelConfig, load_encoder_weights: bool = True) -> nn.Modul
 
 
 def _build(cfg: ModelConfig, load_encoder_weights: bool) -> nn.Module:
+    if cfg.name == "anovit" and cfg.token_decoder_depth > 0:
+        return TokenAnoViT(
+            **_vit_options(cfg, load_encoder_weights),
+            layers=tuple(cfg.reference_layers),
+            depth=cfg.token_decoder_depth,
+            dropout=cfg.token_dropout,
+        )
     if cfg.name == "anovit":
         return AnoViT(
             **_vit_options(cfg, load_encoder_weights),

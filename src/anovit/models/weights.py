@@ -124,7 +124,7 @@ def resolve_encoder_source(cfg: RunConfig, fallback: RunConfig | None = None) ->
 
 
 # a preset that wants pretrained weights -> the from-scratch preset it trains as where they cannot be found
-SCRATCH_FALLBACK: dict[str, str] = {"tiny": "scratch"}
+SCRATCH_FALLBACK: dict[str, str] = {"tiny": "scratch", "tokens": "scratch"}
 # options about the pretrained encoder, which a from-scratch preset does not take
 _PRETRAINED_ONLY = ("encoder", "pretrained", "encoder_weights", "feature_layers", "feature_loss")
 

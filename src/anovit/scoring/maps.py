@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from anovit.config import ScoreConfig, image_score_share
+from anovit.config import OWN_MAP_KINDS, ScoreConfig, image_score_share
 from anovit.scoring.similarity import gms_map, patch_distance, ssim_map
 from anovit.scoring.smoothing import gaussian_blur
 
@@ -88,14 +88,14 @@ def component_maps(
     are computed in fp32.
     """
     recon = None
-    if any(kind != "knn" for kind in cfg.kinds):  # the nearest-neighbour baseline reconstructs nothing
+    if any(kind not in OWN_MAP_KINDS for kind in cfg.kinds):  # the knn baseline and the token decoder have no pixels
         with amp():
             recon = reconstruct(model, images, cfg.test_masks).float()  # (B, 3, H, W)
     maps: dict[str, torch.Tensor] = {}
     for kind in cfg.kinds:
-        if kind == "knn":
+        if kind in OWN_MAP_KINDS:
             with amp():
-                maps[kind] = model(images).float()  # (B, H, W) nearest-neighbour distances
+                maps[kind] = model(images).float()  # (B, H, W) nearest-neighbour or token distances
         elif kind == "l2":
             maps[kind] = reconstruction_error(images, recon)
         elif kind == "ssim":

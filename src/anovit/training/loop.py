@@ -36,6 +36,8 @@ def reconstruction_loss(images: torch.Tensor, recon: torch.Tensor) -> torch.Tens
 def step_loss(model: nn.Module, step: Step, feature_weight: float = 0.0) -> torch.Tensor:
     """The L2 loss of the step's output against its target, plus ``feature_weight`` x the feature
     loss and the segmentation head's loss where they apply; a scalar in fp32."""
+    if step.loss is not None:  # an objective with a loss of its own (tokens)
+        return step.loss.float()
     loss = reconstruction_loss(step.target, step.output)
     if feature_weight > 0:
         loss = loss + feature_weight * feature_loss(model, step.output, step.target).float()

@@ -8,6 +8,8 @@
 - ``restore`` (after DRAEM, with no outside data): a synthetic anomaly
   (:mod:`anovit.training.anomalies`) is planted in ``anomaly_fraction`` of the images and the clean
   image is the target, so copying the input is no longer the answer.
+- ``tokens`` (after Dinomaly): no pixels; a decoder gives back the frozen encoder's middle-block tokens
+  through a noisy bottleneck (:class:`anovit.models.tokens.TokenAnoViT`), its loss is the model's own.
 
 Each objective is a function ``(model, images, generator) -> Step``; the loss is the paper's L2
 between the step's output and target, plus, with ``TrainConfig.feature_loss`` w > 0, w times the
@@ -33,12 +35,14 @@ from anovit.training.anomalies import synthesize, visible_change
 
 class Step(NamedTuple):
     """One batch through an objective: the model's ``output`` and its ``target`` (B, 3, H, W), the
-    ``inputs`` it saw (B, 3, H, W) and, for ``restore``, the synthetic anomalies' ``mask`` (B, H, W)."""
+    ``inputs`` it saw (B, 3, H, W), for ``restore`` the synthetic anomalies' ``mask`` (B, H, W), and for
+    ``tokens``, which outputs no pixels, its own ``loss`` (then ``output`` and ``target`` are the inputs)."""
 
     output: torch.Tensor
     target: torch.Tensor
     inputs: torch.Tensor
     mask: torch.Tensor | None = None
+    loss: torch.Tensor | None = None
 
 
 Objective = Callable[[nn.Module, torch.Tensor, torch.Generator], Step]
@@ -77,6 +81,15 @@ def restore_with(anomaly_fraction: float, fills: tuple[str, ...]) -> Objective:
     return restore
 
 
+def tokens_with(easy_share: float) -> Objective:
+    def tokens(model: nn.Module, images: torch.Tensor, generator: torch.Generator) -> Step:
+        if not hasattr(_unwrap(model), "pairs"):
+            raise ValueError("the tokens objective needs a model built with token_decoder_depth > 0")
+        return Step(images, images, images, loss=model(images, easy_share=easy_share))
+
+    return tokens
+
+
 def feature_loss(model: nn.Module, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean over the reference encoder's layers and patches of 1 - cosine(features(output), features(target))."""
     reference = getattr(_unwrap(model), "reference", None)
@@ -109,4 +122,6 @@ def build_objective(cfg: TrainConfig) -> Objective:
         return inpaint_with(tuple(cfg.mask_ratio))
     if cfg.objective == "restore":
         return restore_with(cfg.anomaly_fraction, tuple(cfg.anomaly_fills))
+    if cfg.objective == "tokens":
+        return tokens_with(cfg.easy_share)
     raise ValueError(f"unknown objective {cfg.objective!r}")

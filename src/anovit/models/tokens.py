@@ -1,0 +1,111 @@
+"""AnoViT on the token level: a decoder gives back the frozen pretrained ViT's own patch tokens.
+
+After Dinomaly (Guo et al., "Dinomaly: The Less Is More Philosophy in Multi-Class Unsupervised Anomaly
+Detection", CVPR 2025): the patch tokens of the ViT's middle blocks are the target; their mean goes through a
+noisy bottleneck (an MLP with dropout, so that the decoder cannot learn to copy whatever it is given) and a stack
+of transformer blocks, whose outputs, last block first, must match the encoder's blocks, first block first. The
+blocks are compared in two groups (the earlier and the later half, each averaged): a patch the decoder cannot
+give back is anomalous, so the score map is 1 - cosine per patch, summed over the groups. Training sees normal
+images only and weights the best-reconstructed share of the patches down (Dinomaly's loose, hard-mined loss),
+so the decoder does not sharpen what it already gives back at the cost of the rest.
+
+What it leaves out: Dinomaly's linear attention (softmax attention here, timm's ``Block``), its DINOv2
+encoder (any timm ViT here; the default's ViT-Ti/16), and the ramp of the hard-mined share over the first
+steps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from timm.models.vision_transformer import Block
+from torch import nn
+
+from anovit.errors import InputError
+from anovit.models.encoder import FeatureReference, ViTEncoder
+
+EASY_WEIGHT = 0.1  # the hard-mined loss's weight on the patches reconstructed best
+
+
+class TokenAnoViT(nn.Module):
+    """Frozen ViT -> noisy bottleneck -> transformer decoder -> the encoder's middle-block tokens again.
+
+    ``pairs`` gives (encoder, decoder) tokens per group of blocks; ``forward`` the map (B, H, W) of their
+    dissimilarity at the input size, or the training loss on a batch of normal images (``loss``).
+    """
+
+    def __init__(
+        self,
+        image_size: int,
+        encoder: str,
+        patch_size: int,
+        layers: tuple[int, ...],
+        depth: int,
+        dropout: float,
+        encoder_overrides: dict[str, Any] | None = None,
+        pretrained: bool = False,
+        encoder_weights: str | Path | None = None,
+    ) -> None:
+        super().__init__()
+        if depth < min(2, len(layers)):
+            raise InputError(f"token decoder depth {depth}: expected at least {min(2, len(layers))} blocks")
+        vit = ViTEncoder(encoder, image_size, patch_size, encoder_overrides, pretrained, encoder_weights)
+        self.encoder = FeatureReference(vit, tuple(sorted(layers)))  # frozen: blocks up to the last target
+        dim = vit.embed_dim
+        heads = int(vit.vit.blocks[0].attn.num_heads)
+        self.bottleneck = nn.Sequential(
+            nn.Dropout(dropout), nn.Linear(dim, 4 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * dim, dim)
+        )
+        self.decoder = nn.ModuleList(Block(dim, num_heads=heads, mlp_ratio=4.0, qkv_bias=True) for _ in range(depth))
+        self.groups = 1 if len(layers) == 1 else 2
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.encoder.grid
+
+    def pairs(self, images: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(B, 3, H, W) in [0, 1] -> per group of blocks, (encoder tokens, decoder tokens), each (B, N, D)."""
+        with torch.no_grad():
+            grids = self.encoder(images)  # [(B, D, gh, gw)] per target block
+        target = [g.flatten(2).transpose(1, 2) for g in grids]  # [(B, N, D)]
+        x = self.bottleneck(torch.stack(target).mean(dim=0))  # (B, N, D)
+        out = []
+        for block in self.decoder:
+            x = block(x)
+            out.append(x)
+        return list(zip(_grouped(target, self.groups), _grouped(out[::-1], self.groups)))
+
+    def forward(self, images: torch.Tensor, easy_share: float | None = None) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] -> 1 - cosine of the tokens and their reconstruction, summed over the groups,
+        upsampled: (B, H, W); with ``easy_share``, the training loss (:meth:`loss`) instead, so that training goes
+        through the module's call (and DistributedDataParallel's)."""
+        if easy_share is not None:
+            return self.loss(images, easy_share)
+        dist = sum(1 - F.cosine_similarity(a.float(), b.float(), dim=-1) for a, b in self.pairs(images))  # (B, N)
+        gh, gw = self.grid
+        h, w = int(images.shape[-2]), int(images.shape[-1])
+        dist = dist.view(-1, 1, gh, gw)
+        return F.interpolate(dist, size=(h, w), mode="bilinear", align_corners=False).squeeze(1)  # (B, H, W)
+
+    def loss(self, images: torch.Tensor, easy_share: float) -> torch.Tensor:
+        """Mean over the groups of the patches' 1 - cosine, the lowest ``easy_share`` of them weighted
+        :data:`EASY_WEIGHT`: a scalar in fp32."""
+        total = torch.zeros((), device=images.device)
+        pairs = self.pairs(images)
+        for a, b in pairs:
+            d = 1 - F.cosine_similarity(a.float(), b.float(), dim=-1)  # (B, N)
+            weight = torch.ones_like(d)
+            if easy_share > 0:
+                easy = d.detach() < torch.quantile(d.detach().flatten(), easy_share)
+                weight = torch.where(easy, EASY_WEIGHT, 1.0)
+            total = total + (d * weight).sum() / weight.sum()
+        return total / len(pairs)
+
+
+def _grouped(tokens: list[torch.Tensor], groups: int) -> list[torch.Tensor]:
+    """The mean of each of ``groups`` consecutive parts of ``tokens`` (the first the larger): [(B, N, D)]."""
+    k = -(-len(tokens) // groups)
+    return [torch.stack(tokens[i : i + k]).mean(dim=0) for i in range(0, len(tokens), k)]

@@ -1,0 +1,130 @@
+"""AnoViT reconstructing the frozen encoder's tokens (``--objective tokens``, after Dinomaly): the config, the
+model's groups and loss, a trained run through test and export, and a planted defect on the real ViT-Ti."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from anovit.cli import main
+from anovit.config import RunConfig
+from anovit.data import ImageDataset, make_synthetic_mvtec, mvtec_samples
+from anovit.deploy.export import export_model
+from anovit.errors import InputError
+from anovit.models import TokenAnoViT
+from anovit.models.checkpoint import load_trained_model
+from anovit.presets import TOKEN_LAYERS, resolve_config
+from anovit.runs.train import train_run
+from anovit.scoring.maps import score_batch
+
+from .conftest import tiny_run_config
+
+SHARED_WEIGHTS = Path(__file__).resolve().parents[2] / "shared/weights/vit_tiny_patch16_224.safetensors"
+TINY = {"embed_dim": 32, "depth": 4, "num_heads": 2}
+
+
+def tokens_config() -> RunConfig:
+    """The token decoder (2 blocks) on a random 4-block ViT at 32 px: a 4 x 4 patch grid, target blocks 0 to 3."""
+    cfg = tiny_run_config("anovit", epochs=3)
+    model = replace(cfg.model, encoder_overrides=dict(TINY), reference_layers=(0, 1, 2, 3), token_decoder_depth=2)
+    return replace(
+        cfg,
+        model=model,
+        train=replace(cfg.train, objective="tokens", feature_loss=0.0),
+        score=replace(cfg.score, kinds=("tokens",), sigma=1.0, test_flips="none"),
+    )
+
+
+def test_the_config_of_tokens() -> None:
+    cfg = resolve_config("tiny", objective="tokens", encoder_weights="w.safetensors")
+    assert cfg.train.objective == "tokens" and cfg.score.kinds == ("tokens",) and cfg.train.feature_loss == 0
+    assert cfg.model.reference_layers == TOKEN_LAYERS and cfg.model.token_decoder_depth > 0
+    assert not cfg.model.segment_head and not cfg.model.mask_token and cfg.score.test_masks == 1
+    # another objective gives the pixel decoder back
+    assert resolve_config("tiny", objective="restore", encoder_weights="w.safetensors").model.token_decoder_depth == 0
+    with pytest.raises(InputError, match="go together"):
+        resolve_config("tiny", score=("tokens",))
+    with pytest.raises(InputError, match="no other --score"):
+        resolve_config("tiny", objective="tokens", score=("l2",), encoder_weights="w.safetensors")
+    with pytest.raises(InputError, match="pretrained"):
+        resolve_config("small", objective="tokens")
+
+
+def test_the_decoder_gives_back_two_groups_and_the_easy_patches_count_less() -> None:
+    torch.manual_seed(0)
+    model = TokenAnoViT(
+        32, "vit_tiny_patch16_224", 8, layers=(0, 1, 2, 3), depth=2, dropout=0.0, encoder_overrides=TINY
+    )
+    images = torch.rand(3, 3, 32, 32)
+    pairs = model.pairs(images)
+    assert len(pairs) == 2 and all(a.shape == b.shape == (3, 16, 32) for a, b in pairs)
+    grids = model.encoder(images)  # the first group is the mean of the first two target blocks
+    torch.testing.assert_close(pairs[0][0], torch.stack(grids[:2]).mean(0).flatten(2).transpose(1, 2))
+    maps = model(images)
+    assert maps.shape == (3, 32, 32) and (maps >= 0).all() and (maps <= 4).all()
+    plain, mined = model.loss(images, 0.0), model.loss(images, 0.9)
+    assert mined.item() > 0 and mined.item() != pytest.approx(plain.item())
+    # unweighted, the loss is the mean over the groups of the per-patch distance the map sums over them
+    per_patch = sum(1 - torch.cosine_similarity(a, b, dim=-1) for a, b in pairs)  # (3, 16)
+    assert plain.item() == pytest.approx(per_patch.mean().item() / 2, rel=1e-5)
+    mined.backward()
+    assert all(p.grad is None for p in model.encoder.parameters())  # the encoder stays frozen
+    assert all(p.grad is not None for p in model.decoder.parameters())
+
+
+@pytest.fixture(scope="module")
+def tokens_run(mvtec_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("tokens") / "run"
+    train_run(tokens_config(), mvtec_root, "weave", run, device="cpu", progress=False)
+    return run
+
+
+def test_a_tokens_run_trains_tests_and_exports(tokens_run: Path, mvtec_root: Path, tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    history = (tokens_run / "log.csv").read_text().splitlines()
+    assert len(history) == 4  # a header and three epochs
+    args = ["--run", str(tokens_run), "--data", str(mvtec_root), "--category", "weave", "--out", str(tmp_path)]
+    assert main(["-q", "test", *args]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["n_images"] == 12 and metrics["pixel_auroc"] is not None
+    result = export_model(tokens_run, "onnx", False, tmp_path / "model.onnx")
+    assert result.map_error is not None and result.map_error < 1e-4
+    cfg, model = load_trained_model(tokens_run)
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    maps, scores = session.run(None, {"images": images.numpy()})
+    with torch.no_grad():
+        expected = score_batch(model, images, cfg.score)
+    np.testing.assert_allclose(maps, expected.maps.numpy(), atol=1e-4)
+    np.testing.assert_allclose(scores, expected.image.numpy(), atol=1e-4)
+
+
+@pytest.mark.skipif(
+    not SHARED_WEIGHTS.is_file(), reason=f"{SHARED_WEIGHTS} is absent (only the project's machines have it)"
+)
+def test_a_planted_defect_is_found(tmp_path: Path) -> None:
+    """The real pretrained ViT-Ti at 112 px (a 7 x 7 patch grid), 40 steps: the map peaks on a planted square."""
+    root = make_synthetic_mvtec(
+        tmp_path / "data", categories=("weave",), size=112, n_train=20, n_test_good=2, n_per_defect=1, defects=("spot",)
+    )
+    cfg = resolve_config(
+        "tiny", objective="tokens", image_size=112, encoder_weights=str(SHARED_WEIGHTS), epochs=10, batch_size=4
+    )
+    cfg = replace(cfg, score=replace(cfg.score, test_flips="none"))
+    train_run(cfg, root, "weave", tmp_path / "run", device="cpu", progress=False)
+    cfg, model = load_trained_model(tmp_path / "run")
+    good = [s for s in mvtec_samples(root, "weave", "test") if s.label == 0]
+    image = ImageDataset(good[:1], 112, progress=False)[0]["image"].unsqueeze(0)  # (1, 3, 112, 112)
+    planted = image.clone()
+    planted[:, :, 32:48, 64:80] = torch.tensor([1.0, 0.0, 1.0]).view(1, 3, 1, 1)  # a magenta square on one patch
+    with torch.no_grad():
+        clean, defect = score_batch(model, image, cfg.score), score_batch(model, planted, cfg.score)
+    assert float(defect.image) > float(clean.image)
+    row, col = divmod(int(defect.maps[0].argmax()), 112)
+    assert 16 <= row < 64 and 48 <= col < 96  # on the square, give or take a patch
