@@ -1,15 +1,18 @@
-"""Quality against training minutes for the default preset: ``anovit train --epochs N`` then ``anovit test`` on
-real MVTec-layout categories, for a few epoch counts (the preset's own is 30 epochs, at least 300 steps).
+"""Quality against training minutes for a preset (the default's by default): ``anovit train --epochs N`` then
+``anovit test`` on real MVTec-layout categories, for a few epoch counts (``tiny``'s own is 30 epochs, at least 300
+steps; ``tokens``' at least 600 steps).
 
 Each point is a whole `anovit train` process (start-up, training, score scales and thresholds),
 timed on the wall clock. Writes OUT/train_minutes.md and OUT/train_minutes.json (rows kept between calls, so an
 interrupted sweep goes on where it stopped):
 
     export ANOVIT_ENCODER_WEIGHTS=../shared/weights/vit_tiny_patch16_224.safetensors
-    python benchmarks/train_minutes.py --data ../shared/data/mvtec --categories bottle,tire --epochs 3,6,9,15
+    python benchmarks/train_minutes.py --preset tiny --categories bottle,tire --epochs 3,6,9,15
+    python benchmarks/train_minutes.py --preset tokens --categories bottle,tire --epochs 15,30
 
 ``--schedule cosine --lr 4e-4`` trains with a warm-up and a cosine decay to 0 at the last epoch (``anovit train
---lr-schedule``) instead of the preset's constant rate; the table keeps one row per (set, epochs, seed, schedule).
+--lr-schedule``) instead of the preset's own schedule; the table keeps one row per (preset, set, epochs, seed,
+schedule).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from ablation import _num, _write_markdown  # noqa: E402
 from anovit.config import LR_SCHEDULES  # noqa: E402
+from anovit.presets import DEFAULT_PRESET, PRESETS  # noqa: E402
 from anovit.runtime.precision import cpu_name  # noqa: E402
 
 
@@ -43,24 +47,28 @@ def main() -> None:
     ap.add_argument("--categories", default="bottle,tire")
     ap.add_argument("--epochs", default="3,6,9,15")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--schedule", choices=LR_SCHEDULES, default="constant")
+    ap.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET)
+    ap.add_argument("--schedule", choices=LR_SCHEDULES, help="the learning-rate schedule (default: the preset's)")
     ap.add_argument("--lr", type=float, help="the peak learning rate (default: the preset's)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/train_minutes"))
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results = args.out / "train_minutes.json"
     rows = json.loads(results.read_text()) if results.is_file() else []
-    for r in rows:  # rows from before the schedule was a choice
+    for r in rows:  # rows from before the schedule and the preset were choices: tiny's constant rate
         r.setdefault("schedule", "constant")
         r.setdefault("lr", None)
-    done = {(r["set"], r["epochs"], r["seed"], r["schedule"], r["lr"]) for r in rows}
-    extra = ["--lr-schedule", args.schedule] + (["--lr", str(args.lr)] if args.lr else [])
+        r.setdefault("preset", "tiny")
+    schedule = args.schedule or PRESETS[args.preset].train.lr_schedule
+    done = {(r["preset"], r["set"], r["epochs"], r["seed"], r["schedule"], r["lr"]) for r in rows}
+    extra = ["--preset", args.preset, "--lr-schedule", schedule] + (["--lr", str(args.lr)] if args.lr else [])
     for category in args.categories.split(","):
         for epochs in (int(e) for e in args.epochs.split(",")):
-            if (category, epochs, args.seed, args.schedule, args.lr) in done:
+            if (args.preset, category, epochs, args.seed, schedule, args.lr) in done:
                 continue
-            tag = "" if args.schedule == "constant" and not args.lr else f"-{args.schedule}{args.lr or ''}"
-            run = args.out / "runs" / f"{category}-e{epochs}-s{args.seed}{tag}"
+            tag = "" if schedule == "constant" and not args.lr else f"-{schedule}{args.lr or ''}"
+            prefix = "" if args.preset == "tiny" else f"{args.preset}-"  # tiny's runs were named before the option
+            run = args.out / "runs" / f"{prefix}{category}-e{epochs}-s{args.seed}{tag}"
             data = ["--data", str(args.data), "--category", category]
             seconds = anovit(
                 "train", *data, "--model", "anovit", "--epochs", str(epochs), "--seed", str(args.seed),
@@ -70,10 +78,11 @@ def main() -> None:
             metrics = json.loads((run / "metrics.json").read_text())
             rows.append(
                 {
+                    "preset": args.preset,
                     "set": category,
                     "epochs": epochs,
                     "seed": args.seed,
-                    "schedule": args.schedule,
+                    "schedule": schedule,
                     "lr": args.lr,
                     "train_minutes": round(seconds / 60, 2),
                     "image_auroc": metrics["image_auroc"],
@@ -82,9 +91,10 @@ def main() -> None:
             )
             results.write_text(json.dumps(rows, indent=1))
             quality = f"{_num(metrics['image_auroc'])} / {_num(metrics['pixel_auroc'])}"
-            print(f"{category} {epochs} epochs ({args.schedule}): {seconds / 60:.1f} min, {quality}", flush=True)
+            print(f"{args.preset} {category} {epochs} epochs ({schedule}): {seconds / 60:.1f} min, {quality}")
     body = [
         [
+            r["preset"],
             r["set"],
             str(r["epochs"]),
             str(r["seed"]),
@@ -93,13 +103,13 @@ def main() -> None:
             _num(r["image_auroc"]),
             _num(r["pixel_auroc"]),
         ]  # fmt: skip
-        for r in sorted(rows, key=lambda r: (r["set"], r["schedule"], r["epochs"], r["seed"]))
+        for r in sorted(rows, key=lambda r: (r["preset"], r["set"], r["schedule"], r["epochs"], r["seed"]))
     ]
     path = args.out / "train_minutes.md"
-    head = ["set", "epochs", "seed", "learning rate", "train minutes", "image AUROC", "pixel AUROC"]
+    head = ["preset", "set", "epochs", "seed", "learning rate", "train minutes", "image AUROC", "pixel AUROC"]
     _write_markdown(path, head, body)
     cpu = cpu_name()
-    path.write_text(f"Default preset, `anovit train --epochs N` then `anovit test`; CPU: {cpu}.\n\n" + path.read_text())
+    path.write_text(f"`anovit train --preset P --epochs N` then `anovit test`; CPU: {cpu}.\n\n" + path.read_text())
     print(f"table: {path}")
 
 
