@@ -47,6 +47,9 @@ def test_the_config_of_tokens() -> None:
     assert not cfg.model.segment_head and not cfg.model.mask_token and cfg.score.test_masks == 1
     # another objective gives the pixel decoder back
     assert resolve_config("tiny", objective="restore", encoder_weights="w.safetensors").model.token_decoder_depth == 0
+    # the l2-CAE beside it trains as beside tiny: the token decoder's rate and steps are not a pixel decoder's
+    cae = resolve_config("tokens", model="cae")
+    assert replace(cae, preset="tiny") == resolve_config("tiny", model="cae") and cae.preset == "tokens"
     with pytest.raises(InputError, match="go together"):
         resolve_config("tiny", score=("tokens",))
     with pytest.raises(InputError, match="no other --score"):
