@@ -35,7 +35,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 # Speed and memory against the straightforward way (benchmarks/results.json), where the default's time goes
-# (benchmarks/default_speed.md), then every inference backend x precision: speed and int8's AUROC cost
+# (benchmarks/default_speed.md; --preset tiny: default_speed_tiny.md), then every inference backend x precision: speed and int8's AUROC cost
 # (benchmarks/backends.md).
 bench: install
 	$(BIN)/python benchmarks/bench.py

@@ -1,21 +1,23 @@
-"""Where the default's time goes on this machine: the ``tiny`` preset at 224 px (issue 26), part of ``make bench``.
+"""Where the default's time goes on this machine: the default preset (``tokens``; ``--preset tiny`` for the pixel
+AnoViT) at 224 px (issue 26), part of ``make bench``.
 
 Measured in one process, side by side, on random weights (the time does not depend on them):
 
 1. scoring, steady state: ``score_batch`` on a batch of images at the precision ``auto`` picks here, best of a few
-   runs after a warm-up, with the default's four flipped views and with one view (``--test-flips none``); for the
-   default, each network's share of one batch of views (the fine-tuned encoder, the decoder, the frozen reference
-   ViT on image and reconstruction, the segmentation head; the rest is flipping, combining, smoothing and the image
-   score), and the FLOPs per image (torch's ``FlopCounterMode``) as GFLOP/s against a measured matmul peak;
-2. training: optimiser steps of the default's objective (restore, feature loss, segmentation head) on 16-image
-   batches: images/s, FLOPs per image (forward and backward) and GFLOP/s against the same peak;
+   runs after a warm-up, with the preset's views (``tiny``: four flips) and with one view (``--test-flips none``);
+   each network's share of one batch of views (``tokens``: the frozen ViT, the bottleneck and decoder blocks;
+   ``tiny``: the fine-tuned encoder, the decoder, the frozen reference ViT on image and reconstruction, the
+   segmentation head; the rest is flipping, combining, smoothing and the image score), and the FLOPs per image
+   (torch's ``FlopCounterMode``) as GFLOP/s against a measured matmul peak;
+2. training: optimiser steps of the preset's objective on 16-image batches: images/s, FLOPs per image (forward and
+   backward) and GFLOP/s against the same peak;
 3. start-up: a fresh Python process, from its start to the first image's score through the torch scorer of a run
    folder (``anovit predict``'s path), apart from the steady state.
 
 Writes ``benchmarks/default_speed.md`` and ``.json``. ``--quick``: toy sizes, for the test suite (figures mean
 nothing).
 
-    python benchmarks/default_speed.py [--quick]
+    python benchmarks/default_speed.py [--quick] [--preset tokens|tiny]
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ sys.path.insert(0, str(HERE))
 
 from anovit.config import RunConfig  # noqa: E402
 from anovit.data import ImageDataset, make_synthetic_mvtec, mvtec_samples  # noqa: E402
-from anovit.models import build_model  # noqa: E402
-from anovit.presets import PRESETS  # noqa: E402
+from anovit.models import TokenAnoViT, build_model  # noqa: E402
+from anovit.presets import DEFAULT_PRESET, PRESETS  # noqa: E402
 from anovit.runtime.device import seed_everything  # noqa: E402
 from anovit.runtime.precision import autocast, cpu_flags, cpu_name, resolve_precision  # noqa: E402
 from anovit.scoring.maps import FLIP_DIMS, reconstruct, score_batch  # noqa: E402
@@ -58,12 +60,12 @@ scorer(np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32))
 """
 
 
-def default_config(quick: bool) -> RunConfig:
-    """The default preset without its pretrained weights file (random weights; the same networks)."""
-    cfg = PRESETS["tiny"]
+def default_config(quick: bool, preset: str = DEFAULT_PRESET) -> RunConfig:
+    """The preset without its pretrained weights file (random weights; the same networks)."""
+    cfg = PRESETS[preset]
     model = replace(cfg.model, pretrained=False, encoder_weights=None)
     if quick:
-        model = replace(model, image_size=32, encoder_overrides={"embed_dim": 32, "depth": 9, "num_heads": 2})
+        model = replace(model, image_size=32, encoder_overrides={"embed_dim": 32, "depth": 10, "num_heads": 2})
         cfg = replace(cfg, data=replace(cfg.data, image_size=32), train=replace(cfg.train, batch_size=4))
     return replace(cfg, model=model)
 
@@ -101,8 +103,27 @@ def scoring(cfg: RunConfig, precision: str, batch: int, repeats: int, device: to
         }
     views = torch.cat([images.flip(d) if d else images for d in FLIP_DIMS[cfg.score.test_flips]])  # (V * B, 3, S, S)
     with amp():
-        recon = reconstruct(model, views, cfg.score.test_masks)  # (V * B, 3, S, S)
-        tokens = model.forward_encoder(views)  # (V * B, D, g, g)
+        parts = _parts(model, views, cfg)
+    total = batch / out["default"]["images_per_s"]
+    shares = {}
+    for name, fn in parts.items():
+        with amp():
+            shares[name] = _best_time(fn, device, repeats)
+    shares["the rest: flips, combining, smoothing, image score"] = max(0.0, total - sum(shares.values()))
+    out["parts_seconds_per_batch"] = shares
+    return out
+
+
+def _parts(model: torch.nn.Module, views: torch.Tensor, cfg: RunConfig) -> dict[str, Callable[[], Any]]:
+    """Each network of the model as a call on ``views`` (V * B, 3, S, S), its inputs computed once here."""
+    if isinstance(model, TokenAnoViT):
+        target = model.encode(views)  # [(V * B, N, D)] per target block
+        return {
+            "frozen ViT (up to the last target block)": lambda: model.encode(views),
+            "bottleneck + decoder blocks": lambda: model.decode(target),
+        }
+    recon = reconstruct(model, views, cfg.score.test_masks)  # (V * B, 3, S, S)
+    tokens = model.forward_encoder(views)  # (V * B, D, g, g)
     parts: dict[str, Callable[[], Any]] = {
         "encoder (fine-tuned ViT)": lambda: model.forward_encoder(views),
         "decoder": lambda: model.forward_decoder(tokens),
@@ -113,14 +134,7 @@ def scoring(cfg: RunConfig, precision: str, batch: int, repeats: int, device: to
         )
     if model.segmenter is not None:
         parts["segmentation head"] = lambda: model.segmenter(views, recon)
-    total = batch / out["default"]["images_per_s"]
-    shares = {}
-    for name, fn in parts.items():
-        with amp():
-            shares[name] = _best_time(fn, device, repeats)
-    shares["the rest: flips, combining, smoothing, image score"] = max(0.0, total - sum(shares.values()))
-    out["parts_seconds_per_batch"] = shares
-    return out
+    return parts
 
 
 def startup(cfg: RunConfig, precision: str, work: Path) -> float:
@@ -163,7 +177,8 @@ def markdown(r: dict[str, Any]) -> str:
     peak = r["matmul_peak_gflops"]
     lines = [
         f"`python benchmarks/default_speed.py{' --quick' if r['quick'] else ''}` on {r['cpu']} ({r['bf16_flags']}), "
-        f"{r['threads']} threads, torch {r['torch']}: the default preset at {r['image_size']} px, random weights, "
+        f"{r['threads']} threads, torch {r['torch']}: the preset {r['preset']} at {r['image_size']} px, "
+        "random weights, "
         f"precision {r['precision']} (matmul peak at it: {peak:.0f} GFLOP/s).",
         "",
         "| what | images/s | GFLOP per image | GFLOP/s | share of the peak |",
@@ -185,7 +200,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"Start-up, a fresh process to its first image's score (torch scorer of a run folder): "
         f"**{r['startup_seconds']:.1f} s**.",
         "",
-        f"Where one batch of the default's scoring goes ({s['batch']} images x {s['default']['views']} views):",
+        f"Where one batch of the preset's scoring goes ({s['batch']} images x {s['default']['views']} views):",
         "",
         "| part | seconds | share |",
         "|---|---|---|",
@@ -199,10 +214,14 @@ def markdown(r: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="toy sizes: checks that the script runs")
-    parser.add_argument("--out", type=Path, default=HERE / "default_speed.md")
+    parser.add_argument("--preset", choices=("tokens", "tiny"), default=DEFAULT_PRESET)
+    parser.add_argument("--out", type=Path, help="default: benchmarks/default_speed.md (tiny: default_speed_tiny.md)")
     args = parser.parse_args()
+    args.out = args.out or HERE / (
+        "default_speed.md" if args.preset == DEFAULT_PRESET else f"default_speed_{args.preset}.md"
+    )
     device = torch.device("cpu")
-    cfg = default_config(args.quick)
+    cfg = default_config(args.quick, args.preset)
     precision = resolve_precision("auto", device)
     repeats = 1 if args.quick else 3
     print(f"[1/4] matmul peak at {precision} ...", flush=True)
@@ -213,6 +232,7 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "quick": args.quick,
+        "preset": args.preset,
         "image_size": cfg.model.image_size,
         "precision": precision,
         "matmul_peak_gflops": peak / 1e9,

@@ -20,11 +20,11 @@ KEYS = (
 )
 
 
-def _run_quick(script: str, out: Path) -> dict:
-    """``benchmarks/SCRIPT --quick --out OUT``, which must succeed; its JSON beside OUT."""
+def _run_quick(script: str, out: Path, *args: str) -> dict:
+    """``benchmarks/SCRIPT --quick --out OUT ARGS``, which must succeed; its JSON beside OUT."""
     path = BENCH.parent / script
     run = subprocess.run(
-        [sys.executable, str(path), "--quick", "--out", str(out)], capture_output=True, text=True, timeout=600
+        [sys.executable, str(path), "--quick", "--out", str(out), *args], capture_output=True, text=True, timeout=600
     )
     assert run.returncode == 0, run.stderr[-3000:]
     return json.loads(out.with_suffix(".json").read_text())
@@ -86,10 +86,17 @@ def test_quick_backends_benchmark_writes_its_tables(tmp_path: Path) -> None:
 
 
 def test_quick_default_speed_accounts_for_the_views_and_parts(tmp_path: Path) -> None:
-    """``benchmarks/default_speed.py --quick``: the default's scoring counts four views' FLOPs where one view counts
-    one, every network has its share, training and start-up are measured."""
+    """``benchmarks/default_speed.py --quick``: tiny's scoring counts four views' FLOPs where one view counts
+    one, every network has its share, training and start-up are measured; the default (tokens) has one view and
+    its two networks."""
+    tokens = _run_quick("default_speed.py", tmp_path / "tokens.md")
+    assert tokens["preset"] == "tokens" and tokens["scoring"]["default"]["views"] == 1
+    assert {"frozen ViT (up to the last target block)", "bottleneck + decoder blocks"} < set(
+        tokens["scoring"]["parts_seconds_per_batch"]
+    )
+    assert tokens["training"]["gflops_per_image"] > tokens["scoring"]["one view"]["gflops_per_image"]
     out = tmp_path / "default_speed.md"
-    r = _run_quick("default_speed.py", out)
+    r = _run_quick("default_speed.py", out, "--preset", "tiny")
     s = r["scoring"]
     assert (s["default"]["views"], s["one view"]["views"]) == (4, 1)
     ratio = s["default"]["gflops_per_image"] / s["one view"]["gflops_per_image"]

@@ -202,7 +202,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--full",
         action="store_true",
-        help="both built-in categories at the preset's full training (about 20 minutes on 2 cores, not 5)",
+        help="both built-in categories at the preset's full training (several times the quick demo's minutes)",
     )
 
 

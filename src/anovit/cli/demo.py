@@ -2,8 +2,8 @@
 
 The quick demo (the default, a few minutes on 2 CPU cores): one built-in texture (weave), both models
 trained for ``QUICK_EPOCHS`` epochs of the default preset. ``full``: two categories, a texture (weave) and an
-object (capsule), at the preset's full training, about 10 minutes each. ``anovit synth`` writes the others
-(sand, fibres, tiles, nut).
+object (capsule), at the preset's full training (the default: about 5 minutes each for AnoViT). ``anovit synth``
+writes the others (sand, fibres, tiles, nut).
 
 It is the benchmark sweep on the synthetic MVTec-layout set, so it resumes the same way.
 """

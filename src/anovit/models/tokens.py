@@ -66,17 +66,25 @@ class TokenAnoViT(nn.Module):
     def grid(self) -> tuple[int, int]:
         return self.encoder.grid
 
-    def pairs(self, images: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(B, 3, H, W) in [0, 1] -> per group of blocks, (encoder tokens, decoder tokens), each (B, N, D)."""
+    def encode(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """(B, 3, H, W) in [0, 1] -> the frozen encoder's tokens of each target block [(B, N, D)]."""
         with torch.no_grad():
             grids = self.encoder(images)  # [(B, D, gh, gw)] per target block
-        target = [g.flatten(2).transpose(1, 2) for g in grids]  # [(B, N, D)]
+        return [g.flatten(2).transpose(1, 2) for g in grids]
+
+    def decode(self, target: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The target blocks' tokens -> each decoder block's output, last block first [(B, N, D)]."""
         x = self.bottleneck(torch.stack(target).mean(dim=0))  # (B, N, D)
         out = []
         for block in self.decoder:
             x = block(x)
             out.append(x)
-        return list(zip(_grouped(target, self.groups), _grouped(out[::-1], self.groups)))
+        return out[::-1]
+
+    def pairs(self, images: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(B, 3, H, W) in [0, 1] -> per group of blocks, (encoder tokens, decoder tokens), each (B, N, D)."""
+        target = self.encode(images)
+        return list(zip(_grouped(target, self.groups), _grouped(self.decode(target), self.groups)))
 
     def forward(self, images: torch.Tensor, easy_share: float | None = None) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> 1 - cosine of the tokens and their reconstruction, summed over the groups,
