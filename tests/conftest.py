@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -72,3 +73,27 @@ def trained_run(mvtec_root: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     run = tmp_path_factory.mktemp("trained") / "run"
     train_run(tiny_run_config(), mvtec_root, "weave", run, device="cpu", progress=False)
     return run
+
+
+PLANTED = (slice(32, 48), slice(64, 80))  # the rows and columns of planted_square_scores' square: one 16-px patch
+
+
+def planted_square_scores(cfg: RunConfig, tmp_path: Path) -> tuple[Any, Any]:
+    """Train ``cfg`` (112 px) on 16 synthetic weave images, then score one good test image as it is and with a
+    magenta square over one patch (:data:`PLANTED`): the two :class:`anovit.scoring.maps.Scores` (clean, defect)."""
+    from anovit.data import ImageDataset, mvtec_samples
+    from anovit.models.checkpoint import load_trained_model
+    from anovit.runs.train import train_run
+    from anovit.scoring.maps import score_batch
+
+    root = make_synthetic_mvtec(
+        tmp_path / "data", categories=("weave",), size=112, n_train=20, n_test_good=2, n_per_defect=1, defects=("spot",)
+    )
+    train_run(cfg, root, "weave", tmp_path / "run", device="cpu", progress=False)
+    cfg, model = load_trained_model(tmp_path / "run")
+    good = [s for s in mvtec_samples(root, "weave", "test") if s.label == 0]
+    image = ImageDataset(good[:1], 112, progress=False)[0]["image"].unsqueeze(0)  # (1, 3, 112, 112)
+    planted = image.clone()
+    planted[:, :, PLANTED[0], PLANTED[1]] = torch.tensor([1.0, 0.0, 1.0]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        return score_batch(model, image, cfg.score), score_batch(model, planted, cfg.score)

@@ -13,7 +13,6 @@ import torch
 
 from anovit.cli import main
 from anovit.config import RunConfig
-from anovit.data import ImageDataset, make_synthetic_mvtec, mvtec_samples
 from anovit.deploy.export import export_model
 from anovit.errors import InputError
 from anovit.experiments.tables import build_results, results_markdown
@@ -25,7 +24,7 @@ from anovit.runs.train import train_run
 from anovit.scoring.maps import score_batch
 from anovit.training.memory_bank import greedy_coreset
 
-from .conftest import tiny_run_config
+from .conftest import planted_square_scores, tiny_run_config
 
 SHARED_WEIGHTS = Path(__file__).resolve().parents[2] / "shared/weights/vit_tiny_patch16_224.safetensors"
 
@@ -87,19 +86,9 @@ def test_nearest_distance_matches_cdist_across_chunks() -> None:
 )
 def test_a_planted_defect_is_found(tmp_path: Path) -> None:
     """The real pretrained ViT-Ti at 112 px (a 7 x 7 patch grid): a square over one patch is where the map peaks."""
-    root = make_synthetic_mvtec(
-        tmp_path / "data", categories=("weave",), size=112, n_train=20, n_test_good=2, n_per_defect=1, defects=("spot",)
-    )
     cfg = resolve_config("tiny", model="knn", image_size=112, encoder_weights=str(SHARED_WEIGHTS), precision="fp32")
     cfg = replace(cfg, model=replace(cfg.model, knn_coreset=1.0))  # 16 training images: every patch in the bank
-    train_run(cfg, root, "weave", tmp_path / "run", device="cpu", progress=False)
-    cfg, model = load_trained_model(tmp_path / "run")
-    good = [s for s in mvtec_samples(root, "weave", "test") if s.label == 0]
-    image = ImageDataset(good[:1], 112, progress=False)[0]["image"].unsqueeze(0)  # (1, 3, 112, 112)
-    planted = image.clone()
-    planted[:, :, 32:48, 64:80] = torch.tensor([1.0, 0.0, 1.0]).view(1, 3, 1, 1)  # a magenta square on one patch
-    with torch.no_grad():
-        clean, defect = score_batch(model, image, cfg.score), score_batch(model, planted, cfg.score)
+    clean, defect = planted_square_scores(cfg, tmp_path)
     assert float(defect.image) > float(clean.image)
     row, col = divmod(int(defect.maps[0].argmax()), 112)
     assert 16 <= row < 64 and 48 <= col < 96  # on the square, give or take the 3 x 3 aggregation's one patch

@@ -13,7 +13,6 @@ import torch
 
 from anovit.cli import main
 from anovit.config import RunConfig
-from anovit.data import ImageDataset, make_synthetic_mvtec, mvtec_samples
 from anovit.deploy.export import export_model
 from anovit.errors import InputError
 from anovit.models import TokenAnoViT
@@ -22,7 +21,7 @@ from anovit.presets import TOKEN_LAYERS, resolve_config
 from anovit.runs.train import train_run
 from anovit.scoring.maps import score_batch
 
-from .conftest import tiny_run_config
+from .conftest import planted_square_scores, tiny_run_config
 
 SHARED_WEIGHTS = Path(__file__).resolve().parents[2] / "shared/weights/vit_tiny_patch16_224.safetensors"
 TINY = {"embed_dim": 32, "depth": 4, "num_heads": 2}
@@ -45,7 +44,9 @@ def test_the_config_of_tokens() -> None:
     assert cfg.train.objective == "tokens" and cfg.score.kinds == ("tokens",) and cfg.train.feature_loss == 0
     assert cfg.model.reference_layers == TOKEN_LAYERS and cfg.model.token_decoder_depth > 0
     assert not cfg.model.segment_head and not cfg.model.mask_token and cfg.score.test_masks == 1
-    # another objective gives the pixel decoder back
+    # another objective gives the pixel decoder back, scored by the paper's L2 unless --score says otherwise
+    pixels = resolve_config("tokens", objective="restore", encoder_weights="w.safetensors")
+    assert pixels.model.token_decoder_depth == 0 and pixels.score.kinds == ("l2",)
     assert resolve_config("tiny", objective="restore", encoder_weights="w.safetensors").model.token_decoder_depth == 0
     # the l2-CAE beside it trains as beside tiny: the token decoder's rate and steps are not a pixel decoder's
     cae = resolve_config("tokens", model="cae")
@@ -113,21 +114,8 @@ def test_a_tokens_run_trains_tests_and_exports(tokens_run: Path, mvtec_root: Pat
 )
 def test_a_planted_defect_is_found(tmp_path: Path) -> None:
     """The real pretrained ViT-Ti at 112 px (a 7 x 7 patch grid), 40 steps: the map peaks on a planted square."""
-    root = make_synthetic_mvtec(
-        tmp_path / "data", categories=("weave",), size=112, n_train=20, n_test_good=2, n_per_defect=1, defects=("spot",)
-    )
-    cfg = resolve_config(
-        "tiny", objective="tokens", image_size=112, encoder_weights=str(SHARED_WEIGHTS), epochs=10, batch_size=4
-    )
-    cfg = replace(cfg, score=replace(cfg.score, test_flips="none"))
-    train_run(cfg, root, "weave", tmp_path / "run", device="cpu", progress=False)
-    cfg, model = load_trained_model(tmp_path / "run")
-    good = [s for s in mvtec_samples(root, "weave", "test") if s.label == 0]
-    image = ImageDataset(good[:1], 112, progress=False)[0]["image"].unsqueeze(0)  # (1, 3, 112, 112)
-    planted = image.clone()
-    planted[:, :, 32:48, 64:80] = torch.tensor([1.0, 0.0, 1.0]).view(1, 3, 1, 1)  # a magenta square on one patch
-    with torch.no_grad():
-        clean, defect = score_batch(model, image, cfg.score), score_batch(model, planted, cfg.score)
+    cfg = resolve_config("tokens", image_size=112, encoder_weights=str(SHARED_WEIGHTS), epochs=10, batch_size=4)
+    clean, defect = planted_square_scores(cfg, tmp_path)
     assert float(defect.image) > float(clean.image)
     row, col = divmod(int(defect.maps[0].argmax()), 112)
     assert 16 <= row < 64 and 48 <= col < 96  # on the square, give or take a patch

@@ -29,7 +29,7 @@ from anovit.config import (
 )
 from anovit.errors import InputError
 
-DEFAULT_PRESET = "tokens"  # the CPU default; benchmarks/feature_recon.md compares it with tiny and knn
+DEFAULT_PRESET = "tokens"  # the CPU default; the README's knn section compares it with tiny and knn
 SEMANTIC_PRESET = "tiny"  # what the default's one-class rule (semantic_options) builds on
 DEFAULT_TEST_MASKS = 4
 DEFAULT_FEATURE_LAYERS = (2, 5, 8)
@@ -320,15 +320,15 @@ def _method_options(
         s = replace(s, kinds=("knn",), scales=(), test_masks=1, test_flips="none", image_score="max", border=0.0)
         layers = feature_layers if feature_layers is not None else DEFAULT_FEATURE_LAYERS
         m = replace(m, mask_token=False, segment_head=False, reference_layers=tuple(layers), token_decoder_depth=0)
-        if border is not None:
-            s = replace(s, border=border)
-        return m, t, s
+        return m, t, _with_border(s, border)
     if score is not None and "knn" in score:
         raise InputError("--score knn is the nearest-neighbour baseline's own score: use --model knn")
     if (objective or t.objective) == "tokens" and m.name == "anovit":
         return _token_options(m, t, s, score, test_masks, border, feature_layers, feature_loss)
     if score is not None and "tokens" in score or objective == "tokens":
         raise InputError("--objective tokens and --score tokens go together, with --model anovit")
+    if score is None and "tokens" in s.kinds:  # the tokens preset with a pixel objective: the paper's score
+        s = replace(s, kinds=("l2",), scales=())
     if m.name == "cae":  # the paper's baseline: reconstruction and the L2 score unless asked otherwise
         objective = objective or "reconstruct"
         score = score or ("l2",)
@@ -356,10 +356,7 @@ def _method_options(
         if test_masks < 1:
             raise InputError(f"--test-masks {test_masks}: expected 1 (no masks) or more")
         s = replace(s, test_masks=test_masks)
-    if border is not None:
-        if not 0 <= border < 0.5:
-            raise InputError(f"--border {border}: expected a share of the image size in [0, 0.5)")
-        s = replace(s, border=border)
+    s = _with_border(s, border)
     m = replace(m, mask_token=t.objective == "inpaint", segment_head="segment" in s.kinds, token_decoder_depth=0)
     if "feature" in s.kinds or t.feature_loss > 0:
         layers = feature_layers if feature_layers is not None else (m.reference_layers or DEFAULT_FEATURE_LAYERS)
@@ -414,8 +411,13 @@ def _token_options(
     )
     t = replace(t, objective="tokens", feature_loss=0.0)
     s = replace(s, kinds=("tokens",), scales=(), test_masks=1)
-    if border is not None:
-        if not 0 <= border < 0.5:
-            raise InputError(f"--border {border}: expected a share of the image size in [0, 0.5)")
-        s = replace(s, border=border)
-    return m, t, s
+    return m, t, _with_border(s, border)
+
+
+def _with_border(s: ScoreConfig, border: float | None) -> ScoreConfig:
+    """``s`` with the ``--border`` a user gave, checked."""
+    if border is None:
+        return s
+    if not 0 <= border < 0.5:
+        raise InputError(f"--border {border}: expected a share of the image size in [0, 0.5)")
+    return replace(s, border=border)
