@@ -97,3 +97,17 @@ def planted_square_scores(cfg: RunConfig, tmp_path: Path) -> tuple[Any, Any]:
     planted[:, :, PLANTED[0], PLANTED[1]] = torch.tensor([1.0, 0.0, 1.0]).view(1, 3, 1, 1)
     with torch.no_grad():
         return score_batch(model, image, cfg.score), score_batch(model, planted, cfg.score)
+
+
+def onnx_against_torch(run: Path, onnx_file: Path, images: torch.Tensor) -> tuple[Any, Any, Any]:
+    """The ONNX file's (maps, image scores) of ``images`` and the run's torch :class:`anovit.scoring.maps.Scores`."""
+    import onnxruntime as ort
+
+    from anovit.models.checkpoint import load_trained_model
+    from anovit.scoring.maps import score_batch
+
+    cfg, model = load_trained_model(run)
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    maps, scores = session.run(None, {"images": images.numpy()})
+    with torch.no_grad():
+        return maps, scores, score_batch(model, images, cfg.score)

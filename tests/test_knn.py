@@ -21,10 +21,9 @@ from anovit.models.checkpoint import load_trained_model
 from anovit.models.knn import nearest_distance
 from anovit.presets import resolve_config
 from anovit.runs.train import train_run
-from anovit.scoring.maps import score_batch
 from anovit.training.memory_bank import greedy_coreset
 
-from .conftest import planted_square_scores, tiny_run_config
+from .conftest import onnx_against_torch, planted_square_scores, tiny_run_config
 
 SHARED_WEIGHTS = Path(__file__).resolve().parents[2] / "shared/weights/vit_tiny_patch16_224.safetensors"
 
@@ -99,18 +98,12 @@ def test_a_planted_defect_is_found(tmp_path: Path) -> None:
 
 
 def test_onnx_export_matches_pytorch(knn_run: Path, tmp_path: Path) -> None:
-    import onnxruntime as ort
-
     result = export_model(knn_run, "onnx", False, tmp_path / "model.onnx")
     # export checks on the run's own training images, whose patches are in the bank: distances near 0, where the
     # square root of |q|^2 + |b|^2 - 2 q.b turns float rounding into ~1e-4..1e-3; noise below is held to 1e-4
     assert result.map_error is not None and result.map_error < 2e-3 and result.score_error < 1e-4
-    cfg, model = load_trained_model(knn_run)
     images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
-    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
-    maps, scores = session.run(None, {"images": images.numpy()})
-    with torch.no_grad():
-        expected = score_batch(model, images, cfg.score)
+    maps, scores, expected = onnx_against_torch(knn_run, result.path, images)
     np.testing.assert_allclose(maps, expected.maps.numpy(), atol=1e-4)
     np.testing.assert_allclose(scores, expected.image.numpy(), atol=1e-4)
 

@@ -16,12 +16,10 @@ from anovit.config import RunConfig
 from anovit.deploy.export import export_model
 from anovit.errors import InputError
 from anovit.models import TokenAnoViT
-from anovit.models.checkpoint import load_trained_model
 from anovit.presets import TOKEN_LAYERS, resolve_config
 from anovit.runs.train import train_run
-from anovit.scoring.maps import score_batch
 
-from .conftest import planted_square_scores, tiny_run_config
+from .conftest import onnx_against_torch, planted_square_scores, tiny_run_config
 
 SHARED_WEIGHTS = Path(__file__).resolve().parents[2] / "shared/weights/vit_tiny_patch16_224.safetensors"
 TINY = {"embed_dim": 32, "depth": 4, "num_heads": 2}
@@ -89,8 +87,6 @@ def tokens_run(mvtec_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 
 def test_a_tokens_run_trains_tests_and_exports(tokens_run: Path, mvtec_root: Path, tmp_path: Path) -> None:
-    import onnxruntime as ort
-
     history = (tokens_run / "log.csv").read_text().splitlines()
     assert len(history) == 4  # a header and three epochs
     args = ["--run", str(tokens_run), "--data", str(mvtec_root), "--category", "weave", "--out", str(tmp_path)]
@@ -99,12 +95,8 @@ def test_a_tokens_run_trains_tests_and_exports(tokens_run: Path, mvtec_root: Pat
     assert metrics["n_images"] == 12 and metrics["pixel_auroc"] is not None
     result = export_model(tokens_run, "onnx", False, tmp_path / "model.onnx")
     assert result.map_error is not None and result.map_error < 1e-4
-    cfg, model = load_trained_model(tokens_run)
     images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
-    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
-    maps, scores = session.run(None, {"images": images.numpy()})
-    with torch.no_grad():
-        expected = score_batch(model, images, cfg.score)
+    maps, scores, expected = onnx_against_torch(tokens_run, result.path, images)
     np.testing.assert_allclose(maps, expected.maps.numpy(), atol=1e-4)
     np.testing.assert_allclose(scores, expected.image.numpy(), atol=1e-4)
 

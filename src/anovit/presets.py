@@ -157,10 +157,16 @@ def semantic_options(model: str, native_size: int) -> dict[str, Any]:
     return common | dict(image_size=224)
 
 
+def follows_one_class_rule(dataset: str, preset: str) -> bool:
+    """Whether a run of ``preset`` on ``dataset`` takes the default's rule for one-class data
+    (:func:`semantic_options`): every dataset but MVTec AD, with the default or the rule's own preset."""
+    return preset in (DEFAULT_PRESET, SEMANTIC_PRESET) and dataset != "mvtec"
+
+
 def base_preset(dataset: str, preset: str) -> str:
     """The preset a run on ``dataset`` starts from: the default's rule for one-class data (:func:`semantic_options`)
     builds on the pixel-reconstructing :data:`SEMANTIC_PRESET`, whatever the default is on MVTec-like data."""
-    return SEMANTIC_PRESET if preset in (DEFAULT_PRESET, SEMANTIC_PRESET) and dataset != "mvtec" else preset
+    return SEMANTIC_PRESET if follows_one_class_rule(dataset, preset) else preset
 
 
 def dataset_options(
@@ -173,7 +179,7 @@ def dataset_options(
     defaults: dict[str, Any] = {}
     if preset == "paper" and dataset != "mvtec":
         defaults = {"image_size": 224, "encoder": "vit_base_patch16_224"}
-    elif preset in (DEFAULT_PRESET, SEMANTIC_PRESET) and dataset != "mvtec":
+    elif follows_one_class_rule(dataset, preset):
         defaults = semantic_options(model, native_size or 224)
     return defaults | {k: v for k, v in options.items() if v is not None}
 

@@ -86,13 +86,18 @@ class TokenAnoViT(nn.Module):
         target = self.encode(images)
         return list(zip(_grouped(target, self.groups), _grouped(self.decode(target), self.groups)))
 
+    def distances(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """(B, 3, H, W) in [0, 1] -> per group of blocks, 1 - cosine of each patch's tokens and their reconstruction,
+        (B, N) fp32."""
+        return [1 - F.cosine_similarity(a.float(), b.float(), dim=-1) for a, b in self.pairs(images)]
+
     def forward(self, images: torch.Tensor, easy_share: float | None = None) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> 1 - cosine of the tokens and their reconstruction, summed over the groups,
         upsampled: (B, H, W); with ``easy_share``, the training loss (:meth:`loss`) instead, so that training goes
         through the module's call (and DistributedDataParallel's)."""
         if easy_share is not None:
             return self.loss(images, easy_share)
-        dist = sum(1 - F.cosine_similarity(a.float(), b.float(), dim=-1) for a, b in self.pairs(images))  # (B, N)
+        dist = sum(self.distances(images))  # (B, N)
         gh, gw = self.grid
         h, w = int(images.shape[-2]), int(images.shape[-1])
         dist = dist.view(-1, 1, gh, gw)
@@ -102,15 +107,14 @@ class TokenAnoViT(nn.Module):
         """Mean over the groups of the patches' 1 - cosine, the lowest ``easy_share`` of them weighted
         :data:`EASY_WEIGHT`: a scalar in fp32."""
         total = torch.zeros((), device=images.device)
-        pairs = self.pairs(images)
-        for a, b in pairs:
-            d = 1 - F.cosine_similarity(a.float(), b.float(), dim=-1)  # (B, N)
+        groups = self.distances(images)
+        for d in groups:  # (B, N)
             weight = torch.ones_like(d)
             if easy_share > 0:
                 easy = d.detach() < torch.quantile(d.detach().flatten(), easy_share)
                 weight = torch.where(easy, EASY_WEIGHT, 1.0)
             total = total + (d * weight).sum() / weight.sum()
-        return total / len(pairs)
+        return total / len(groups)
 
 
 def _grouped(tokens: list[torch.Tensor], groups: int) -> list[torch.Tensor]:
