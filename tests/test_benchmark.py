@@ -14,7 +14,14 @@ from anovit.config import RunConfig
 from anovit.errors import InputError
 from anovit.experiments.benchmark import benchmark_config, config_changes
 from anovit.experiments.tables import build_results, results_markdown
-from anovit.presets import DEFAULT_PRESET, PRESETS, SEMANTIC_MIN_STEPS
+from anovit.presets import (
+    DEFAULT_PRESET,
+    PRESETS,
+    SEMANTIC_MIN_STEPS,
+    SEMANTIC_PIXEL_PRESET,
+    SEMANTIC_TOKEN_MIN_NATIVE,
+    SEMANTIC_TOKEN_STEPS,
+)
 
 from .test_oneclass import make_mnist
 
@@ -231,8 +238,8 @@ def test_categories_run_in_parallel_on_several_devices(mvtec_root: Path, tmp_pat
 
 
 def test_one_rule_for_semantic_one_class_data() -> None:
-    """The default's settings on one-class data follow what the data is (small, whole-image anomalies, not
-    flip-invariant), not which dataset it is; what the user sets wins; MVTec AD and other presets keep theirs."""
+    """The default's settings on one-class data follow what the data is (whole-image anomalies, not flip-invariant,
+    often small), not which dataset it is; what the user sets wins; MVTec AD and other presets keep theirs."""
     unset = dict(
         objective=None,
         score=None,
@@ -243,29 +250,41 @@ def test_one_rule_for_semantic_one_class_data() -> None:
         image_score=None,
         test_flips=None,
     )
-    cases = (("digits", 8, 32), ("mnist", 28, 32), ("cifar10", 32, 32), ("folder", 96, 96))
-    for (dataset, native, size), preset in itertools.product(cases, (DEFAULT_PRESET, "tiny")):
-        # the default's one-class rule builds on tiny's pixel restoration, whichever the MVTec default is
+    cases = (("digits", 8, 32), ("mnist", 28, 32), ("cifar10", 32, 32), ("folder", 96, 96), ("folder", 12, 32))
+    for (dataset, native, size), preset in itertools.product(cases, (DEFAULT_PRESET, SEMANTIC_PIXEL_PRESET)):
         vit = benchmark_config(dataset, "anovit", preset, None, None, native=native, **unset)
-        assert vit.preset == "tiny" and vit.model.token_decoder_depth == 0, dataset
-        assert vit.data.image_size == vit.model.image_size == size, dataset
-        assert vit.train.objective == "inpaint" and vit.score.test_masks == 4
-        assert vit.score.kinds == ("l2", "feature") and vit.score.image_score == "mean" and vit.score.border == 0
+        assert vit.score.image_score == "mean" and vit.score.border == 0, dataset
         assert vit.score.test_flips == "none" and not vit.data.hflip and not vit.data.vflip
+        if preset == DEFAULT_PRESET and native >= SEMANTIC_TOKEN_MIN_NATIVE:  # the frozen ViT's tokens, at 224 px
+            assert vit.preset == DEFAULT_PRESET and vit.train.objective == "tokens", dataset
+            assert vit.score.kinds == ("tokens",) and vit.model.token_decoder_depth > 0
+            assert vit.data.image_size == vit.model.image_size == 224
+            assert (vit.train.epochs, vit.train.min_steps) == (1, SEMANTIC_TOKEN_STEPS)  # steps, not 30 epochs
+        else:  # pixels, inpainted at the native size: asked for, or images too small for the ViT's patches
+            assert vit.preset == SEMANTIC_PIXEL_PRESET
+            assert vit.data.image_size == vit.model.image_size == size, dataset
+            assert vit.train.objective == "inpaint" and vit.score.test_masks == 4 and vit.model.token_decoder_depth == 0
+            assert vit.score.kinds == ("l2", "feature") and vit.train.min_steps == SEMANTIC_MIN_STEPS
         cae = benchmark_config(dataset, "cae", preset, None, None, native=native, **unset)
         assert cae.data.image_size == max(size, 128) and cae.score.image_score == "mean" and not cae.data.hflip
-        assert vit.train.min_steps == cae.train.min_steps == SEMANTIC_MIN_STEPS  # the same budget for both
-    timed = benchmark_config("digits", "anovit", "tiny", 5, None, native=8, **unset)
-    assert (timed.train.epochs, timed.train.min_steps) == (5, 0)  # --epochs: what the user asked for, exactly
-    big = benchmark_config("folder", "anovit", "tiny", None, None, native=1000, **unset)
+        assert cae.train.objective == "reconstruct" and cae.train.min_steps == SEMANTIC_MIN_STEPS
+        knn = benchmark_config(dataset, "knn", preset, None, None, native=native, **unset)
+        assert knn.data.image_size == 224 and knn.score.image_score == "mean"
+    for preset in (DEFAULT_PRESET, SEMANTIC_PIXEL_PRESET):  # --epochs: what the user asked for, exactly
+        timed = benchmark_config("cifar10", "anovit", preset, 5, None, native=32, **unset)
+        assert (timed.train.epochs, timed.train.min_steps) == (5, 0)
+    big = benchmark_config("folder", "anovit", SEMANTIC_PIXEL_PRESET, None, None, native=1000, **unset)
     assert big.data.image_size == 224
     mine = benchmark_config(
         "digits", "anovit", "tiny", None, 64, native=8, **{**unset, "image_score": "max", "objective": "restore"}
     )
     assert (mine.data.image_size, mine.score.image_score, mine.train.objective) == (64, "max", "restore")
-    for dataset, preset in (("mvtec", "tiny"), ("digits", "small")):
+    mine = benchmark_config("mnist", "anovit", DEFAULT_PRESET, None, 112, native=28, **{**unset, "image_score": "top1"})
+    assert (mine.data.image_size, mine.score.image_score, mine.train.objective) == (112, "top1", "tokens")
+    for dataset, preset in (("mvtec", "tiny"), ("mvtec", DEFAULT_PRESET), ("digits", "small")):
         other = benchmark_config(dataset, "anovit", preset, None, None, **unset)
-        assert other.score.image_score == PRESETS[preset].score.image_score and other.data.image_size != 32
+        assert other.score.image_score == PRESETS[preset].score.image_score
+        assert other.train.epochs == PRESETS[preset].train.epochs
 
 
 def test_native_size_of_a_class_folder_tree(tmp_path: Path) -> None:

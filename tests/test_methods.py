@@ -482,6 +482,7 @@ def test_min_steps_adds_epochs_on_small_training_sets() -> None:
     assert epochs_for(cfg, 64, world_size=2) == 200  # 32 images per rank: 2 steps an epoch
     assert epochs_for(replace(cfg, min_steps=0), 64) == 40
     assert resolve_config("tiny", epochs=3).train.min_steps == 0  # --epochs is exact
+    assert resolve_config("tiny", epochs=1, min_steps=50).train.min_steps == 50  # unless steps are asked for too
     # the added epochs spread the checkpoints: as many as the preset's 40 epochs would write
     assert with_min_steps(cfg, 64) == replace(cfg, epochs=100, checkpoint_every=2, min_steps=0)
     assert with_min_steps(replace(cfg, checkpoint_every=5), 10).checkpoint_every == 50

@@ -233,8 +233,9 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
         "--preset",
         default=DEFAULT_PRESET,
         choices=sorted(PRESETS),
-        help=f"{DEFAULT_PRESET} (default; on digits, MNIST, CIFAR-10 and folders, the one-class rule on tiny: AnoViT "
-        "inpaints at 32 px, the l2-CAE runs at 128 px, both score the map's mean); paper: the published setting",
+        help=f"{DEFAULT_PRESET} (default; on digits, MNIST, CIFAR-10 and folders, the one-class rule: no flips, every "
+        "model scores the map's mean, AnoViT and knn at 224 px (images under 14 px: AnoViT inpaints pixels at 32 px), "
+        "the l2-CAE at 128 px); paper: the published setting",
     )
     p.add_argument("--epochs", type=int)
     p.add_argument("--image-size", type=int)

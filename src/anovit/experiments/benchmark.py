@@ -66,7 +66,7 @@ def benchmark_config(
     """
     asked = dict(epochs=epochs, image_size=image_size, **options)
     kw = dict(model=model, **dataset_options(dataset, preset, model, asked, native))
-    preset = base_preset(dataset, preset)
+    preset = base_preset(dataset, preset, native)
     cfg = resolve_run_config(preset, **kw)[0] if find_weights else resolve_config(preset, **kw)
     if dataset == "cifar10":
         cfg = replace(cfg, data=replace(cfg.data, val_fraction=0.1))  # 4,500 / 500
