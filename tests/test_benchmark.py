@@ -287,6 +287,21 @@ def test_one_rule_for_semantic_one_class_data() -> None:
         assert other.train.epochs == PRESETS[preset].train.epochs
 
 
+def test_one_class_rule_without_weights_trains_the_pixel_variant_from_scratch(monkeypatch: pytest.MonkeyPatch) -> None:
+    import anovit.models.weights as weights_mod
+
+    unset = dict(objective=None, score=None, image_score=None, test_flips=None)
+    found = benchmark_config("cifar10", "anovit", DEFAULT_PRESET, None, None, find_weights=False, native=32, **unset)
+    assert found.train.objective == "tokens"
+    monkeypatch.delenv(weights_mod.WEIGHTS_ENV, raising=False)
+    monkeypatch.setattr(weights_mod, "hub_weights", lambda encoder: None)  # offline, nothing cached
+    cfg = benchmark_config("cifar10", "anovit", DEFAULT_PRESET, None, None, find_weights=True, native=32, **unset)
+    assert cfg.preset == "scratch" and cfg.data.image_size == 32 and cfg.train.objective == "inpaint"
+    assert cfg.score.image_score == "mean" and cfg.train.min_steps == SEMANTIC_MIN_STEPS
+    cae = benchmark_config("cifar10", "cae", DEFAULT_PRESET, None, None, find_weights=True, native=32, **unset)
+    assert cae.data.image_size == 128  # the l2-CAE needs no weights and is unchanged
+
+
 def test_native_size_of_a_class_folder_tree(tmp_path: Path) -> None:
     from PIL import Image
 

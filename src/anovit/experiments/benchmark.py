@@ -27,8 +27,15 @@ from anovit.errors import InputError
 from anovit.evaluation.figures import figure3
 from anovit.experiments.tables import MODEL_LABELS, build_results, in_column_order, write_results
 from anovit.files import METRICS_FILE, write_json
-from anovit.models.weights import resolve_run_config
-from anovit.presets import DEFAULT_PRESET, base_preset, dataset_options, resolve_config
+from anovit.models.weights import resolve_run_config, weights_found
+from anovit.presets import (
+    DEFAULT_PRESET,
+    SEMANTIC_PIXEL_PRESET,
+    base_preset,
+    dataset_options,
+    follows_one_class_rule,
+    resolve_config,
+)
 from anovit.runs.test import figure_indices, test_on
 from anovit.runs.train import train_on
 
@@ -62,12 +69,18 @@ def benchmark_config(
     """The run configuration for one model: the preset, its image size per dataset, the user's options.
 
     ``find_weights``: also find the encoder's pretrained weights, or fall back to a from-scratch
-    preset without them (:func:`anovit.models.weights.resolve_run_config`), as training does.
+    preset without them (:func:`anovit.models.weights.resolve_run_config`), as training does; on one-class data
+    the fallback is the rule's pixel variant (at the native size), the tokens having no features to read.
     """
     asked = dict(epochs=epochs, image_size=image_size, **options)
     kw = dict(model=model, **dataset_options(dataset, preset, model, asked, native))
-    preset = base_preset(dataset, preset, native)
-    cfg = resolve_run_config(preset, **kw)[0] if find_weights else resolve_config(preset, **kw)
+    base = base_preset(dataset, preset, native)
+    tokens_rule = base != SEMANTIC_PIXEL_PRESET and follows_one_class_rule(dataset, preset)
+    if find_weights and tokens_rule and not weights_found(resolve_config(base, **kw).model):
+        # no pretrained tokens to read: the rule's pixel variant, which falls back to training from scratch
+        kw = dict(model=model, **dataset_options(dataset, SEMANTIC_PIXEL_PRESET, model, asked, native))
+        base = SEMANTIC_PIXEL_PRESET
+    cfg = resolve_run_config(base, **kw)[0] if find_weights else resolve_config(base, **kw)
     if dataset == "cifar10":
         cfg = replace(cfg, data=replace(cfg.data, val_fraction=0.1))  # 4,500 / 500
     return cfg

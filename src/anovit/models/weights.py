@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from anovit.config import RunConfig
+from anovit.config import ModelConfig, RunConfig
 from anovit.errors import InputError
 from anovit.presets import DEFAULT_PRESET, resolve_config
 
@@ -75,6 +75,14 @@ def hub_weights(encoder: str) -> Path | None:
     except Exception as exc:  # offline, no cache, hub errors of many kinds
         log.debug("hub weights for %s: %s", encoder, exc)
         return None
+
+
+def weights_found(m: ModelConfig) -> bool:
+    """Whether the encoder of ``m`` gets pretrained weights (a file, ``$ANOVIT_ENCODER_WEIGHTS`` or the hub), or needs
+    none (the l2-CAE, a from-scratch encoder); :func:`resolve_encoder_source` without its fallback and warnings."""
+    if m.name == "cae" or m.encoder_weights or not m.pretrained:
+        return True
+    return env_weights(m.encoder) is not None or hub_weights(m.encoder) is not None
 
 
 def resolve_encoder_source(cfg: RunConfig, fallback: RunConfig | None = None) -> tuple[RunConfig, str]:
