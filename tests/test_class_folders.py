@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
 from anovit.data.oneclass import class_names, native_size, one_class_data
 
+from .conftest import benchmark_script
+
 pytest.importorskip("skimage")
-_spec = importlib.util.spec_from_file_location(
-    "class_folders", Path(__file__).resolve().parents[1] / "benchmarks" / "class_folders.py"
-)
-class_folders = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(class_folders)
+class_folders = benchmark_script("class_folders")
 
 
 def test_faces_are_two_classes_split_in_disjoint_halves(tmp_path: Path) -> None:

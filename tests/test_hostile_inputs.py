@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
@@ -15,11 +14,9 @@ from anovit.cli import main
 from anovit.data.images import check_image, open_rgb
 from anovit.errors import InputError
 
-_spec = importlib.util.spec_from_file_location(
-    "hostile_inputs", Path(__file__).resolve().parents[1] / "benchmarks" / "hostile_inputs.py"
-)
-hostile = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(hostile)  # type: ignore[union-attr]
+from .conftest import benchmark_script
+
+hostile = benchmark_script("hostile_inputs")
 
 
 def test_decompression_bomb_is_refused_from_its_header(tmp_path: Path) -> None:

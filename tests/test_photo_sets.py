@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +10,10 @@ from PIL import Image
 
 from anovit.data import mvtec_samples
 
+from .conftest import benchmark_script
+
 pytest.importorskip("skimage")
-_spec = importlib.util.spec_from_file_location(
-    "photo_sets", Path(__file__).resolve().parents[1] / "benchmarks" / "photo_sets.py"
-)
-photo_sets = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(photo_sets)
+photo_sets = benchmark_script("photo_sets")
 
 
 def test_photo_set_is_mvtec_layout_with_unseen_test_crops(tmp_path: Path) -> None:

@@ -22,6 +22,8 @@ from PIL import Image
 
 from anovit.cli import main
 
+from .conftest import benchmark_script
+
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("starlette", reason="anovit serve needs: pip install 'anovit[serve]'")
 
@@ -203,13 +205,7 @@ def _metric(server: str, name: str) -> float:
 
 
 def test_bad_input_gets_a_4xx_and_one_json_line(server: str, trained_run: Path, tmp_path: Path) -> None:
-    from importlib.util import module_from_spec, spec_from_file_location
-
-    spec = spec_from_file_location(
-        "hostile_inputs", Path(__file__).resolve().parents[1] / "benchmarks" / "hostile_inputs.py"
-    )
-    hostile = module_from_spec(spec)
-    spec.loader.exec_module(hostile)  # type: ignore[union-attr]
+    hostile = benchmark_script("hostile_inputs")
     hostile.bomb_png(tmp_path / "bomb.png")
     good = io.BytesIO()
     Image.new("RGB", (40, 40), (120, 90, 60)).save(good, format="PNG")
