@@ -244,6 +244,8 @@ def test_bad_input_gets_a_4xx_and_one_json_line(server: str, trained_run: Path, 
     )
     assert unknown.status_code == 404 and trained_run.name in unknown.json()["error"]
     assert httpx.get(f"{server}/healthz").json()["status"] == "ok"  # nothing crashed it
+    scored = httpx.post(url, timeout=30, content=good.getvalue(), headers={"content-type": "image/png"})
+    assert scored.status_code == 200, scored.text  # and a good image is still scored (a batch for the histogram)
     metrics = httpx.get(f"{server}/metrics").text
     for name in (
         "anovit_requests_total",
