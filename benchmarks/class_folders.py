@@ -18,11 +18,16 @@ Both are written as torchvision's ImageFolder layout that ``--dataset folder`` r
 from __future__ import annotations
 
 import argparse
+import sys
 import zlib
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from photo_sets import SPLIT, photograph  # noqa: E402  (rows above SPLIT give training crops, rows below test crops)
 
 SCENES = (
     "astronaut",
@@ -36,7 +41,6 @@ SCENES = (
     "coins",
     "moon",
 )
-SPLIT = 0.625  # rows above this share of a photograph give the training crops, rows below it the test crops
 SIZE = 32  # CIFAR-10's native size
 
 
@@ -59,17 +63,10 @@ def make_faces(root: Path, seed: int = 0) -> Path:
     return root
 
 
-def _photograph(name: str) -> np.ndarray:
-    from skimage import data
-
-    img = np.asarray(getattr(data, name)())
-    return np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img[..., :3]  # (H, W, 3) uint8
-
-
 def make_scenes(root: Path, n_train: int = 200, n_test: int = 50, seed: int = 0) -> Path:
     """ROOT/{train,test}/<photograph>/*.png: 32-px crops of ten photographs, train from the top, test from below."""
     for name in SCENES:
-        img = _photograph(name)
+        img = (photograph(name) * 255 + 0.5).astype(np.uint8)  # (H, W, 3), the photograph's own levels
         split = int(img.shape[0] * SPLIT)
         rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
         for part, rows, n in (("train", (0, split), n_train), ("test", (split, img.shape[0]), n_test)):
