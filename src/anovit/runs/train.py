@@ -117,10 +117,12 @@ def train_on(
     train_set = normal.subset(train_idx, augment=build_augment(cfg.data))
     val_set = normal.subset(val_idx) if val_idx else None
     n_params = sum(p.numel() for p in model.parameters())
+    n_trained = sum(p.numel() for p in model.parameters() if p.requires_grad)  # a frozen encoder is not
     log.info(
-        "training %s (%.2fM parameters): %d train, %d validation images, %s, %s",
+        "training %s (%.2fM parameters, %.2fM of them trained): %d train, %d validation images, %s, %s",
         cfg.model.name,
         n_params / 1e6,
+        n_trained / 1e6,
         len(train_idx),
         len(val_idx),
         dev,
