@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from anovit.data.oneclass import one_class_data  # noqa: E402
@@ -55,19 +57,13 @@ def main(argv: list[str] | None = None) -> None:
         print(rows[-1], flush=True)
     lines = [
         f"Scoring a one-class test set with `{args.run}` ({args.dataset}, class {args.category}); {cpu_name()}, "
-        f"{torch_threads()} threads.",
+        f"{torch.get_num_threads()} threads.",
         "",
         "| precision | images | seconds | images/s |",
         "|---|---|---|---|",
         *rows,
     ]
     args.out.write_text("\n".join(lines) + "\n")
-
-
-def torch_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
 
 
 if __name__ == "__main__":
