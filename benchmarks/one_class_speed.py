@@ -11,7 +11,6 @@ Scores the whole test split of ``--data`` (for the 5,000-image figure: an MNIST 
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import tempfile
 import time
@@ -24,16 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from anovit.data.oneclass import one_class_data  # noqa: E402
 from anovit.files import load_config  # noqa: E402
 from anovit.runs.test import test_on  # noqa: E402
-
-
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo (or the platform's processor string)."""
-    info = Path("/proc/cpuinfo")
-    if info.is_file():
-        for line in info.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
+from anovit.runtime.precision import cpu_name  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -77,12 +77,21 @@ def hub_weights(encoder: str) -> Path | None:
         return None
 
 
+def find_pretrained(encoder: str) -> tuple[Path | None, str]:
+    """``encoder``'s pretrained file, from ``$ANOVIT_ENCODER_WEIGHTS`` first, then the hub (or its cache); and where
+    it was looked for last. None where neither has it."""
+    path = env_weights(encoder)
+    if path is not None:
+        return path, f"${WEIGHTS_ENV}"
+    return hub_weights(encoder), "the Hugging Face hub"
+
+
 def weights_found(m: ModelConfig) -> bool:
     """Whether the encoder of ``m`` gets pretrained weights (a file, ``$ANOVIT_ENCODER_WEIGHTS`` or the hub), or needs
     none (the l2-CAE, a from-scratch encoder); :func:`resolve_encoder_source` without its fallback and warnings."""
     if m.name == "cae" or m.encoder_weights or not m.pretrained:
         return True
-    return env_weights(m.encoder) is not None or hub_weights(m.encoder) is not None
+    return find_pretrained(m.encoder)[0] is not None
 
 
 def resolve_encoder_source(cfg: RunConfig, fallback: RunConfig | None = None) -> tuple[RunConfig, str]:
@@ -99,10 +108,7 @@ def resolve_encoder_source(cfg: RunConfig, fallback: RunConfig | None = None) ->
     if not m.pretrained:
         # chosen (a from-scratch preset, --no-pretrained): not a warning; the caller logs the sentence
         return cfg, f"encoder {m.encoder} is randomly initialised (no --pretrained, no --encoder-weights)"
-    path = env_weights(m.encoder)
-    where = f"${WEIGHTS_ENV}"
-    if path is None:
-        path, where = hub_weights(m.encoder), "the Hugging Face hub"
+    path, where = find_pretrained(m.encoder)
     if path is not None:
         return replace(
             cfg, model=replace(m, pretrained=False, encoder_weights=str(path))
