@@ -14,14 +14,8 @@ from anovit.config import RunConfig
 from anovit.errors import InputError
 from anovit.experiments.benchmark import benchmark_config, config_changes
 from anovit.experiments.tables import build_results, results_markdown
-from anovit.presets import (
-    DEFAULT_PRESET,
-    PRESETS,
-    SEMANTIC_MIN_STEPS,
-    SEMANTIC_PIXEL_PRESET,
-    SEMANTIC_TOKEN_MIN_NATIVE,
-    SEMANTIC_TOKEN_STEPS,
-)
+from anovit.one_class_rule import SEMANTIC_MIN_STEPS, SEMANTIC_PIXEL_PRESET, SEMANTIC_TOKEN_STEPS, OneClassImages
+from anovit.presets import DEFAULT_PRESET, PRESETS
 
 from .test_oneclass import make_mnist
 
@@ -238,8 +232,9 @@ def test_categories_run_in_parallel_on_several_devices(mvtec_root: Path, tmp_pat
 
 
 def test_one_rule_for_semantic_one_class_data() -> None:
-    """The default's settings on one-class data follow what the data is (whole-image anomalies, not flip-invariant,
-    often small), not which dataset it is; what the user sets wins; MVTec AD and other presets keep theirs."""
+    """The default's settings on one-class data follow what the images are (whole-image anomalies, not
+    flip-invariant; drawings on a blank background or photographs), not which dataset holds them; what the user
+    sets wins; MVTec AD and other presets keep theirs."""
     unset = dict(
         objective=None,
         score=None,
@@ -250,37 +245,63 @@ def test_one_rule_for_semantic_one_class_data() -> None:
         image_score=None,
         test_flips=None,
     )
-    cases = (("digits", 8, 32), ("mnist", 28, 32), ("cifar10", 32, 32), ("folder", 96, 96), ("folder", 12, 32))
-    for (dataset, native, size), preset in itertools.product(cases, (DEFAULT_PRESET, SEMANTIC_PIXEL_PRESET)):
-        vit = benchmark_config(dataset, "anovit", preset, None, None, native=native, **unset)
+    cases = (  # dataset, (side, blank share), the pixel variant's size
+        ("digits", (8, 0.48), 32),
+        ("mnist", (28, 0.82), 32),
+        ("cifar10", (32, 0.0), 32),
+        ("folder", (96, 0.05), 96),
+        ("folder", (12, 0.1), 32),  # a small photograph stays a photograph
+        ("folder", (64, 0.6), 64),  # sketches
+    )
+    for (dataset, kind, size), preset in itertools.product(cases, (DEFAULT_PRESET, SEMANTIC_PIXEL_PRESET)):
+        images = OneClassImages(*kind)
+        vit = benchmark_config(dataset, "anovit", preset, None, None, images=images, **unset)
         assert vit.score.image_score == "mean" and vit.score.border == 0, dataset
         assert vit.score.test_flips == "none" and not vit.data.hflip and not vit.data.vflip
-        if preset == DEFAULT_PRESET and native >= SEMANTIC_TOKEN_MIN_NATIVE:  # the frozen ViT's tokens, at 224 px
+        if preset == DEFAULT_PRESET and not images.drawing:  # photographs: the frozen ViT's tokens, at 224 px
             assert vit.preset == DEFAULT_PRESET and vit.train.objective == "tokens", dataset
             assert vit.score.kinds == ("tokens",) and vit.model.token_decoder_depth > 0
             assert vit.data.image_size == vit.model.image_size == 224
             assert (vit.train.epochs, vit.train.min_steps) == (1, SEMANTIC_TOKEN_STEPS)  # steps, not 30 epochs
-        else:  # pixels, inpainted at the native size: asked for, or images too small for the ViT's patches
+        else:  # pixels, inpainted at the native size: drawings, or asked for
             assert vit.preset == SEMANTIC_PIXEL_PRESET
             assert vit.data.image_size == vit.model.image_size == size, dataset
             assert vit.train.objective == "inpaint" and vit.score.test_masks == 4 and vit.model.token_decoder_depth == 0
-            assert vit.score.kinds == ("l2", "feature") and vit.train.min_steps == SEMANTIC_MIN_STEPS
-        cae = benchmark_config(dataset, "cae", preset, None, None, native=native, **unset)
+            assert vit.score.kinds == ("l2", "feature") and (vit.train.epochs, vit.train.min_steps) == (
+                1,
+                SEMANTIC_MIN_STEPS,
+            )
+        cae = benchmark_config(dataset, "cae", preset, None, None, images=images, **unset)
         assert cae.data.image_size == max(size, 128) and cae.score.image_score == "mean" and not cae.data.hflip
         assert cae.train.objective == "reconstruct" and cae.train.min_steps == SEMANTIC_MIN_STEPS
-        knn = benchmark_config(dataset, "knn", preset, None, None, native=native, **unset)
+        knn = benchmark_config(dataset, "knn", preset, None, None, images=images, **unset)
         assert knn.data.image_size == 224 and knn.score.image_score == "mean"
+    photos = OneClassImages(32, 0.0)
     for preset in (DEFAULT_PRESET, SEMANTIC_PIXEL_PRESET):  # --epochs: what the user asked for, exactly
-        timed = benchmark_config("cifar10", "anovit", preset, 5, None, native=32, **unset)
+        timed = benchmark_config("cifar10", "anovit", preset, 5, None, images=photos, **unset)
         assert (timed.train.epochs, timed.train.min_steps) == (5, 0)
-    big = benchmark_config("folder", "anovit", SEMANTIC_PIXEL_PRESET, None, None, native=1000, **unset)
+    assert benchmark_config("folder", "anovit", DEFAULT_PRESET, None, None, **unset).train.objective == "tokens"
+    big = benchmark_config(
+        "folder", "anovit", SEMANTIC_PIXEL_PRESET, None, None, images=OneClassImages(1000, 0), **unset
+    )
     assert big.data.image_size == 224
+    digits = OneClassImages(8, 0.48)
     mine = benchmark_config(
-        "digits", "anovit", "tiny", None, 64, native=8, **{**unset, "image_score": "max", "objective": "restore"}
+        "digits", "anovit", "tiny", None, 64, images=digits, **{**unset, "image_score": "max", "objective": "restore"}
     )
     assert (mine.data.image_size, mine.score.image_score, mine.train.objective) == (64, "max", "restore")
-    mine = benchmark_config("mnist", "anovit", DEFAULT_PRESET, None, 112, native=28, **{**unset, "image_score": "top1"})
-    assert (mine.data.image_size, mine.score.image_score, mine.train.objective) == (112, "top1", "tokens")
+    mine = benchmark_config(
+        "mnist", "anovit", DEFAULT_PRESET, None, 112, images=digits, **{**unset, "image_score": "top1"}
+    )
+    assert (mine.data.image_size, mine.score.image_score, mine.train.objective) == (112, "top1", "inpaint")
+    mine = benchmark_config(
+        "cifar10", "anovit", DEFAULT_PRESET, None, 112, images=photos, **{**unset, "image_score": "max"}
+    )
+    assert (mine.data.image_size, mine.score.image_score, mine.train.objective) == (112, "max", "tokens")
+    tokens = benchmark_config(
+        "mnist", "anovit", DEFAULT_PRESET, None, None, images=digits, **{**unset, "objective": "tokens"}
+    )
+    assert tokens.preset == DEFAULT_PRESET and tokens.score.kinds == ("tokens",) and tokens.data.image_size == 224
     for dataset, preset in (("mvtec", "tiny"), ("mvtec", DEFAULT_PRESET), ("digits", "small")):
         other = benchmark_config(dataset, "anovit", preset, None, None, **unset)
         assert other.score.image_score == PRESETS[preset].score.image_score
@@ -291,14 +312,20 @@ def test_one_class_rule_without_weights_trains_the_pixel_variant_from_scratch(mo
     import anovit.models.weights as weights_mod
 
     unset = dict(objective=None, score=None, image_score=None, test_flips=None)
-    found = benchmark_config("cifar10", "anovit", DEFAULT_PRESET, None, None, find_weights=False, native=32, **unset)
+    found = benchmark_config(
+        "cifar10", "anovit", DEFAULT_PRESET, None, None, find_weights=False, images=OneClassImages(32, 0.0), **unset
+    )
     assert found.train.objective == "tokens"
     monkeypatch.delenv(weights_mod.WEIGHTS_ENV, raising=False)
     monkeypatch.setattr(weights_mod, "hub_weights", lambda encoder: None)  # offline, nothing cached
-    cfg = benchmark_config("cifar10", "anovit", DEFAULT_PRESET, None, None, find_weights=True, native=32, **unset)
+    cfg = benchmark_config(
+        "cifar10", "anovit", DEFAULT_PRESET, None, None, find_weights=True, images=OneClassImages(32, 0.0), **unset
+    )
     assert cfg.preset == "scratch" and cfg.data.image_size == 32 and cfg.train.objective == "inpaint"
     assert cfg.score.image_score == "mean" and cfg.train.min_steps == SEMANTIC_MIN_STEPS
-    cae = benchmark_config("cifar10", "cae", DEFAULT_PRESET, None, None, find_weights=True, native=32, **unset)
+    cae = benchmark_config(
+        "cifar10", "cae", DEFAULT_PRESET, None, None, find_weights=True, images=OneClassImages(32, 0.0), **unset
+    )
     assert cae.data.image_size == 128  # the l2-CAE needs no weights and is unchanged
 
 

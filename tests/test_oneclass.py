@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from anovit.data.oneclass import CIFAR10_CLASSES, one_class_data, read_cifar10, read_idx, read_mnist
+from anovit.data.oneclass import CIFAR10_CLASSES, blank_share, one_class_data, read_cifar10, read_idx, read_mnist
 from anovit.errors import InputError
+from anovit.one_class_rule import DRAWING_MIN_BLANK
 
 
 def write_idx(path: Path, array: np.ndarray, gz: bool) -> None:
@@ -136,3 +137,40 @@ def test_class_per_folder_tree(tmp_path: Path) -> None:
     assert data.train[0]["image"].mean() > 0.7 and data.test[0]["image"].mean() < 0.2
     with pytest.raises(InputError, match="folder not found"):
         one_class_data("folder", tmp_path / "nope", "dogs", 16)
+
+
+def test_blank_share_tells_drawings_from_photographs(tmp_path: Path) -> None:
+    """What the one-class rule reads: strokes on black (MNIST's files) or on white paper (a folder of sketches) are
+    drawings; noise-textured images (the CIFAR-10 and MNIST stand-ins) are not; scikit-learn's real digits are."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    strokes = np.zeros((40, 28, 28), np.uint8)  # (N, 28, 28): black with a white bar and a grey one
+    strokes[:, 6:22, 12:15] = 255
+    strokes[:, 20:23, 5:20] = 128
+    (tmp_path / "mnist").mkdir()
+    write_idx(tmp_path / "mnist" / "train-images-idx3-ubyte", strokes, gz=False)
+    write_idx(tmp_path / "mnist" / "train-labels-idx1-ubyte", np.arange(40) % 10, gz=False)
+    assert blank_share("mnist", tmp_path / "mnist") >= 0.8
+    make_mnist(tmp_path / "noisy")  # uniform 0..50 with a brighter square
+    assert blank_share("mnist", tmp_path / "noisy") < DRAWING_MIN_BLANK
+    make_cifar(tmp_path / "cifar")
+    assert blank_share("cifar10", tmp_path / "cifar") < 0.05
+    assert blank_share("digits", None) >= DRAWING_MIN_BLANK
+    for name, background, ink in (("sketch", 255, 0), ("photo", None, None)):
+        for c in ("a", "b"):
+            (tmp_path / name / "train" / c).mkdir(parents=True)
+            for i in range(3):
+                if background is None:
+                    img = rng.integers(20, 236, (48, 64, 3), dtype=np.uint8)
+                else:
+                    img = np.full((48, 64, 3), background, np.uint8)
+                    img[10 + 5 * i : 14 + 5 * i, 5:60] = ink
+                Image.fromarray(img).save(tmp_path / name / "train" / c / f"{i}.png")
+    big = np.full((600, 800, 3), 255, np.uint8)  # a scan larger than the 256 px it is shrunk to
+    big[100:140, 50:750] = 0
+    Image.fromarray(big).save(tmp_path / "sketch" / "train" / "b" / "scan.jpg")
+    assert blank_share("folder", tmp_path / "sketch") >= 0.8
+    assert blank_share("folder", tmp_path / "photo") < 0.05
+    with pytest.raises(InputError, match="no class folders with images"):
+        blank_share("folder", tmp_path / "nothing")

@@ -16,7 +16,8 @@ from anovit.evaluation.evaluate import evaluate
 from anovit.evaluation.thresholds import load_thresholds
 from anovit.models.checkpoint import load_trained_model
 from anovit.models.position import PositionNorm
-from anovit.presets import dataset_options, resolve_config
+from anovit.one_class_rule import OneClassImages, dataset_options
+from anovit.presets import resolve_config
 from anovit.scoring.maps import image_scores
 from anovit.scoring.position import fit_position_stats, leave_one_out_maps, position_stats
 from tests.conftest import tiny_run_config
@@ -66,7 +67,7 @@ def test_it_is_an_option_off_by_default() -> None:
     assert not resolve_config("tiny", model="knn").model.position_norm
     assert resolve_config("tiny", position_norm=True).model.position_norm
     assert resolve_config("small", model="cae", position_norm=True).model.position_norm
-    semantic = dataset_options("digits", "tiny", "anovit", {"position_norm": True}, native_size=8)
+    semantic = dataset_options("digits", "tiny", "anovit", {"position_norm": True}, OneClassImages(8, 0.5))
     assert resolve_config("tiny", **semantic).model.position_norm  # with the semantic rule's settings
 
 

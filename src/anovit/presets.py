@@ -7,7 +7,6 @@ Torch-free. Where the encoder's weights come from (or the from-scratch fallback)
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 from anovit.config import (
     ANOMALY_FILLS,
@@ -30,21 +29,12 @@ from anovit.config import (
 from anovit.errors import InputError
 
 DEFAULT_PRESET = "tokens"  # the CPU default; the README's knn section compares it with tiny and knn
-SEMANTIC_PIXEL_PRESET = "tiny"  # the one-class rule's pixel-reconstructing variant (semantic_options)
 DEFAULT_TEST_MASKS = 4
 DEFAULT_FEATURE_LAYERS = (2, 5, 8)
 # --objective tokens: the middle blocks whose tokens the decoder gives back (Dinomaly's 2 to 9 of 12), and its depth
 TOKEN_LAYERS = tuple(range(2, 10))
 TOKEN_DECODER_DEPTH = 4
 KNN_SIGMA = 4.0  # PatchCore's smoothing of its distance map
-# the one-class rule's training budget: a digit class (~70 images) would otherwise stop at 300 steps, where the
-# inpainting ViT still restores other digits (benchmarks/ablation/semantic/steps.md)
-SEMANTIC_MIN_STEPS = 1000
-# the one-class rule's budget for the token-reconstructing default: the MVTec preset's 600 steps
-SEMANTIC_TOKEN_STEPS = 600
-# the smallest native size whose detail reaches the ViT-Ti's 16-px patches at 224 px (224 / 16): below it (8-px
-# digits) a patch holds half a source pixel and the one-class rule reconstructs pixels instead of tokens
-SEMANTIC_TOKEN_MIN_NATIVE = 14
 
 # paper: the published setting for MVTec AD: ViT-B/16 (ImageNet-21k, fine-tuned on 1k) at 384 px, reconstruct, L2.
 #        Needs the pretrained weights (the hub or --encoder-weights) and a GPU.
@@ -54,7 +44,7 @@ SEMANTIC_TOKEN_MIN_NATIVE = 14
 #        Where the default's weights cannot be found, the default trains as this preset.
 # tiny: the pretrained ViT-Ti/16 at 224 px fine-tuned to restore synthetic anomalies, scored by a frozen copy's
 #        features and the segmentation head at half resolution; about 10 minutes per ~200 images on 2 CPU cores. The
-#        finest localisation on real tire; the one-class rule's pixel variant (semantic_options).
+#        finest localisation on real tire; the one-class rule's pixel variant (anovit.one_class_rule).
 # small's and scratch's model: the ViT-Ti architecture narrowed to 4 blocks of 128-d tokens, and a 64-d l2-CAE
 SMALL_VIT = ModelConfig(
     encoder="vit_tiny_patch16_224",
@@ -134,72 +124,6 @@ PRESETS["tokens"] = RunConfig(
     score=ScoreConfig(sigma=4.0, kinds=("tokens",), image_score="top1"),
     preset="tokens",
 )
-
-
-def semantic_options(model: str, native_size: int, preset: str = DEFAULT_PRESET) -> dict[str, Any]:
-    """The default's rule for one-class data whose anomalies are whole images of another kind (MNIST, CIFAR-10,
-    scikit-learn digits, a class-per-folder tree), at a native resolution of ``native_size`` px.
-
-    - Objects are not flip-invariant (a flipped 2 or 7 is no normal 2 or 7): no flips in training or testing.
-    - The anomaly is the whole image, not a local defect: every model scores the map's mean, border included.
-    - Pretrained features are read where they were learnt: AnoViT's frozen ViT (``tokens``, the default) and the
-      knn baseline see the image resized to 224 px. AnoViT trains :data:`SEMANTIC_TOKEN_STEPS` optimiser steps and
-      at least one epoch, however many images (MNIST's and CIFAR-10's ~4,500 per class would otherwise take the
-      preset's 30 epochs at 224 px).
-    - The l2-CAE reconstructs pixels at no less than 128 px (its five downsamplings) and takes at least
-      :data:`SEMANTIC_MIN_STEPS` steps, however few its images.
-    - Images too small for the ViT's patches at 224 px (:func:`pixel_variant`; 8-px digits), and every size with
-      ``--preset tiny``: AnoViT reconstructs pixels at the native size rounded up to its 16-px patches (32 to
-      224 px), inpainting each quarter of its patch grid from the rest, scoring pixel error plus the frozen ViT's
-      feature distance, for at least :data:`SEMANTIC_MIN_STEPS` steps.
-    """
-    size = min(224, max(32, 16 * -(-native_size // 16)))
-    common: dict[str, Any] = dict(image_score="mean", test_flips="none", augment_flips=False, border=0.0)
-    if model == "anovit" and pixel_variant(preset, native_size):
-        pixels = dict(image_size=size, objective="inpaint", score=("l2", "feature"), min_steps=SEMANTIC_MIN_STEPS)
-        return common | pixels
-    if model == "anovit":
-        return common | dict(image_size=224, epochs=1, min_steps=SEMANTIC_TOKEN_STEPS)
-    if model == "cae":
-        return common | dict(image_size=max(size, 128), min_steps=SEMANTIC_MIN_STEPS)
-    return common | dict(image_size=224)
-
-
-def pixel_variant(preset: str, native_size: int) -> bool:
-    """Whether the one-class rule's AnoViT reconstructs pixels (on :data:`SEMANTIC_PIXEL_PRESET`) rather than the
-    frozen ViT's tokens: asked for with that preset, or images under :data:`SEMANTIC_TOKEN_MIN_NATIVE` px."""
-    return preset == SEMANTIC_PIXEL_PRESET or native_size < SEMANTIC_TOKEN_MIN_NATIVE
-
-
-def follows_one_class_rule(dataset: str, preset: str) -> bool:
-    """Whether a run of ``preset`` on ``dataset`` takes the default's rule for one-class data
-    (:func:`semantic_options`): every dataset but MVTec AD, with the default or :data:`SEMANTIC_PIXEL_PRESET`."""
-    return preset in (DEFAULT_PRESET, SEMANTIC_PIXEL_PRESET) and dataset != "mvtec"
-
-
-def base_preset(dataset: str, preset: str, native_size: int | None = None) -> str:
-    """The preset a run on ``dataset`` starts from: the one-class rule's pixel variant (:func:`pixel_variant`)
-    builds on :data:`SEMANTIC_PIXEL_PRESET`, whatever the default is."""
-    rule = follows_one_class_rule(dataset, preset)
-    return SEMANTIC_PIXEL_PRESET if rule and pixel_variant(preset, native_size or 224) else preset
-
-
-def dataset_options(
-    dataset: str, preset: str, model: str, options: dict[str, Any], native_size: int | None = None
-) -> dict[str, Any]:
-    """``options`` (the keywords of :func:`resolve_config`) with a preset's settings for ``dataset`` where the user
-    gave none: the paper's MNIST and CIFAR-10 setting (section 4.1.1: ViT-B/16 at 224 px); the default's rule for
-    one-class data (:func:`semantic_options`, for the default and :data:`SEMANTIC_PIXEL_PRESET`) on every dataset
-    but MVTec AD. ``epochs`` the user gave is what trains, exactly: the rule's step budget goes with it."""
-    defaults: dict[str, Any] = {}
-    if preset == "paper" and dataset != "mvtec":
-        defaults = {"image_size": 224, "encoder": "vit_base_patch16_224"}
-    elif follows_one_class_rule(dataset, preset):
-        defaults = semantic_options(model, native_size or 224, preset)
-    asked = {k: v for k, v in options.items() if v is not None}
-    if "epochs" in asked:
-        defaults.pop("min_steps", None)
-    return defaults | asked
 
 
 def resolve_config(

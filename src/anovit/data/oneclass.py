@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 
 from anovit.data import ONE_CLASS_DATASETS as DATASETS
 from anovit.data.datasets import as_float_tensor, load_image
-from anovit.data.images import list_images, model_input
+from anovit.data.images import list_images, model_input, open_rgb
 from anovit.data.mvtec import Sample
 from anovit.errors import InputError
 
@@ -205,7 +205,6 @@ def read_class_folders(root: Path, split: str) -> tuple[torch.Tensor, torch.Tens
     files = [(f, c) for c, name in enumerate(classes) for f in list_images(base / name)]
     if not files:
         raise InputError(f"{base}: no image files in its class folders")
-    from PIL import Image
 
     with Image.open(files[0][0]) as first:
         size = max(first.size)
@@ -237,16 +236,56 @@ def native_size(dataset: str, root: Path | None) -> int:
     tree's first training image (its header only) for ``folder``."""
     if dataset in NATIVE_SIZES:
         return NATIVE_SIZES[dataset]
-    base = Path(root or ".") / "train"
-    first = (
-        next((f for c in sorted(base.iterdir()) if c.is_dir() for f in list_images(c)), None) if base.is_dir() else None
-    )
-    if first is None:
-        raise InputError(f"{base}: no class folders with images (expected ROOT/train/<class>/*.png)")
-    from PIL import Image
-
-    with Image.open(first) as img:
+    with Image.open(_training_files(root)[0]) as img:
         return max(img.size)
+
+
+BLANK_LEVELS = 8  # grey levels (of 255) from pure black or pure white that still count as blank background
+BLANK_SAMPLE = 256  # training images read to measure it
+
+
+def blank_share(dataset: str, root: Path | None) -> float:
+    """How much of a typical training image is blank background: the median, over up to :data:`BLANK_SAMPLE` images
+    spread evenly over the training split, of the share of an image's pixels whose grey level (the channels' mean)
+    is within :data:`BLANK_LEVELS` of black or of white, whichever is larger. Drawings on paper or screen score
+    high (MNIST ~0.8), photographs near 0."""
+    if dataset == "folder":
+        files = _training_files(root)
+        picked = [files[i] for i in _spread(len(files))]
+        grey = [np.asarray(_at_most(open_rgb(f), 256), dtype=np.float32).mean(-1).ravel() for f in picked]  # (h*w,)
+    else:
+        readers: dict[str, Callable[[], tuple[torch.Tensor, torch.Tensor]]] = {
+            "mnist": lambda: read_mnist(Path(root or "."), "train"),
+            "cifar10": lambda: read_cifar10(Path(root or "."), "train"),
+            "digits": lambda: read_digits("train"),
+        }
+        if dataset not in readers:
+            raise InputError(f"unknown one-class dataset {dataset!r}; expected one of {DATASETS}")
+        images = readers[dataset]()[0]  # (N, C, h, w) uint8
+        grey = list(images[_spread(len(images))].float().mean(1).flatten(1).numpy())
+    shares = [max(float((g <= BLANK_LEVELS).mean()), float((g >= 255 - BLANK_LEVELS).mean())) for g in grey]
+    return float(np.median(shares))
+
+
+def _at_most(img: Image.Image, side: int) -> Image.Image:
+    """``img`` shrunk to fit ``side`` x ``side`` if larger (a blank background stays blank; decoding stays quick)."""
+    if max(img.size) > side:
+        img.thumbnail((side, side))
+    return img
+
+
+def _spread(n: int) -> np.ndarray:
+    """Up to :data:`BLANK_SAMPLE` indices spread evenly over ``range(n)`` (sorted splits hold one class per run)."""
+    return np.unique(np.linspace(0, n - 1, min(n, BLANK_SAMPLE)).round().astype(np.int64))
+
+
+def _training_files(root: Path | None) -> list[Path]:
+    """The image files of a class-per-folder tree's training split, class by class."""
+    base = Path(root or ".") / "train"
+    files = [f for c in sorted(base.iterdir()) if c.is_dir() for f in list_images(c)] if base.is_dir() else []
+    if not files:
+        raise InputError(f"{base}: no class folders with images (expected ROOT/train/<class>/*.png)")
+    return files
 
 
 def one_class_data(dataset: str, root: Path | None, normal: str, image_size: int) -> OneClassData:

@@ -22,20 +22,20 @@ from tqdm.auto import tqdm
 from anovit.config import RunConfig
 from anovit.data import DATASETS, ImageDataset, mvtec_samples
 from anovit.data.mvtec import CATEGORIES
-from anovit.data.oneclass import class_names, native_size, one_class_data
+from anovit.data.oneclass import blank_share, class_names, native_size, one_class_data
 from anovit.errors import InputError
 from anovit.evaluation.figures import figure3
 from anovit.experiments.tables import MODEL_LABELS, build_results, in_column_order, write_results
 from anovit.files import METRICS_FILE, write_json
 from anovit.models.weights import resolve_run_config, weights_found
-from anovit.presets import (
-    DEFAULT_PRESET,
+from anovit.one_class_rule import (
     SEMANTIC_PIXEL_PRESET,
+    OneClassImages,
     base_preset,
     dataset_options,
     follows_one_class_rule,
-    resolve_config,
 )
+from anovit.presets import DEFAULT_PRESET, resolve_config
 from anovit.runs.test import figure_indices, test_on
 from anovit.runs.train import train_on
 
@@ -63,7 +63,7 @@ def benchmark_config(
     epochs: int | None,
     image_size: int | None,
     find_weights: bool = False,
-    native: int | None = None,
+    images: OneClassImages | None = None,
     **options: Any,
 ) -> RunConfig:
     """The run configuration for one model: the preset, its image size per dataset, the user's options.
@@ -71,19 +71,28 @@ def benchmark_config(
     ``find_weights``: also find the encoder's pretrained weights, or fall back to a from-scratch
     preset without them (:func:`anovit.models.weights.resolve_run_config`), as training does; on one-class data
     the fallback is the rule's pixel variant (at the native size), the tokens having no features to read.
+    ``images``: what the one-class rule reads from the data (:func:`one_class_images`).
     """
     asked = dict(epochs=epochs, image_size=image_size, **options)
-    kw = dict(model=model, **dataset_options(dataset, preset, model, asked, native))
-    base = base_preset(dataset, preset, native)
+    kw = dict(model=model, **dataset_options(dataset, preset, model, asked, images))
+    base = base_preset(dataset, preset, images, asked.get("objective"))
     tokens_rule = base != SEMANTIC_PIXEL_PRESET and follows_one_class_rule(dataset, preset)
     if find_weights and tokens_rule and not weights_found(resolve_config(base, **kw).model):
         # no pretrained tokens to read: the rule's pixel variant, which falls back to training from scratch
-        kw = dict(model=model, **dataset_options(dataset, SEMANTIC_PIXEL_PRESET, model, asked, native))
+        kw = dict(model=model, **dataset_options(dataset, SEMANTIC_PIXEL_PRESET, model, asked, images))
         base = SEMANTIC_PIXEL_PRESET
     cfg = resolve_run_config(base, **kw)[0] if find_weights else resolve_config(base, **kw)
     if dataset == "cifar10":
         cfg = replace(cfg, data=replace(cfg.data, val_fraction=0.1))  # 4,500 / 500
     return cfg
+
+
+def one_class_images(dataset: str, data_root: Path | None) -> OneClassImages:
+    """Measure what the one-class rule reads from ``dataset``'s training images, and log it."""
+    images = OneClassImages(side=native_size(dataset, data_root), blank=blank_share(dataset, data_root))
+    kind = "drawings on a blank background" if images.drawing else "photographs"
+    log.info("%s: %d-px images, %.0f %% of a typical one blank: %s", dataset, images.side, 100 * images.blank, kind)
+    return images
 
 
 def run_benchmark(
@@ -118,9 +127,9 @@ def run_benchmark(
     if dataset != "mvtec":
         names = class_names(dataset, data_root)
         cats = [names[int(c)] if c.isdigit() and c not in names else c for c in cats]
-    native = native_size(dataset, data_root) if dataset != "mvtec" else None
+    images = one_class_images(dataset, data_root) if dataset != "mvtec" else None
     configs = {
-        m: benchmark_config(dataset, m, preset, epochs, image_size, find_weights=True, native=native, **options)
+        m: benchmark_config(dataset, m, preset, epochs, image_size, find_weights=True, images=images, **options)
         for m in models
     }
     out = Path(out)
