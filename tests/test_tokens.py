@@ -16,7 +16,7 @@ from anovit.config import RunConfig
 from anovit.deploy.export import export_model
 from anovit.errors import InputError
 from anovit.models import TokenAnoViT
-from anovit.presets import TOKEN_LAYERS, resolve_config
+from anovit.presets import TOKEN_LAYERS, TOKEN_MERGE, resolve_config
 from anovit.runs.train import train_run
 
 from .conftest import onnx_against_torch, planted_square_scores, tiny_run_config
@@ -26,9 +26,12 @@ TINY = {"embed_dim": 32, "depth": 4, "num_heads": 2}
 
 
 def tokens_config() -> RunConfig:
-    """The token decoder (2 blocks) on a random 4-block ViT at 32 px: a 4 x 4 patch grid, target blocks 0 to 3."""
+    """The token decoder (2 blocks) on a random 4-block ViT at 32 px: a 4 x 4 patch grid, target blocks 0 to 3; the
+    groups merged as the default merges them."""
     cfg = tiny_run_config("anovit", epochs=3)
-    model = replace(cfg.model, encoder_overrides=dict(TINY), reference_layers=(0, 1, 2, 3), token_decoder_depth=2)
+    model = replace(
+        cfg.model, encoder_overrides=dict(TINY), reference_layers=(0, 1, 2, 3), token_decoder_depth=2, token_merge="max"
+    )
     return replace(
         cfg,
         model=model,
@@ -41,6 +44,11 @@ def test_the_config_of_tokens() -> None:
     cfg = resolve_config("tiny", objective="tokens", encoder_weights="w.safetensors")
     assert cfg.train.objective == "tokens" and cfg.score.kinds == ("tokens",) and cfg.train.feature_loss == 0
     assert cfg.model.reference_layers == TOKEN_LAYERS and cfg.model.token_decoder_depth > 0
+    assert cfg.model.token_merge == resolve_config("tokens").model.token_merge == TOKEN_MERGE
+    assert resolve_config("tokens", token_merge="sum").model.token_merge == "sum"
+    with pytest.raises(InputError, match="token-merge"):
+        resolve_config("tiny", token_merge="max")  # no token decoder to merge
+    assert resolve_config("tokens", model="knn", token_merge="sum").model.name == "knn"  # beside it in a benchmark
     assert not cfg.model.segment_head and not cfg.model.mask_token and cfg.score.test_masks == 1
     # another objective gives the pixel decoder back, scored by the paper's L2 unless --score says otherwise
     pixels = resolve_config("tokens", objective="restore", encoder_weights="w.safetensors")
@@ -79,6 +87,27 @@ def test_the_decoder_gives_back_two_groups_and_the_easy_patches_count_less() -> 
     assert all(p.grad is not None for p in model.decoder.parameters())
 
 
+def test_max_merge_judges_each_group_against_its_normal_peaks() -> None:
+    """merge="max": each group's distance over its peak level, the larger of the two per patch; the levels are the
+    mean of each image's top 1 % of patches (here one of 16), stored as a buffer with the weights."""
+    torch.manual_seed(0)
+    kw = dict(layers=(0, 1, 2, 3), depth=2, dropout=0.0, encoder_overrides=TINY)
+    model = TokenAnoViT(32, "vit_tiny_patch16_224", 8, merge="max", **kw).eval()
+    images = torch.rand(3, 3, 32, 32)
+    first, second = model.distances(images)  # (3, 16) each
+    levels = model.peak_levels(images)  # (3, 2)
+    torch.testing.assert_close(levels, torch.stack([first.amax(1), second.amax(1)], dim=1))
+    model.set_peak_levels(torch.tensor([0.5, 2.0]))
+    expected = torch.maximum(first / 0.5, second / 2.0).view(3, 1, 4, 4)
+    expected = torch.nn.functional.interpolate(expected, size=(32, 32), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(model(images), expected.squeeze(1))
+    assert "group_peaks" in model.state_dict()
+    summed = TokenAnoViT(32, "vit_tiny_patch16_224", 8, **kw)  # a run saved before merges: no buffer, the sum
+    assert "group_peaks" not in summed.state_dict() and summed.merge == "sum"
+    with pytest.raises(InputError, match="merge"):
+        TokenAnoViT(32, "vit_tiny_patch16_224", 8, merge="mean", **kw)
+
+
 @pytest.fixture(scope="module")
 def tokens_run(mvtec_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("tokens") / "run"
@@ -89,6 +118,10 @@ def tokens_run(mvtec_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 def test_a_tokens_run_trains_tests_and_exports(tokens_run: Path, mvtec_root: Path, tmp_path: Path) -> None:
     history = (tokens_run / "log.csv").read_text().splitlines()
     assert len(history) == 4  # a header and three epochs
+    from safetensors.torch import load_file
+
+    peaks = load_file(str(tokens_run / "model.safetensors"))["group_peaks"]  # measured on the hold-out, saved
+    assert peaks.shape == (2,) and (peaks > 0).all() and not torch.equal(peaks, torch.ones(2))
     args = ["--run", str(tokens_run), "--data", str(mvtec_root), "--category", "weave", "--out", str(tmp_path)]
     assert main(["-q", "test", *args]) == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())

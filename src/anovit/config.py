@@ -78,6 +78,9 @@ class ModelConfig:
     # out with probability token_dropout.
     token_decoder_depth: int = 0
     token_dropout: float = 0.2
+    # How the token map merges its two groups of blocks: "sum" of their distances, or "max" of each divided by its
+    # peak level on the normal hold-out (measured after training, stored with the weights; anovit.models.tokens).
+    token_merge: str = "sum"
     # The image score read from the score map standardised at each pixel by its mean and spread on the normal
     # validation images (anovit.models.position; measured after training, stored with the weights), so that places
     # that are busy on every normal part (edges, highlights, the background) stop deciding the verdict. The map

@@ -34,6 +34,8 @@ DEFAULT_FEATURE_LAYERS = (2, 5, 8)
 # --objective tokens: the middle blocks whose tokens the decoder gives back (Dinomaly's 2 to 9 of 12), and its depth
 TOKEN_LAYERS = tuple(range(2, 10))
 TOKEN_DECODER_DEPTH = 4
+# how the token map merges its groups of blocks (anovit.models.tokens): the larger of each over its normal peak level
+TOKEN_MERGE = "max"
 KNN_SIGMA = 4.0  # PatchCore's smoothing of its distance map
 
 # paper: the published setting for MVTec AD: ViT-B/16 (ImageNet-21k, fine-tuned on 1k) at 384 px, reconstruct, L2.
@@ -110,13 +112,15 @@ PRESETS: dict[str, RunConfig] = {
 # pixel decoder; tokens' 1e-3 with a cosine decay cost the demo's l2-CAE 0.23 image AUROC).
 CAE_PRESET = {"tokens": "tiny"}
 # tokens: the CPU default: the tiny preset's pretrained ViT-Ti at 224 px, frozen; a 4-block decoder gives back its
-#        tokens of blocks 2 to 9 through a noisy bottleneck (after Dinomaly), scored by their cosine distance; 600 steps
-#        with a cosine decay of the learning rate (about 5 minutes on 2 CPU cores); one view at test time.
+#        tokens of blocks 2 to 9 through a noisy bottleneck (after Dinomaly), scored by their cosine distance (blocks
+#        2-5 and 6-9, each over its peak level on normal images, the larger of the two); 600 steps with a cosine
+#        decay of the learning rate (about 5 minutes on 2 CPU cores); one view at test time.
 PRESETS["tokens"] = RunConfig(
     model=replace(
         PRESETS["tiny"].model,
         reference_layers=TOKEN_LAYERS,
         token_decoder_depth=TOKEN_DECODER_DEPTH,
+        token_merge=TOKEN_MERGE,
         segment_head=False,
     ),
     data=DataConfig(image_size=224),
@@ -155,6 +159,7 @@ def resolve_config(
     augment_flips: bool | None = None,
     position_norm: bool | None = None,
     brightness: float | None = None,
+    token_merge: str | None = None,
 ) -> RunConfig:
     """Start from a preset and apply the options a user gave (``None`` keeps the preset value).
 
@@ -230,6 +235,10 @@ def resolve_config(
         t = replace(t, anomaly_fills=tuple(anomaly_fills))
     if position_norm is not None:
         m = replace(m, position_norm=position_norm)
+    if token_merge is not None:  # AnoViT's token decoder; the l2-CAE and knn beside it in a benchmark ignore it
+        if token_merge not in ("sum", "max") or (m.name == "anovit" and m.token_decoder_depth == 0):
+            raise InputError(f"--token-merge {token_merge}: sum or max, for AnoViT with --objective tokens")
+        m = replace(m, token_merge=token_merge)
     if augment_flips is not None:
         d = replace(d, hflip=augment_flips, vflip=augment_flips)
     if brightness is not None:
@@ -356,6 +365,7 @@ def _token_options(
         segment_head=False,
         reference_layers=tuple(layers),
         token_decoder_depth=m.token_decoder_depth or TOKEN_DECODER_DEPTH,
+        token_merge=TOKEN_MERGE if m.token_decoder_depth == 0 else m.token_merge,
     )
     t = replace(t, objective="tokens", feature_loss=0.0)
     s = replace(s, kinds=("tokens",), scales=(), test_masks=1)

@@ -113,6 +113,12 @@ def add_method(p: argparse.ArgumentParser) -> None:
         "hold-out, measured after training (default: off; benchmarks/position_norm.md)",
     )
     p.add_argument(
+        "--token-merge",
+        choices=("sum", "max"),
+        help="--objective tokens: merge the two groups of blocks' distances by their sum, or by the larger of each "
+        "over its peak level on the normal hold-out (default: max; benchmarks/token_groups.md)",
+    )
+    p.add_argument(
         "--coreset",
         type=float,
         metavar="SHARE",
@@ -136,4 +142,5 @@ def method_options(args: argparse.Namespace) -> dict:
         sigma=args.sigma,
         position_norm=args.position_norm,
         brightness=args.brightness,
+        token_merge=args.token_merge,
     )

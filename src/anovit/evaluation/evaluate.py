@@ -1,5 +1,6 @@
 """Evaluation as plain functions: ``score_images`` (one batch), ``evaluate`` (a labelled dataset ->
-:class:`Evaluation` with its AUROCs) and ``measure_scales`` (the score maps' means on normal images)."""
+:class:`Evaluation` with its AUROCs), ``measure_scales`` (the score maps' means on normal images) and
+``measure_peak_levels`` (the token model's groups' peak levels on normal images)."""
 
 from __future__ import annotations
 
@@ -100,6 +101,26 @@ def measure_scales(
         sums[-1] += batch["image"].shape[0]
     sums = dist.all_reduce_sum(sums.to(device)).cpu()
     return tuple(max(float(v / sums[-1].clamp_min(1)), 1e-12) for v in sums[:-1])
+
+
+@torch.no_grad()
+def measure_peak_levels(
+    model: nn.Module, dataset: Dataset, device: torch.device, precision: Precision = "fp32", batch_size: int = 16
+) -> torch.Tensor:
+    """The token model's peak level of each group of blocks (:meth:`anovit.models.tokens.TokenAnoViT.peak_levels`)
+    averaged over ``dataset`` (normal images), over all ranks: (G,)."""
+    model.eval().to(device)
+    sums = torch.zeros(model.groups + 1, dtype=torch.float64)  # (sum of each group's levels, images)
+    loader = DataLoader(
+        dataset, batch_size=batch_size, sampler=dist.ShardSampler(len(dataset)), num_workers=loader_workers(dataset)
+    )
+    for batch in batches_on(loader, device):
+        with autocast(device, precision):
+            levels = model.peak_levels(batch["image"].float()).float()  # (B, G)
+        sums[:-1] += levels.sum(dim=0).double().cpu()
+        sums[-1] += levels.shape[0]
+    sums = dist.all_reduce_sum(sums.to(device)).cpu()
+    return (sums[:-1] / sums[-1].clamp_min(1)).float()
 
 
 @torch.no_grad()

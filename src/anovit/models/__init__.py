@@ -38,6 +38,7 @@ def _build(cfg: ModelConfig, load_encoder_weights: bool) -> nn.Module:
             layers=tuple(cfg.reference_layers),
             depth=cfg.token_decoder_depth,
             dropout=cfg.token_dropout,
+            merge=cfg.token_merge,
         )
     if cfg.name == "anovit":
         return AnoViT(

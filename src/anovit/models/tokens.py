@@ -5,7 +5,11 @@ Detection", CVPR 2025): the patch tokens of the ViT's middle blocks are the targ
 noisy bottleneck (an MLP with dropout, so that the decoder cannot learn to copy whatever it is given) and a stack
 of transformer blocks, whose outputs, last block first, must match the encoder's blocks, first block first. The
 blocks are compared in two groups (the earlier and the later half, each averaged): a patch the decoder cannot
-give back is anomalous, so the score map is 1 - cosine per patch, summed over the groups. Training sees normal
+give back is anomalous, so the score map is 1 - cosine per patch, summed over the groups (``merge="sum"``) or,
+with ``merge="max"``, the larger of the two after each is divided by its peak level on normal images (the mean of
+each hold-out image's highest 1 % of patches, :meth:`TokenAnoViT.peak_levels`, measured after training and saved
+with the weights): a patch is as anomalous as the group that finds it most so, each judged against its own
+normal peaks, so neither group's noise drowns what the other sees. Training sees normal
 images only and weights the best-reconstructed share of the patches down (Dinomaly's loose, hard-mined loss),
 so the decoder does not sharpen what it already gives back at the cost of the rest.
 
@@ -28,6 +32,8 @@ from anovit.errors import InputError
 from anovit.models.encoder import FeatureReference, ViTEncoder
 
 EASY_WEIGHT = 0.1  # the hard-mined loss's weight on the patches reconstructed best
+PEAK_SHARE = 0.01  # the share of an image's patches whose mean is its peak level (merge="max")
+GROUP_MERGES = ("sum", "max")
 
 
 class TokenAnoViT(nn.Module):
@@ -48,8 +54,11 @@ class TokenAnoViT(nn.Module):
         encoder_overrides: dict[str, Any] | None = None,
         pretrained: bool = False,
         encoder_weights: str | Path | None = None,
+        merge: str = "sum",
     ) -> None:
         super().__init__()
+        if merge not in GROUP_MERGES:
+            raise InputError(f"token group merge {merge!r}: expected one of {', '.join(GROUP_MERGES)}")
         if depth < min(2, len(layers)):
             raise InputError(f"token decoder depth {depth}: expected at least {min(2, len(layers))} blocks")
         vit = ViTEncoder(encoder, image_size, patch_size, encoder_overrides, pretrained, encoder_weights)
@@ -61,6 +70,9 @@ class TokenAnoViT(nn.Module):
         )
         self.decoder = nn.ModuleList(Block(dim, num_heads=heads, mlp_ratio=4.0, qkv_bias=True) for _ in range(depth))
         self.groups = 1 if len(layers) == 1 else 2
+        self.merge = merge
+        if merge == "max":  # each group's peak level on normal images; ones until measured (set_peak_levels)
+            self.register_buffer("group_peaks", torch.ones(self.groups))
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -92,16 +104,32 @@ class TokenAnoViT(nn.Module):
         return [1 - F.cosine_similarity(a.float(), b.float(), dim=-1) for a, b in self.pairs(images)]
 
     def forward(self, images: torch.Tensor, easy_share: float | None = None) -> torch.Tensor:
-        """(B, 3, H, W) in [0, 1] -> 1 - cosine of the tokens and their reconstruction, summed over the groups,
-        upsampled: (B, H, W); with ``easy_share``, the training loss (:meth:`loss`) instead, so that training goes
-        through the module's call (and DistributedDataParallel's)."""
+        """(B, 3, H, W) in [0, 1] -> 1 - cosine of the tokens and their reconstruction, merged over the groups
+        (``merge``), upsampled: (B, H, W); with ``easy_share``, the training loss (:meth:`loss`) instead, so that
+        training goes through the module's call (and DistributedDataParallel's)."""
         if easy_share is not None:
             return self.loss(images, easy_share)
-        dist = sum(self.distances(images))  # (B, N)
+        groups = self.distances(images)  # [(B, N)] per group
+        if self.merge == "max":
+            dist = torch.stack([d / p for d, p in zip(groups, self.group_peaks)]).amax(dim=0)  # (B, N)
+        else:
+            dist = sum(groups)  # (B, N)
         gh, gw = self.grid
         h, w = int(images.shape[-2]), int(images.shape[-1])
         dist = dist.view(-1, 1, gh, gw)
         return F.interpolate(dist, size=(h, w), mode="bilinear", align_corners=False).squeeze(1)  # (B, H, W)
+
+    @torch.no_grad()
+    def peak_levels(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) normal images in [0, 1] -> (B, G): each group's mean over its highest :data:`PEAK_SHARE`
+        of each image's patches."""
+        groups = self.distances(images)  # [(B, N)]
+        k = max(1, round(PEAK_SHARE * groups[0].shape[1]))
+        return torch.stack([d.topk(k, dim=1).values.mean(dim=1) for d in groups], dim=1)
+
+    def set_peak_levels(self, levels: torch.Tensor) -> None:
+        """Store the groups' peak levels on normal images (G,) for ``merge="max"``."""
+        self.group_peaks.copy_(levels.clamp_min(1e-6))
 
     def loss(self, images: torch.Tensor, easy_share: float) -> torch.Tensor:
         """Mean over the groups of the patches' 1 - cosine, the lowest ``easy_share`` of them weighted
