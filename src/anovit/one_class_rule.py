@@ -52,11 +52,10 @@ def semantic_options(
       optimiser steps and at least one epoch, however many images (MNIST's and CIFAR-10's ~4,500 per class would
       otherwise take the preset's 30 epochs at 224 px).
     - Drawings (:attr:`OneClassImages.drawing`, unless ``--objective tokens`` asks for the tokens), and every image
-      with ``--preset tiny``: AnoViT reconstructs
-      pixels at the native size rounded up to its 16-px patches (32 to 224 px), inpainting each quarter of its
-      patch grid from the rest, scoring pixel error plus the frozen ViT's feature distance, for
-      :data:`SEMANTIC_MIN_STEPS` steps and at least one epoch (:func:`pixel_variant`; a full MNIST class of ~4,700
-      images would otherwise take the preset's 30 epochs, ~8,800 steps).
+      with ``--preset tiny``: AnoViT reconstructs pixels at the native size rounded up to its 16-px patches (32 to
+      224 px), inpainting each quarter of its patch grid from the rest, scoring pixel error plus the frozen ViT's
+      feature distance, for :data:`SEMANTIC_MIN_STEPS` steps and at least one epoch (:func:`pixel_variant`; a full
+      MNIST class of ~4,700 images would otherwise take the preset's 30 epochs, ~8,800 steps).
     - The l2-CAE reconstructs pixels at no less than 128 px (its five downsamplings) and takes at least
       :data:`SEMANTIC_MIN_STEPS` steps, however few its images.
     """
