@@ -79,6 +79,22 @@ def score_images(
     return score_batch(model, x, score, amp=lambda: autocast(device, precision))
 
 
+def _mean_over(
+    dataset: Dataset, device: torch.device, batch_size: int, per_image: Callable[[torch.Tensor], torch.Tensor], k: int
+) -> torch.Tensor:
+    """The mean over ``dataset``'s images, over all ranks, of ``per_image`` (images (B, 3, S, S) -> (B, k)): (k,)."""
+    sums = torch.zeros(k + 1, dtype=torch.float64)  # (sum of each column, images)
+    loader = DataLoader(
+        dataset, batch_size=batch_size, sampler=dist.ShardSampler(len(dataset)), num_workers=loader_workers(dataset)
+    )
+    for batch in batches_on(loader, device):
+        values = per_image(batch["image"].float()).float()  # (B, k)
+        sums[:-1] += values.sum(dim=0).double().cpu()
+        sums[-1] += values.shape[0]
+    sums = dist.all_reduce_sum(sums.to(device)).cpu()
+    return sums[:-1] / sums[-1].clamp_min(1)
+
+
 @torch.no_grad()
 def measure_scales(
     model: nn.Module,
@@ -91,16 +107,13 @@ def measure_scales(
     """The mean of each of ``score.kinds``' maps over ``dataset`` (normal images), over all ranks: what
     :func:`anovit.scoring.maps.combine` divides each map by, so that each weighs the same."""
     model.eval().to(device)
-    sums = torch.zeros(len(score.kinds) + 1, dtype=torch.float64)  # (sum of each map's means, images)
-    loader = DataLoader(
-        dataset, batch_size=batch_size, sampler=dist.ShardSampler(len(dataset)), num_workers=loader_workers(dataset)
-    )
-    for batch in batches_on(loader, device):
-        maps = component_maps(model, batch["image"].float(), score, amp=lambda: autocast(device, precision))
-        sums[:-1] += torch.tensor([maps[k].mean(dim=(1, 2)).sum().item() for k in score.kinds], dtype=torch.float64)
-        sums[-1] += batch["image"].shape[0]
-    sums = dist.all_reduce_sum(sums.to(device)).cpu()
-    return tuple(max(float(v / sums[-1].clamp_min(1)), 1e-12) for v in sums[:-1])
+
+    def map_means(x: torch.Tensor) -> torch.Tensor:
+        maps = component_maps(model, x, score, amp=lambda: autocast(device, precision))
+        return torch.stack([maps[k].mean(dim=(1, 2)) for k in score.kinds], dim=1)  # (B, kinds)
+
+    means = _mean_over(dataset, device, batch_size, map_means, len(score.kinds))
+    return tuple(max(float(v), 1e-12) for v in means)
 
 
 @torch.no_grad()
@@ -110,17 +123,12 @@ def measure_peak_levels(
     """The token model's peak level of each group of blocks (:meth:`anovit.models.tokens.TokenAnoViT.peak_levels`)
     averaged over ``dataset`` (normal images), over all ranks: (G,)."""
     model.eval().to(device)
-    sums = torch.zeros(model.groups + 1, dtype=torch.float64)  # (sum of each group's levels, images)
-    loader = DataLoader(
-        dataset, batch_size=batch_size, sampler=dist.ShardSampler(len(dataset)), num_workers=loader_workers(dataset)
-    )
-    for batch in batches_on(loader, device):
+
+    def levels(x: torch.Tensor) -> torch.Tensor:
         with autocast(device, precision):
-            levels = model.peak_levels(batch["image"].float()).float()  # (B, G)
-        sums[:-1] += levels.sum(dim=0).double().cpu()
-        sums[-1] += levels.shape[0]
-    sums = dist.all_reduce_sum(sums.to(device)).cpu()
-    return (sums[:-1] / sums[-1].clamp_min(1)).float()
+            return model.peak_levels(x)  # (B, G)
+
+    return _mean_over(dataset, device, batch_size, levels, model.groups).float()
 
 
 @torch.no_grad()
