@@ -55,7 +55,9 @@ def test_segment_head_learns_where_the_synthetic_anomalies_are() -> None:
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(1)
     pool = _textures(64, 32, seed=0)
-    for _ in range(200):
+    # 400 steps: after 200 the head's AUROC depended on the CPU's kernels (0.78 to 0.99 over CPU kinds and seeds),
+    # after 400 it was >= 0.975 for every seed tried
+    for _ in range(400):
         model.train()
         clean = pool[torch.randint(len(pool), (8,), generator=g)]
         corrupted, mask = synthesize(clean, g, fraction=1.0)
