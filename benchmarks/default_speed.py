@@ -117,9 +117,9 @@ def scoring(cfg: RunConfig, precision: str, batch: int, repeats: int, device: to
 def _parts(model: torch.nn.Module, views: torch.Tensor, cfg: RunConfig) -> dict[str, Callable[[], Any]]:
     """Each network of the model as a call on ``views`` (V * B, 3, S, S), its inputs computed once here."""
     if isinstance(model, TokenAnoViT):
-        target = model.encode(views)  # [(V * B, N, D)] per target block
+        target = model.targets(views)  # (V * B, G, N, D)
         return {
-            "frozen ViT (up to the last target block)": lambda: model.encode(views),
+            "frozen ViT (up to the last target block)": lambda: model.targets(views),
             "bottleneck + decoder blocks": lambda: model.decode(target),
         }
     recon = reconstruct(model, views, cfg.score.test_masks)  # (V * B, 3, S, S)

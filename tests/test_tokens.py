@@ -16,7 +16,7 @@ from anovit.config import RunConfig
 from anovit.deploy.export import export_model
 from anovit.errors import InputError
 from anovit.models import TokenAnoViT
-from anovit.presets import TOKEN_LAYERS, TOKEN_MERGE, resolve_config
+from anovit.presets import TOKEN_LAYERS, TOKEN_MERGE, TOKEN_VIEWS, resolve_config
 from anovit.runs.train import train_run
 
 from .conftest import onnx_against_torch, planted_square_scores, tiny_run_config
@@ -27,7 +27,7 @@ TINY = {"embed_dim": 32, "depth": 4, "num_heads": 2}
 
 def tokens_config() -> RunConfig:
     """The token decoder (2 blocks) on a random 4-block ViT at 32 px: a 4 x 4 patch grid, target blocks 0 to 3; the
-    groups merged as the default merges them."""
+    groups merged as the default merges them, trained on two cached views of each image (3 epochs read it 3 times)."""
     cfg = tiny_run_config("anovit", epochs=3)
     model = replace(
         cfg.model, encoder_overrides=dict(TINY), reference_layers=(0, 1, 2, 3), token_decoder_depth=2, token_merge="max"
@@ -35,7 +35,7 @@ def tokens_config() -> RunConfig:
     return replace(
         cfg,
         model=model,
-        train=replace(cfg.train, objective="tokens", feature_loss=0.0),
+        train=replace(cfg.train, objective="tokens", feature_loss=0.0, token_views=2),
         score=replace(cfg.score, kinds=("tokens",), sigma=1.0, test_flips="none"),
     )
 
@@ -49,6 +49,10 @@ def test_the_config_of_tokens() -> None:
     with pytest.raises(InputError, match="token-merge"):
         resolve_config("tiny", token_merge="max")  # no token decoder to merge
     assert resolve_config("tokens", model="knn", token_merge="sum").model.name == "knn"  # beside it in a benchmark
+    assert cfg.train.token_views == resolve_config("tokens").train.token_views == TOKEN_VIEWS
+    assert resolve_config("tokens", token_views=0).train.token_views == 0
+    with pytest.raises(InputError, match="token-views"):
+        resolve_config("tiny", token_views=4)  # no frozen encoder's targets to cache
     assert not cfg.model.segment_head and not cfg.model.mask_token and cfg.score.test_masks == 1
     # another objective gives the pixel decoder back, scored by the paper's L2 unless --score says otherwise
     pixels = resolve_config("tokens", objective="restore", encoder_weights="w.safetensors")

@@ -131,6 +131,9 @@ class TrainConfig:
     anomaly_fraction: float = 0.5
     anomaly_fills: tuple[str, ...] = ANOMALY_FILLS  # what restore's anomalies are made of (anovit.training.anomalies)
     easy_share: float = 0.9  # tokens: the share of the patches, reconstructed best, whose loss counts a tenth
+    # tokens: > 0: where training reads each image more than this many times, encode this many augmented views of
+    # each once and train on them (anovit.training.token_cache); 0: the frozen encoder runs at every step.
+    token_views: int = 0
     # > 0: add this times the reference encoder's feature distance between output and target to the
     # L2 loss (needs ModelConfig.reference_layers; see anovit.training.objectives.feature_loss).
     feature_loss: float = 0.0

@@ -36,6 +36,8 @@ TOKEN_LAYERS = tuple(range(2, 10))
 TOKEN_DECODER_DEPTH = 4
 # how the token map merges its groups of blocks (anovit.models.tokens): the larger of each over its normal peak level
 TOKEN_MERGE = "max"
+# --objective tokens on a small set: augmented views of each training image encoded once (anovit.training.token_cache)
+TOKEN_VIEWS = 8
 KNN_SIGMA = 4.0  # PatchCore's smoothing of its distance map
 
 # paper: the published setting for MVTec AD: ViT-B/16 (ImageNet-21k, fine-tuned on 1k) at 384 px, reconstruct, L2.
@@ -124,7 +126,15 @@ PRESETS["tokens"] = RunConfig(
         segment_head=False,
     ),
     data=DataConfig(image_size=224),
-    train=TrainConfig(epochs=30, batch_size=16, lr=1e-3, lr_schedule="cosine", objective="tokens", min_steps=600),
+    train=TrainConfig(
+        epochs=30,
+        batch_size=16,
+        lr=1e-3,
+        lr_schedule="cosine",
+        objective="tokens",
+        min_steps=600,
+        token_views=TOKEN_VIEWS,
+    ),
     score=ScoreConfig(sigma=4.0, kinds=("tokens",), image_score="top1"),
     preset="tokens",
 )
@@ -160,6 +170,7 @@ def resolve_config(
     position_norm: bool | None = None,
     brightness: float | None = None,
     token_merge: str | None = None,
+    token_views: int | None = None,
 ) -> RunConfig:
     """Start from a preset and apply the options a user gave (``None`` keeps the preset value).
 
@@ -239,6 +250,10 @@ def resolve_config(
         if token_merge not in ("sum", "max") or (m.name == "anovit" and m.token_decoder_depth == 0):
             raise InputError(f"--token-merge {token_merge}: sum or max, for AnoViT with --objective tokens")
         m = replace(m, token_merge=token_merge)
+    if token_views is not None:  # as --token-merge
+        if token_views < 0 or (m.name == "anovit" and t.objective != "tokens"):
+            raise InputError(f"--token-views {token_views}: a number of views >= 0, for AnoViT with --objective tokens")
+        t = replace(t, token_views=token_views)
     if augment_flips is not None:
         d = replace(d, hflip=augment_flips, vflip=augment_flips)
     if brightness is not None:
@@ -367,7 +382,7 @@ def _token_options(
         token_decoder_depth=m.token_decoder_depth or TOKEN_DECODER_DEPTH,
         token_merge=TOKEN_MERGE if m.token_decoder_depth == 0 else m.token_merge,
     )
-    t = replace(t, objective="tokens", feature_loss=0.0)
+    t = replace(t, objective="tokens", feature_loss=0.0, token_views=t.token_views or TOKEN_VIEWS)
     s = replace(s, kinds=("tokens",), scales=(), test_masks=1)
     return m, t, _with_border(s, border)
 

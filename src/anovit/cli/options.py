@@ -119,6 +119,13 @@ def add_method(p: argparse.ArgumentParser) -> None:
         "over its peak level on the normal hold-out (default: max; benchmarks/token_groups.md)",
     )
     p.add_argument(
+        "--token-views",
+        type=int,
+        metavar="V",
+        help="--objective tokens: where training reads each image more than V times, encode V augmented views of "
+        "each once and train on them; 0: run the frozen encoder at every step (default: 8)",
+    )
+    p.add_argument(
         "--coreset",
         type=float,
         metavar="SHARE",
@@ -143,4 +150,5 @@ def method_options(args: argparse.Namespace) -> dict:
         position_norm=args.position_norm,
         brightness=args.brightness,
         token_merge=args.token_merge,
+        token_views=args.token_views,
     )

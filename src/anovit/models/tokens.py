@@ -70,6 +70,7 @@ class TokenAnoViT(nn.Module):
         )
         self.decoder = nn.ModuleList(Block(dim, num_heads=heads, mlp_ratio=4.0, qkv_bias=True) for _ in range(depth))
         self.groups = 1 if len(layers) == 1 else 2
+        self.dim = dim
         self.merge = merge
         if merge == "max":  # each group's peak level on normal images; ones until measured (set_peak_levels)
             self.register_buffer("group_peaks", torch.ones(self.groups))
@@ -78,37 +79,54 @@ class TokenAnoViT(nn.Module):
     def grid(self) -> tuple[int, int]:
         return self.encoder.grid
 
+    @property
+    def target_shape(self) -> tuple[int, int, int]:
+        """(G, N, D) of one image's :meth:`targets`."""
+        gh, gw = self.grid
+        return self.groups, gh * gw, self.dim
+
     def encode(self, images: torch.Tensor) -> list[torch.Tensor]:
         """(B, 3, H, W) in [0, 1] -> the frozen encoder's tokens of each target block [(B, N, D)]."""
         with torch.no_grad():
             grids = self.encoder(images)  # [(B, D, gh, gw)] per target block
         return [g.flatten(2).transpose(1, 2) for g in grids]
 
-    def decode(self, target: list[torch.Tensor]) -> list[torch.Tensor]:
-        """The target blocks' tokens -> each decoder block's output, last block first [(B, N, D)]."""
-        x = self.bottleneck(torch.stack(target).mean(dim=0))  # (B, N, D)
+    def targets(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] -> what the decoder must give back: the encoder's tokens averaged over each group
+        of target blocks, (B, G, N, D). Training on a small set computes them once per view
+        (:mod:`anovit.training.token_cache`)."""
+        return torch.stack(_grouped(self.encode(images), self.groups), dim=1)
+
+    def decode(self, targets: torch.Tensor) -> list[torch.Tensor]:
+        """Group targets (B, G, N, D) -> each decoder block's output, last block first [(B, N, D)]. The decoder
+        starts from the mean over all target blocks (each group weighted by its number of blocks)."""
+        sizes = _group_sizes(len(self.encoder.layers), self.groups)
+        x = sum(n * t for n, t in zip(sizes, targets.unbind(1))) / sum(sizes)  # (B, N, D)
+        x = self.bottleneck(x)
         out = []
         for block in self.decoder:
             x = block(x)
             out.append(x)
         return out[::-1]
 
-    def pairs(self, images: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(B, 3, H, W) in [0, 1] -> per group of blocks, (encoder tokens, decoder tokens), each (B, N, D)."""
-        target = self.encode(images)
-        return list(zip(_grouped(target, self.groups), _grouped(self.decode(target), self.groups)))
+    def pairs(self, images: torch.Tensor, cached: bool = False) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(B, 3, H, W) in [0, 1], or with ``cached`` their :meth:`targets` (B, G, N, D) -> per group of blocks,
+        (encoder tokens, decoder tokens), each (B, N, D)."""
+        target = images if cached else self.targets(images)
+        return list(zip(target.unbind(1), _grouped(self.decode(target), self.groups)))
 
-    def distances(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """(B, 3, H, W) in [0, 1] -> per group of blocks, 1 - cosine of each patch's tokens and their reconstruction,
-        (B, N) fp32."""
-        return [1 - F.cosine_similarity(a.float(), b.float(), dim=-1) for a, b in self.pairs(images)]
+    def distances(self, images: torch.Tensor, cached: bool = False) -> list[torch.Tensor]:
+        """(B, 3, H, W) in [0, 1] (or, ``cached``, their targets) -> per group of blocks, 1 - cosine of each patch's
+        tokens and their reconstruction, (B, N) fp32."""
+        return [1 - F.cosine_similarity(a.float(), b.float(), dim=-1) for a, b in self.pairs(images, cached)]
 
-    def forward(self, images: torch.Tensor, easy_share: float | None = None) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, easy_share: float | None = None, cached: bool = False) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> 1 - cosine of the tokens and their reconstruction, merged over the groups
-        (``merge``), upsampled: (B, H, W); with ``easy_share``, the training loss (:meth:`loss`) instead, so that
-        training goes through the module's call (and DistributedDataParallel's)."""
+        (``merge``), upsampled: (B, H, W); with ``easy_share``, the training loss (:meth:`loss`) instead, on the
+        images or (``cached``) their targets, so that training goes through the module's call (and
+        DistributedDataParallel's)."""
         if easy_share is not None:
-            return self.loss(images, easy_share)
+            return self.loss(images, easy_share, cached)
         groups = self.distances(images)  # [(B, N)] per group
         if self.merge == "max":
             dist = torch.stack([d / p for d, p in zip(groups, self.group_peaks)]).amax(dim=0)  # (B, N)
@@ -131,11 +149,11 @@ class TokenAnoViT(nn.Module):
         """Store the groups' peak levels on normal images (G,) for ``merge="max"``."""
         self.group_peaks.copy_(levels.clamp_min(1e-6))
 
-    def loss(self, images: torch.Tensor, easy_share: float) -> torch.Tensor:
+    def loss(self, images: torch.Tensor, easy_share: float, cached: bool = False) -> torch.Tensor:
         """Mean over the groups of the patches' 1 - cosine, the lowest ``easy_share`` of them weighted
-        :data:`EASY_WEIGHT`: a scalar in fp32."""
+        :data:`EASY_WEIGHT`: a scalar in fp32. ``images`` as in :meth:`pairs`."""
         total = torch.zeros((), device=images.device)
-        groups = self.distances(images)
+        groups = self.distances(images, cached)
         for d in groups:  # (B, N)
             weight = torch.ones_like(d)
             if easy_share > 0:
@@ -145,7 +163,16 @@ class TokenAnoViT(nn.Module):
         return total / len(groups)
 
 
+def _group_sizes(n: int, groups: int) -> list[int]:
+    """How many of ``n`` consecutive blocks each of ``groups`` groups holds (the first the larger)."""
+    k = -(-n // groups)
+    return [min(k, n - i) for i in range(0, n, k)]
+
+
 def _grouped(tokens: list[torch.Tensor], groups: int) -> list[torch.Tensor]:
-    """The mean of each of ``groups`` consecutive parts of ``tokens`` (the first the larger): [(B, N, D)]."""
-    k = -(-len(tokens) // groups)
-    return [torch.stack(tokens[i : i + k]).mean(dim=0) for i in range(0, len(tokens), k)]
+    """The mean of each of ``groups`` consecutive parts of ``tokens`` (:func:`_group_sizes`): [(B, N, D)]."""
+    out, start = [], 0
+    for n in _group_sizes(len(tokens), groups):
+        out.append(torch.stack(tokens[start : start + n]).mean(dim=0))
+        start += n
+    return out

@@ -24,6 +24,7 @@ from anovit.runtime.device import batches_on, seed_everything
 from anovit.runtime.precision import autocast, resolve_precision
 from anovit.training.objectives import Objective, Step, build_objective, feature_loss, reconstruct, segmentation_loss
 from anovit.training.state import EpochLog, TrainState, history_csv, load_train_state, save_best, save_train_state
+from anovit.training.token_cache import affordable_views, cache_targets, cached_views
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def train_one_epoch(
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
     sums = torch.zeros(2, dtype=torch.float64)  # (loss * images, images)
     for batch in batches_on(loader, device):
-        images = batch["image"]  # (B, 3, H, W)
+        images = _inputs(batch)  # (B, 3, H, W), or cached token targets (B, G, N, D)
         with autocast(device, precision):
             loss = step_loss(model, objective(model, images, generator), feature_weight)
         check_finite(loss, step)
@@ -123,6 +124,11 @@ def train_one_epoch(
     return float(sums[0] / sums[1].clamp_min(1)), step
 
 
+def _inputs(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """What the objective takes from a batch: its images, or the tokens objective's cached targets."""
+    return batch["image"] if "image" in batch else batch["tokens"]
+
+
 VAL_SEED = 12345  # the validation's objective draws the same masks / anomalies every epoch
 
 
@@ -141,7 +147,7 @@ def validate(
     generator = torch.Generator().manual_seed(VAL_SEED + dist.rank())
     sums = torch.zeros(2, dtype=torch.float64)
     for batch in batches_on(loader, device):
-        images = batch["image"]
+        images = _inputs(batch)
         with autocast(device, precision):
             loss = step_loss(model, objective(model, images, generator), feature_weight).item()
         sums += torch.tensor([loss * images.shape[0], images.shape[0]], dtype=torch.float64)
@@ -186,10 +192,27 @@ def fit(
     after the last) ``checkpoint.pt`` (model, optimiser, epoch, random state) and, when they changed,
     the best weights so far in ``best.safetensors``, which becomes ``model.safetensors`` at the end.
     ``resume`` continues from ``checkpoint.pt``. Under torch.distributed the model is wrapped in
-    DistributedDataParallel, each rank sees its shard, and rank 0 alone writes.
+    DistributedDataParallel, each rank sees its shard, and rank 0 alone writes. The tokens objective on a set it
+    reads more than ``cfg.token_views`` times trains on that many views of each image, encoded once
+    (:mod:`anovit.training.token_cache`).
     """
     seed_everything(cfg.seed)
     model.to(device)
+    precision = resolve_precision(cfg.precision, device)
+    views = cached_views(cfg) if hasattr(model, "target_shape") else 0  # else the objective says what is wrong
+    if views:
+        views = affordable_views(views, len(train_set), model.target_shape)
+    if views:  # the frozen encoder's targets once per view (before a resume restores the random state)
+        show = progress and dist.is_main()
+        train_set = cache_targets(model, train_set, views, cfg.batch_size, device, precision, "encoding views", show)
+        if val_set is not None and len(val_set):
+            val_set = cache_targets(model, val_set, 1, cfg.batch_size, device, precision, "encoding hold-out", show)
+        log.info(
+            "tokens: %d views of each of %d training images encoded once (%.0f MB)",
+            views,
+            len(train_set),
+            train_set.nbytes / 2**20,
+        )
     net: nn.Module = model
     if dist.is_distributed():
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -225,8 +248,7 @@ def fit(
     def lr_at(step: int) -> float:  # from the step alone, so a resumed run continues the same schedule
         return cfg.lr * lr_factor(cfg.lr_schedule, step, total_steps)
 
-    objective = build_objective(cfg)
-    precision = resolve_precision(cfg.precision, device)
+    objective = build_objective(cfg, cached=views > 0)
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
     state = TrainState()
     if resume:

@@ -81,11 +81,13 @@ def restore_with(anomaly_fraction: float, fills: tuple[str, ...]) -> Objective:
     return restore
 
 
-def tokens_with(easy_share: float) -> Objective:
+def tokens_with(easy_share: float, cached: bool = False) -> Objective:
+    """The tokens objective on images or, ``cached``, on their targets (anovit.training.token_cache)."""
+
     def tokens(model: nn.Module, images: torch.Tensor, generator: torch.Generator) -> Step:
         if not hasattr(_unwrap(model), "pairs"):
             raise ValueError("the tokens objective needs a model built with token_decoder_depth > 0")
-        return Step(images, images, images, loss=model(images, easy_share=easy_share))
+        return Step(images, images, images, loss=model(images, easy_share=easy_share, cached=cached))
 
     return tokens
 
@@ -115,7 +117,8 @@ def segmentation_loss(model: nn.Module, step: Step) -> torch.Tensor | None:
     return sigmoid_focal_loss(logits.float(), target, alpha=-1, gamma=2.0, reduction="mean")
 
 
-def build_objective(cfg: TrainConfig) -> Objective:
+def build_objective(cfg: TrainConfig, cached: bool = False) -> Objective:
+    """``cfg.objective`` as a function; ``cached``: the tokens objective reads cached targets, not images."""
     if cfg.objective == "reconstruct":
         return reconstruct
     if cfg.objective == "inpaint":
@@ -123,5 +126,5 @@ def build_objective(cfg: TrainConfig) -> Objective:
     if cfg.objective == "restore":
         return restore_with(cfg.anomaly_fraction, tuple(cfg.anomaly_fills))
     if cfg.objective == "tokens":
-        return tokens_with(cfg.easy_share)
+        return tokens_with(cfg.easy_share, cached)
     raise ValueError(f"unknown objective {cfg.objective!r}")
