@@ -92,10 +92,10 @@ def test_fit_runs_the_encoder_once_per_view(token_views: int, encoder_passes: in
     model = _model()
     calls = []
     model.encoder.register_forward_hook(lambda *_: calls.append(1))
-    cfg = TrainConfig(objective="tokens", token_views=token_views, epochs=4, batch_size=4, precision="fp32")
+    cfg = TrainConfig(objective="tokens", token_views=token_views, epochs=4, batch_size=4, lr=1e-2, precision="fp32")
     history = fit(model, _Images(12, flip=True), _Images(4, flip=False), cfg, torch.device("cpu"), progress=False)
     assert len(calls) == encoder_passes
-    assert len(history) == 4 and history[-1].train_loss < history[0].train_loss
+    assert len(history) == 4 and history[-1].train_loss < 0.9 * history[0].train_loss  # it learns (1.09 -> 0.69)
 
 
 def test_a_resumed_run_trains_on_the_same_views(tmp_path) -> None:
