@@ -120,3 +120,30 @@ def test_a_resumed_run_trains_on_the_same_views(tmp_path) -> None:
     a, b = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+def _ddp_tokens_worker(rank: int, world: int, port: int, out: str) -> None:
+    from tests.test_resume_and_ddp import _join_gloo
+
+    _join_gloo(rank, world, port)
+    try:
+        cfg = TrainConfig(objective="tokens", token_views=2, epochs=3, batch_size=2, lr=1e-3, precision="fp32")
+        model = _model()
+        history = fit(model, _Images(12, flip=True), _Images(4, flip=False), cfg, torch.device("cpu"), progress=False)
+        torch.save({"weights": model.state_dict(), "losses": [h.train_loss for h in history]}, f"{out}/rank{rank}.pt")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_two_ranks_train_on_their_shards_of_the_cache(tmp_path) -> None:
+    """Under DistributedDataParallel each rank builds the cache and reads its shard: both end with the same weights
+    and the same (all-reduced) losses."""
+    import torch.multiprocessing as mp
+
+    from tests.test_resume_and_ddp import _free_port
+
+    mp.spawn(_ddp_tokens_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert r0["losses"] == r1["losses"] and len(r0["losses"]) == 3
+    for key, value in r0["weights"].items():
+        torch.testing.assert_close(value, r1["weights"][key], rtol=0, atol=0, msg=key)
