@@ -24,7 +24,7 @@ from anovit.runtime.device import batches_on, seed_everything
 from anovit.runtime.precision import autocast, resolve_precision
 from anovit.training.objectives import Objective, Step, build_objective, feature_loss, reconstruct, segmentation_loss
 from anovit.training.state import EpochLog, TrainState, history_csv, load_train_state, save_best, save_train_state
-from anovit.training.token_cache import affordable_views, cache_targets, cached_views
+from anovit.training.token_cache import with_cached_targets
 
 log = logging.getLogger(__name__)
 
@@ -199,20 +199,10 @@ def fit(
     seed_everything(cfg.seed)
     model.to(device)
     precision = resolve_precision(cfg.precision, device)
-    views = cached_views(cfg) if hasattr(model, "target_shape") else 0  # else the objective says what is wrong
-    if views:
-        views = affordable_views(views, len(train_set), model.target_shape)
-    if views:  # the frozen encoder's targets once per view (before a resume restores the random state)
-        show = progress and dist.is_main()
-        train_set = cache_targets(model, train_set, views, cfg.batch_size, device, precision, "encoding views", show)
-        if val_set is not None and len(val_set):
-            val_set = cache_targets(model, val_set, 1, cfg.batch_size, device, precision, "encoding hold-out", show)
-        log.info(
-            "tokens: %d views of each of %d training images encoded once (%.0f MB)",
-            views,
-            len(train_set),
-            train_set.nbytes / 2**20,
-        )
+    # before a resume restores the random state, so that a resumed run gets the same views
+    train_set, val_set, cached = with_cached_targets(
+        model, train_set, val_set, cfg, device, precision, progress and dist.is_main()
+    )
     net: nn.Module = model
     if dist.is_distributed():
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -248,7 +238,7 @@ def fit(
     def lr_at(step: int) -> float:  # from the step alone, so a resumed run continues the same schedule
         return cfg.lr * lr_factor(cfg.lr_schedule, step, total_steps)
 
-    objective = build_objective(cfg, cached=views > 0)
+    objective = build_objective(cfg, cached=cached)
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
     state = TrainState()
     if resume:

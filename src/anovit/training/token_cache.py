@@ -99,3 +99,30 @@ def cache_targets(
                 chunks.append(model.targets(batch["image"]).to("cpu", STORE_DTYPE))  # (B, G, N, D)
         per_view.append(torch.cat(chunks))
     return CachedTargets(torch.stack(per_view, dim=1))  # (images, views, G, N, D)
+
+
+def with_cached_targets(
+    model: torch.nn.Module,
+    train_set: Dataset,
+    val_set: Dataset | None,
+    cfg: TrainConfig,
+    device: torch.device,
+    precision: Precision,
+    progress: bool = True,
+) -> tuple[Dataset, Dataset | None, bool]:
+    """The training and hold-out sets as ``fit`` reads them, and whether they are cached targets: for a token model
+    on a set read more than ``cfg.token_views`` times, that many views of each training image (within the memory
+    budget) and the hold-out once, encoded now; otherwise the sets as given (a model without targets is left to the
+    objective's own error)."""
+    if not hasattr(model, "target_shape"):
+        return train_set, val_set, False
+    views = affordable_views(cached_views(cfg), len(train_set), model.target_shape)
+    if not views:
+        return train_set, val_set, False
+    train = cache_targets(model, train_set, views, cfg.batch_size, device, precision, "encoding views", progress)
+    if val_set is not None and len(val_set):
+        val_set = cache_targets(model, val_set, 1, cfg.batch_size, device, precision, "encoding hold-out", progress)
+    log.info(
+        "tokens: %d views of each of %d training images encoded once (%.0f MB)", views, len(train), train.nbytes / 2**20
+    )
+    return train, val_set, True
