@@ -4,7 +4,8 @@ AnoViT) at 224 px (issue 26), part of ``make bench``.
 Measured in one process, side by side, on random weights (the time does not depend on them):
 
 1. scoring, steady state: ``score_batch`` on a batch of images at the precision ``auto`` picks here, best of a few
-   runs after a warm-up, with the preset's views (``tiny``: four flips) and with one view (``--test-flips none``);
+   runs after a warm-up, with the preset's views (``tiny``: four flips; ``tokens``: four shifts) and with one view
+   (``--test-flips none --test-shift 0``);
    each network's share of one batch of views (``tokens``: the frozen ViT, the bottleneck and decoder blocks;
    ``tiny``: the fine-tuned encoder, the decoder, the frozen reference ViT on image and reconstruction, the
    segmentation head; the rest is flipping, combining, smoothing and the image score), and the FLOPs per image
@@ -45,7 +46,7 @@ from anovit.models import TokenAnoViT, build_model  # noqa: E402
 from anovit.presets import DEFAULT_PRESET, PRESETS  # noqa: E402
 from anovit.runtime.device import seed_everything  # noqa: E402
 from anovit.runtime.precision import autocast, cpu_flags, cpu_name, resolve_precision  # noqa: E402
-from anovit.scoring.maps import FLIP_DIMS, reconstruct, score_batch  # noqa: E402
+from anovit.scoring.maps import FLIP_DIMS, reconstruct, score_batch, shift_offsets, shifted  # noqa: E402
 from backends import random_run  # noqa: E402
 from bench import DTYPES, _best_time, matmul_peak, train_throughput  # noqa: E402
 
@@ -90,18 +91,19 @@ def scoring(cfg: RunConfig, precision: str, batch: int, repeats: int, device: to
         return autocast(device, precision)
 
     out: dict[str, Any] = {"batch": batch}
-    for label, flips in (("default", cfg.score.test_flips), ("one view", "none")):
-        score = replace(cfg.score, test_flips=flips)
+    for label, flips, shift in (("default", cfg.score.test_flips, cfg.score.test_shift), ("one view", "none", 0)):
+        score = replace(cfg.score, test_flips=flips, test_shift=shift)
         run = lambda score=score: score_batch(model, images, score, amp)  # noqa: E731
         seconds = _best_time(run, device, repeats)
         n_flops = flops(run) / batch
         out[label] = {
-            "views": len(FLIP_DIMS[flips]),
+            "views": len(FLIP_DIMS[flips]) * len(shift_offsets(shift)),
             "images_per_s": batch / seconds,
             "gflops_per_image": n_flops / 1e9,
             "gflops_per_s": n_flops * batch / seconds / 1e9,
         }
-    views = torch.cat([images.flip(d) if d else images for d in FLIP_DIMS[cfg.score.test_flips]])  # (V * B, 3, S, S)
+    views = torch.cat([images.flip(d) if d else images for d in FLIP_DIMS[cfg.score.test_flips]])  # (F * B, 3, S, S)
+    views = shifted(views, shift_offsets(cfg.score.test_shift))  # (V * B, 3, S, S)
     with amp():
         parts = _parts(model, views, cfg)
     total = batch / out["default"]["images_per_s"]
@@ -109,7 +111,7 @@ def scoring(cfg: RunConfig, precision: str, batch: int, repeats: int, device: to
     for name, fn in parts.items():
         with amp():
             shares[name] = _best_time(fn, device, repeats)
-    shares["the rest: flips, combining, smoothing, image score"] = max(0.0, total - sum(shares.values()))
+    shares["the rest: flips, shifts, combining, smoothing, image score"] = max(0.0, total - sum(shares.values()))
     out["parts_seconds_per_batch"] = shares
     return out
 

@@ -10,6 +10,7 @@ A variant is ``key=value`` pairs joined by ``;``:
   with both flips);
 - ``score=l2+feature``: a subset of the run's score kinds (each keeps the scale training measured);
 - ``image=max|mean|top1``: the image score taken from the map;
+- ``shift=4``: the test-time shift in pixels (``ScoreConfig.test_shift``; 0: one view);
 - ``masks=K``: the complementary patch masks of an inpainting run (``ScoreConfig.test_masks``; runs of other
   objectives are skipped).
 
@@ -50,10 +51,11 @@ def parse_variant(text: str) -> dict[str, str]:
     if text == "base":
         return {}
     out = dict(part.split("=", 1) for part in text.split(";"))
-    unknown = set(out) - {"layers", "sigma", "flips", "score", "image", "masks"}
+    unknown = set(out) - {"layers", "sigma", "flips", "score", "image", "masks", "shift"}
     if unknown:
         raise SystemExit(
-            f"variant {text!r}: unknown keys {sorted(unknown)}; expected layers, sigma, flips, score, image, masks"
+            f"variant {text!r}: unknown keys {sorted(unknown)}; expected layers, sigma, flips, score, image, masks, "
+            "shift"
         )
     return out
 
@@ -109,6 +111,7 @@ def main() -> None:
                 cfg.score,
                 sigma=float(opts.get("sigma", cfg.score.sigma)),
                 test_flips=opts.get("flips", cfg.score.test_flips),
+                test_shift=int(opts.get("shift", cfg.score.test_shift)),
                 kinds=kinds,
                 scales=tuple(scale[k] for k in kinds) if cfg.score.scales else (),
                 image_score=opts.get("image", cfg.score.image_score),

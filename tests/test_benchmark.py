@@ -258,6 +258,7 @@ def test_one_rule_for_semantic_one_class_data() -> None:
         vit = benchmark_config(dataset, "anovit", preset, None, None, images=images, **unset)
         assert vit.score.image_score == "mean" and vit.score.border == 0, dataset
         assert vit.score.test_flips == "none" and not vit.data.hflip and not vit.data.vflip
+        assert vit.score.test_shift == 0  # whole-image anomalies: no finer grid to gain, 4x the scoring
         if preset == DEFAULT_PRESET and not images.drawing:  # photographs: the frozen ViT's tokens, at 224 px
             assert vit.preset == DEFAULT_PRESET and vit.train.objective == "tokens", dataset
             assert vit.score.kinds == ("tokens",) and vit.model.token_decoder_depth > 0

@@ -43,6 +43,8 @@ def test_bad_config_is_clear(tmp_path: Path) -> None:
         ("score", "kinds", ["l2", "lpips"], "ScoreConfig.kinds has 'lpips'"),
         ("score", "image_score", "top200", "ScoreConfig.image_score is 'top200'"),
         ("model", "segment_scale", 0, "ModelConfig.segment_scale is 0"),
+        ("score", "test_shift", -4, "ScoreConfig.test_shift is -4"),
+        ("score", "test_shift", 2.5, "ScoreConfig.test_shift is 2.5"),
     ],
 )
 def test_hand_edited_config_with_an_unknown_name_fails_at_load(
@@ -76,3 +78,21 @@ def test_test_flips_option_and_older_configs(monkeypatch: pytest.MonkeyPatch) ->
     raw = resolve_config("tiny").to_dict()
     del raw["score"]["test_flips"]  # a config.json written before test flips: scored as it was then
     assert RunConfig.from_dict(raw).score.test_flips == "none"
+
+
+def test_test_shift_option_and_older_configs() -> None:
+    from anovit.presets import TOKEN_TEST_SHIFT
+
+    assert resolve_config("tokens").score.test_shift == TOKEN_TEST_SHIFT == 4  # a quarter of the 16-px patch
+    assert resolve_config("tiny").score.test_shift == resolve_config("paper").score.test_shift == 0
+    assert resolve_config("tokens", model="knn").score.test_shift == 0  # the baselines as published
+    assert resolve_config("tokens", model="cae").score.test_shift == 0
+    assert resolve_config("tokens", objective="restore").score.test_shift == 0  # measured on the tokens' map alone
+    assert resolve_config("tokens", test_shift=0).score.test_shift == 0
+    assert resolve_config("tokens", model="cae", test_shift=2).score.test_shift == 2
+    for bad in (-1, 56):  # 56: a quarter of the 224-px input
+        with pytest.raises(InputError, match=f"--test-shift {bad}: expected pixels"):
+            resolve_config("tokens", test_shift=bad)
+    raw = resolve_config("tokens").to_dict()
+    del raw["score"]["test_shift"]  # a config.json written before the shift: scored as it was then
+    assert RunConfig.from_dict(raw).score.test_shift == 0

@@ -452,6 +452,8 @@ def test_cli_method_options_reach_the_run(mvtec_root: Path, tmp_path: Path, caps
                 "blur+flat",
                 "--test-flips",
                 "h",
+                "--test-shift",
+                "2",
                 "--out",
                 str(tmp_path / "r"),
             ]
@@ -464,7 +466,7 @@ def test_cli_method_options_reach_the_run(mvtec_root: Path, tmp_path: Path, caps
         and cfg["score"]["kinds"] == ["l2", "gms"]
         and cfg["score"]["border"] == 0.05
     )
-    assert cfg["score"]["test_flips"] == "h"
+    assert cfg["score"]["test_flips"] == "h" and cfg["score"]["test_shift"] == 2
     assert cfg["train"]["anomaly_fills"] == ["blur", "flat"]
     assert len(cfg["score"]["scales"]) == 2
     assert main([*common, "--score", "l2+edges", "--out", str(tmp_path / "r2")]) == 2

@@ -164,7 +164,7 @@ def test_onnx_export_matches_pytorch(model: str, request: pytest.FixtureRequest,
 
 
 def _exported_with_score(
-    trained_run: Path, tmp_path: Path, images: torch.Tensor, **score: str
+    trained_run: Path, tmp_path: Path, images: torch.Tensor, **score: str | int
 ) -> tuple[Path, np.ndarray, np.ndarray]:
     """A copy of the run with ``score`` set in its config.json, exported to ONNX (checked by export_model itself)
     -> (the copy, the ONNX maps and image scores of ``images``)."""
@@ -199,6 +199,17 @@ def test_onnx_export_keeps_the_test_flips(trained_run: Path, tmp_path: Path) -> 
         unflipped, _ = ScoringModel(torch_model, replace(cfg.score, test_flips="none"))(images)
     np.testing.assert_allclose(maps, flipped.numpy(), atol=ONNX_TOLERANCE, rtol=0)
     assert np.abs(maps - unflipped.numpy()).max() > 10 * ONNX_TOLERANCE  # the graph really scores the flips
+
+
+def test_onnx_export_keeps_the_test_shift(trained_run: Path, tmp_path: Path) -> None:
+    images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(6))
+    run, maps, _ = _exported_with_score(trained_run, tmp_path, images, test_shift=2)
+    cfg, torch_model = load_trained_model(run)
+    with torch.no_grad():
+        shifted, _ = ScoringModel(torch_model, cfg.score)(images)
+        one_view, _ = ScoringModel(torch_model, replace(cfg.score, test_shift=0))(images)
+    np.testing.assert_allclose(maps, shifted.numpy(), atol=ONNX_TOLERANCE, rtol=0)
+    assert np.abs(maps - one_view.numpy()).max() > 10 * ONNX_TOLERANCE  # the graph really scores the shifted views
 
 
 def test_export_cli_writes_into_the_run(trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

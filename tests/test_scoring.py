@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 
 from anovit.scoring.maps import reconstruction_error
@@ -69,6 +70,50 @@ class _BlankTopLeft(torch.nn.Module):
         h, w = images.shape[-2] // 2, images.shape[-1] // 2
         out[..., :h, :w] = 0
         return out
+
+
+class _Zeros(torch.nn.Module):
+    """Reconstructs every image as black."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(images)
+
+
+class _CellMax(torch.nn.Module):
+    """A token-like map: each 4 x 4 cell of the view gets its brightest pixel's value, (B, H, W)."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        cells = F.max_pool2d(images.mean(dim=1, keepdim=True), 4)  # (B, 1, H / 4, W / 4)
+        return F.interpolate(cells, scale_factor=4, mode="nearest").squeeze(1)
+
+
+def test_test_shift_moves_each_views_map_back_onto_the_image() -> None:
+    from anovit.config import ScoreConfig
+    from anovit.scoring.maps import combined_map
+
+    images = torch.zeros(1, 3, 16, 16)
+    images[..., 9, 9] = 1.0  # one bright pixel in the 4 x 4 cell of rows and columns 8-11
+    one_view = combined_map(_CellMax(), images, ScoreConfig(sigma=0.0, kinds=("tokens",)))
+    want = torch.zeros(1, 16, 16)
+    want[:, 8:12, 8:12] = 1.0
+    torch.testing.assert_close(one_view, want)
+    # every view shifted by 2 px puts the pixel in another cell; moved back, each lights rows and columns 6-9
+    shifted = combined_map(_CellMax(), images, ScoreConfig(sigma=0.0, kinds=("tokens",), test_shift=2))
+    want = torch.zeros(1, 16, 16)
+    want[:, 6:10, 6:10] = 1.0
+    torch.testing.assert_close(shifted, want)
+
+
+def test_test_shift_leaves_a_pixelwise_map_as_it_was_inside_the_border() -> None:
+    from anovit.config import ScoreConfig
+    from anovit.scoring.maps import combined_map
+
+    images = torch.rand(2, 3, 20, 20, generator=torch.Generator().manual_seed(0))
+    both = [
+        combined_map(_Zeros(), images, ScoreConfig(sigma=0.0, kinds=("l2",), test_shift=shift)) for shift in (0, 3)
+    ]  # l2 against a blank reconstruction: each pixel's own mean square
+    torch.testing.assert_close(both[1][:, 3:-3, 3:-3], both[0][:, 3:-3, 3:-3])
+    assert not torch.allclose(both[1], both[0])  # the strips a view did not see are filled in
 
 
 @pytest.mark.parametrize(

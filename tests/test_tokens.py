@@ -27,7 +27,8 @@ TINY = {"embed_dim": 32, "depth": 4, "num_heads": 2}
 
 def tokens_config() -> RunConfig:
     """The token decoder (2 blocks) on a random 4-block ViT at 32 px: a 4 x 4 patch grid, target blocks 0 to 3; the
-    groups merged as the default merges them, trained on two cached views of each image (3 epochs read it 3 times)."""
+    groups merged as the default merges them, trained on two cached views of each image (3 epochs read it 3 times),
+    scored as the default scores, over views shifted by a quarter patch."""
     cfg = tiny_run_config("anovit", epochs=3)
     model = replace(
         cfg.model, encoder_overrides=dict(TINY), reference_layers=(0, 1, 2, 3), token_decoder_depth=2, token_merge="max"
@@ -36,7 +37,7 @@ def tokens_config() -> RunConfig:
         cfg,
         model=model,
         train=replace(cfg.train, objective="tokens", feature_loss=0.0, token_views=2),
-        score=replace(cfg.score, kinds=("tokens",), sigma=1.0, test_flips="none"),
+        score=replace(cfg.score, kinds=("tokens",), sigma=1.0, test_flips="none", test_shift=2),
     )
 
 

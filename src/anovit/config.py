@@ -156,7 +156,10 @@ class ScoreConfig:
     ``none``, or ``h``, ``v``, ``hv``: the image is also scored flipped horizontally, vertically,
     or both ways (each of the 3 flips), and the maps, flipped back, are averaged before smoothing;
     1, 2 or 4 times the work. Use only flips the training augmentation had (``DataConfig``), so
-    a flipped normal image is still normal to the model.
+    a flipped normal image is still normal to the model. ``test_shift``: 0, or S pixels of the model's input
+    size: the image is scored in four views shifted diagonally by S pixels each way, and their maps, moved back,
+    are averaged before smoothing (4 times the work; with flips, 4 shifts of each flip). A quarter of a ViT's
+    patch samples its patch grid between its cells (:func:`anovit.scoring.maps.combined_map`).
     """
 
     sigma: float = 4.0
@@ -167,6 +170,7 @@ class ScoreConfig:
     test_masks: int = 1
     image_score: str = "max"
     test_flips: TestFlips = "none"
+    test_shift: int = 0
 
 
 def image_score_share(name: str) -> float:
@@ -221,6 +225,10 @@ class RunConfig:
             raw = json.loads(Path(path).read_text())
             cfg = cls.from_dict(raw)
             _check_score_names(cfg.score)
+            if not (isinstance(cfg.score.test_shift, int) and cfg.score.test_shift >= 0):
+                raise ValueError(
+                    f"ScoreConfig.test_shift is {cfg.score.test_shift!r}; expected pixels, an integer >= 0"
+                )
             if not (isinstance(cfg.model.segment_scale, int) and cfg.model.segment_scale >= 1):
                 raise ValueError(f"ModelConfig.segment_scale is {cfg.model.segment_scale!r}; expected an integer >= 1")
             return cfg

@@ -60,7 +60,7 @@ def semantic_options(
       :data:`SEMANTIC_MIN_STEPS` steps, however few its images.
     """
     size = min(224, max(32, 16 * -(-images.side // 16)))
-    common: dict[str, Any] = dict(image_score="mean", test_flips="none", augment_flips=False, border=0.0)
+    common: dict[str, Any] = dict(image_score="mean", test_flips="none", test_shift=0, augment_flips=False, border=0.0)
     if model == "anovit" and pixel_variant(preset, images, objective):
         pixels = dict(
             image_size=size, objective="inpaint", score=("l2", "feature"), epochs=1, min_steps=SEMANTIC_MIN_STEPS

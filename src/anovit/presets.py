@@ -38,6 +38,9 @@ TOKEN_DECODER_DEPTH = 4
 TOKEN_MERGE = "max"
 # --objective tokens on a small set: augmented views of each training image encoded once (anovit.training.token_cache)
 TOKEN_VIEWS = 8
+# the tokens' test-time shift (ScoreConfig.test_shift): a quarter of the ViT's 16-px patch, so the four shifted views
+# sample the 14 x 14 patch grid between its cells
+TOKEN_TEST_SHIFT = 4
 KNN_SIGMA = 4.0  # PatchCore's smoothing of its distance map
 
 # paper: the published setting for MVTec AD: ViT-B/16 (ImageNet-21k, fine-tuned on 1k) at 384 px, reconstruct, L2.
@@ -116,7 +119,8 @@ CAE_PRESET = {"tokens": "tiny"}
 # tokens: the CPU default: the tiny preset's pretrained ViT-Ti at 224 px, frozen; a 4-block decoder gives back its
 #        tokens of blocks 2 to 9 through a noisy bottleneck (after Dinomaly), scored by their cosine distance (blocks
 #        2-5 and 6-9, each over its peak level on normal images, the larger of the two); 600 steps with a cosine
-#        decay of the learning rate (about 5 minutes on 2 CPU cores); one view at test time.
+#        decay of the learning rate (about 5 minutes on 2 CPU cores); at test time, the mean map of four views
+#        shifted by a quarter patch.
 PRESETS["tokens"] = RunConfig(
     model=replace(
         PRESETS["tiny"].model,
@@ -135,7 +139,7 @@ PRESETS["tokens"] = RunConfig(
         min_steps=600,
         token_views=TOKEN_VIEWS,
     ),
-    score=ScoreConfig(sigma=4.0, kinds=("tokens",), image_score="top1"),
+    score=ScoreConfig(sigma=4.0, kinds=("tokens",), image_score="top1", test_shift=TOKEN_TEST_SHIFT),
     preset="tokens",
 )
 
@@ -165,6 +169,7 @@ def resolve_config(
     image_score: str | None = None,
     anomaly_fills: tuple[str, ...] | None = None,
     test_flips: TestFlips | None = None,
+    test_shift: int | None = None,
     coreset: float | None = None,
     augment_flips: bool | None = None,
     position_norm: bool | None = None,
@@ -270,6 +275,13 @@ def resolve_config(
             f"--test-flips {s.test_flips}: the training augmentation has no such flip, so a flipped normal image "
             "would look anomalous; use flips it has, or none"
         )
+    if test_shift is not None:
+        if not 0 <= test_shift < d.image_size // 4:
+            raise InputError(
+                f"--test-shift {test_shift}: expected pixels from 0 (off) to under a quarter of the "
+                f"{d.image_size}-px input, e.g. {TOKEN_TEST_SHIFT} (a quarter of a 16-px patch)"
+            )
+        s = replace(s, test_shift=test_shift)
     return RunConfig(model=m, data=d, train=t, score=s, preset=preset)
 
 
@@ -289,7 +301,9 @@ def _method_options(
         if score not in (None, ("knn",)) or objective not in (None, "reconstruct"):
             raise InputError("--model knn scores by its nearest-neighbour distance alone: no --score or --objective")
         t = replace(t, objective="reconstruct", feature_loss=0.0)
-        s = replace(s, kinds=("knn",), scales=(), test_masks=1, test_flips="none", image_score="max", border=0.0)
+        s = replace(
+            s, kinds=("knn",), scales=(), test_masks=1, test_flips="none", test_shift=0, image_score="max", border=0.0
+        )
         layers = feature_layers if feature_layers is not None else DEFAULT_FEATURE_LAYERS
         m = replace(m, mask_token=False, segment_head=False, reference_layers=tuple(layers), token_decoder_depth=0)
         return m, t, _with_border(s, border)
@@ -300,12 +314,12 @@ def _method_options(
     if score is not None and "tokens" in score or objective == "tokens":
         raise InputError("--objective tokens and --score tokens go together, with --model anovit")
     if score is None and "tokens" in s.kinds:  # the tokens preset with a pixel objective: the paper's score
-        s = replace(s, kinds=("l2",), scales=())
+        s = replace(s, kinds=("l2",), scales=(), test_shift=0)  # the shift was measured on the tokens alone
     if m.name == "cae":  # the paper's baseline: reconstruction and the L2 score unless asked otherwise
         objective = objective or "reconstruct"
         score = score or ("l2",)
         t = replace(t, feature_loss=feature_loss or 0.0)
-        s = replace(s, test_flips="none")  # the baseline as published; --test-flips still applies
+        s = replace(s, test_flips="none", test_shift=0)  # the baseline as published; --test-flips still applies
     if objective is not None:
         if objective not in OBJECTIVES:
             raise InputError(f"unknown objective {objective!r}; expected one of {', '.join(OBJECTIVES)}")

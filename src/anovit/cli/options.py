@@ -85,6 +85,14 @@ def add_method(p: argparse.ArgumentParser) -> None:
         "the maps; costs 2x / 4x the scoring (tiny and scratch presets: hv; paper and small: none)",
     )
     p.add_argument(
+        "--test-shift",
+        type=int,
+        metavar="PX",
+        help="also score the image shifted diagonally by PX pixels each way (four views) and average the maps, "
+        "sampling the ViT's patch grid between its cells; costs 4x the scoring (the default tokens preset: 4, a "
+        "quarter of its 16-px patch; 0: off)",
+    )
+    p.add_argument(
         "--feature-layers", type=_layers, metavar="I,J,...", help="blocks of the reference encoder for --score feature"
     )
     p.add_argument(
@@ -145,6 +153,7 @@ def method_options(args: argparse.Namespace) -> dict:
         image_score=args.image_score,
         anomaly_fills=args.anomalies,
         test_flips=args.test_flips,
+        test_shift=args.test_shift,
         coreset=args.coreset,
         sigma=args.sigma,
         position_norm=args.position_norm,

@@ -112,6 +112,7 @@ def page(
     border = f", image score ignores {cfg.score.border:.0%} at each edge" if cfg.score.border else ""
     border += f", image score = {cfg.score.image_score} of the map" if cfg.score.image_score != "max" else ""
     border += f", maps averaged over test-time flips ({cfg.score.test_flips})" if cfg.score.test_flips != "none" else ""
+    border += f", and over four views shifted by {cfg.score.test_shift} px" if cfg.score.test_shift else ""
     per_defect = per_defect_table(metrics.get("per_defect", {}))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">

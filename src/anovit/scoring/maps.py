@@ -128,19 +128,58 @@ FLIP_DIMS: dict[str, tuple[tuple[int, ...], ...]] = {
 }
 
 
+def shift_offsets(shift: int) -> tuple[tuple[int, int], ...]:
+    """``ScoreConfig.test_shift`` -> the (dy, dx) pixel offsets of the views scored: the image itself for 0, else
+    the four diagonal shifts by ``shift`` pixels."""
+    if shift <= 0:
+        return ((0, 0),)
+    return ((-shift, -shift), (-shift, shift), (shift, -shift), (shift, shift))
+
+
+def shifted(images: torch.Tensor, offsets: tuple[tuple[int, int], ...]) -> torch.Tensor:
+    """(B, C, H, W) -> (V * B, C, H, W): view v shows the image moved so that its pixel (y + dy, x + dx) lands at
+    (y, x); the edges come from the reflect-padded image."""
+    pad = max(max(abs(dy), abs(dx)) for dy, dx in offsets)
+    if pad == 0:
+        return images
+    h, w = int(images.shape[-2]), int(images.shape[-1])
+    padded = F.pad(images, (pad, pad, pad, pad), mode="reflect")  # (B, C, H + 2p, W + 2p)
+    return torch.cat([padded[..., pad + dy : pad + dy + h, pad + dx : pad + dx + w] for dy, dx in offsets])
+
+
+def shifted_back(maps: torch.Tensor, offsets: tuple[tuple[int, int], ...]) -> torch.Tensor:
+    """The maps (V * B, H, W) of :func:`shifted` views, each moved back onto the image and averaged: (B, H, W).
+    The strip a view did not see is filled with its nearest edge."""
+    pad = max(max(abs(dy), abs(dx)) for dy, dx in offsets)
+    if pad == 0:
+        return maps
+    h, w = int(maps.shape[-2]), int(maps.shape[-1])
+    padded = F.pad(maps.unsqueeze(1), (pad, pad, pad, pad), mode="replicate").squeeze(1)  # (V * B, H + 2p, W + 2p)
+    views = padded.chunk(len(offsets))  # V x (B, H + 2p, W + 2p)
+    back = [v[:, pad - dy : pad - dy + h, pad - dx : pad - dx + w] for v, (dy, dx) in zip(views, offsets)]
+    return torch.stack(back).mean(dim=0)
+
+
 def combined_map(
     model: nn.Module,
     images: torch.Tensor,
     cfg: ScoreConfig,
     amp: Callable[[], AbstractContextManager] = contextlib.nullcontext,
 ) -> torch.Tensor:
-    """The combined map before smoothing (B, H, W); with ``cfg.test_flips`` the mean over the image and
-    its flips, each view's map flipped back onto the image. The views go through the model as one batch."""
+    """The combined map before smoothing (B, H, W); with ``cfg.test_flips`` and ``cfg.test_shift`` the mean over
+    the image's flips and shifts, each view's map moved back onto the image. The views go through the model as
+    one batch.
+
+    Shifting by a fraction of a patch samples a ViT's patch grid at other offsets: a defect smaller than a patch,
+    or astride two, falls inside a patch in some view, and the views' mean is a map on a finer grid.
+    """
     dims = FLIP_DIMS[cfg.test_flips]
-    if len(dims) == 1:
+    offsets = shift_offsets(cfg.test_shift)
+    if len(dims) == 1 and len(offsets) == 1:
         return combine(component_maps(model, images, cfg, amp), cfg)
-    views = torch.cat([images.flip(d) if d else images for d in dims])  # (V * B, 3, H, W)
-    maps = combine(component_maps(model, views, cfg, amp), cfg).chunk(len(dims))  # V x (B, H, W)
+    views = torch.cat([images.flip(d) if d else images for d in dims])  # (F * B, 3, H, W)
+    maps = combine(component_maps(model, shifted(views, offsets), cfg, amp), cfg)  # (S * F * B, H, W)
+    maps = shifted_back(maps, offsets).chunk(len(dims))  # F x (B, H, W)
     return torch.stack([m.flip(d) if d else m for m, d in zip(maps, dims)]).mean(dim=0)  # (B, H, W)
 
 
