@@ -87,7 +87,8 @@ def main() -> None:
 def write_table(rows: list[dict], shifts: list[int], path: Path) -> None:
     """One row per run, one column per shift: image / pixel AUROC (AUPRO), and the mean image AUROC per shift."""
     cell = {(r["run"], r["shift"]): r for r in rows}
-    runs = sorted({r["run"] for r in rows}, key=lambda run: (cell_set(rows, run), run))
+    of_run = {r["run"]: r for r in rows}  # each run's set and seed
+    runs = sorted(of_run, key=lambda run: (of_run[run]["set"], run))
 
     def text(r: dict | None) -> str:
         if r is None:
@@ -97,7 +98,7 @@ def write_table(rows: list[dict], shifts: list[int], path: Path) -> None:
 
     body = [
         [
-            f"{cell_set(rows, run)}, seed {cell[next(k for k in cell if k[0] == run)]['seed']}",
+            f"{of_run[run]['set']}, seed {of_run[run]['seed']}",
             run,
             *(text(cell.get((run, s))) for s in shifts),
         ]
@@ -110,10 +111,6 @@ def write_table(rows: list[dict], shifts: list[int], path: Path) -> None:
     body.append(["**mean image AUROC**", "", *means])
     _write_markdown(path, ["set", "run", *(f"shift {s} px" if s else "one view" for s in shifts)], body)
     print(f"table: {path}")
-
-
-def cell_set(rows: list[dict], run: str) -> str:
-    return next(r["set"] for r in rows if r["run"] == run)
 
 
 if __name__ == "__main__":

@@ -136,10 +136,15 @@ def shift_offsets(shift: int) -> tuple[tuple[int, int], ...]:
     return ((-shift, -shift), (-shift, shift), (shift, -shift), (shift, shift))
 
 
+def _margin(offsets: tuple[tuple[int, int], ...]) -> int:
+    """The largest move of any view in ``offsets``, in pixels: how far :func:`shifted` pads."""
+    return max(max(abs(dy), abs(dx)) for dy, dx in offsets)
+
+
 def shifted(images: torch.Tensor, offsets: tuple[tuple[int, int], ...]) -> torch.Tensor:
     """(B, C, H, W) -> (V * B, C, H, W): view v shows the image moved so that its pixel (y + dy, x + dx) lands at
     (y, x); the edges come from the reflect-padded image."""
-    pad = max(max(abs(dy), abs(dx)) for dy, dx in offsets)
+    pad = _margin(offsets)
     if pad == 0:
         return images
     h, w = int(images.shape[-2]), int(images.shape[-1])
@@ -150,7 +155,7 @@ def shifted(images: torch.Tensor, offsets: tuple[tuple[int, int], ...]) -> torch
 def shifted_back(maps: torch.Tensor, offsets: tuple[tuple[int, int], ...]) -> torch.Tensor:
     """The maps (V * B, H, W) of :func:`shifted` views, each moved back onto the image and averaged: (B, H, W).
     The strip a view did not see is filled with its nearest edge."""
-    pad = max(max(abs(dy), abs(dx)) for dy, dx in offsets)
+    pad = _margin(offsets)
     if pad == 0:
         return maps
     h, w = int(maps.shape[-2]), int(maps.shape[-1])
