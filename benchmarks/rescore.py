@@ -11,16 +11,19 @@ A variant is ``key=value`` pairs joined by ``;``:
 - ``score=l2+feature``: a subset of the run's score kinds (each keeps the scale training measured);
 - ``image=max|mean|top1``: the image score taken from the map;
 - ``shift=4``: the test-time shift in pixels (``ScoreConfig.test_shift``; 0: one view);
+- ``grid=K:D``: K x K shifted views instead of the shift's four, D px apart in each axis and centred on the image
+  (``3:5``: offsets -5, 0, 5; ``4:4``: -6, -2, 2, 6); an experiment, not an option of the package;
 - ``masks=K``: the complementary patch masks of an inpainting run (``ScoreConfig.test_masks``; runs of other
   objectives are skipped).
 
 The default variant ``base`` keeps the run's own settings. Writes OUT/rescore.json (every variant
 measured so far) and OUT/TABLE.md (the variants given). The runs are the ablation's
 (OUT/runs/<data>/<setting>, ablation.py), or with ``--benchmark DIR`` those of an ``anovit benchmark``
-folder (DIR/runs/<class>/<model>, every model; OUT defaults to DIR):
+folder (DIR/runs/<class>/<model>, every model; OUT defaults to DIR; ``--data ROOT``: its dataset's root):
 
     python benchmarks/rescore.py --setting tiny --variants base,sigma=4,sigma=8,flips=h,flips=hv
     python benchmarks/rescore.py --benchmark benchmarks/ablation/digits-tiny --variants base,flips=h,flips=hv
+    python benchmarks/rescore.py --benchmark BENCH --data ../shared/data/mvtec --variants shift=0,shift=4,shift=8
 """
 
 from __future__ import annotations
@@ -39,11 +42,13 @@ from torch.utils.data import Dataset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from ablation import _num, _write_markdown, datasets, load_set  # noqa: E402
+from anovit.data import ImageDataset, mvtec_samples  # noqa: E402
 from anovit.data.oneclass import one_class_data  # noqa: E402
 from anovit.evaluation.evaluate import evaluate  # noqa: E402
 from anovit.files import WEIGHTS_FILE
 from anovit.models.checkpoint import load_trained_model
 from anovit.runtime.device import resolve_device
+from anovit.scoring import maps  # noqa: E402
 
 
 def parse_variant(text: str) -> dict[str, str]:
@@ -51,13 +56,22 @@ def parse_variant(text: str) -> dict[str, str]:
     if text == "base":
         return {}
     out = dict(part.split("=", 1) for part in text.split(";"))
-    unknown = set(out) - {"layers", "sigma", "flips", "score", "image", "masks", "shift"}
+    unknown = set(out) - {"layers", "sigma", "flips", "score", "image", "masks", "shift", "grid"}
     if unknown:
         raise SystemExit(
             f"variant {text!r}: unknown keys {sorted(unknown)}; expected layers, sigma, flips, score, image, masks, "
-            "shift"
+            "shift, grid"
         )
     return out
+
+
+def grid_offsets(text: str) -> tuple[tuple[int, int], ...]:
+    """``K:D`` -> the (dy, dx) offsets of K x K views D px apart, centred: ``4:4`` -> -6, -2, 2, 6 in each axis."""
+    k, d = (int(x) for x in text.split(":"))
+    if (k - 1) * d % 2:
+        raise SystemExit(f"grid={text}: (K - 1) x D must be even, for whole-pixel offsets centred on the image")
+    steps = [i * d - (k - 1) * d // 2 for i in range(k)]
+    return tuple((dy, dx) for dy in steps for dx in steps)
 
 
 def main() -> None:
@@ -81,6 +95,7 @@ def main() -> None:
     torch.set_num_threads(os.cpu_count() or 2)
     dev = resolve_device("auto")
     out = args.out or args.benchmark or Path("benchmarks/ablation")
+    out.mkdir(parents=True, exist_ok=True)
     results_file = out / "rescore.json"
     rows = json.loads(results_file.read_text()) if results_file.is_file() else []
     done = {(r["data"], r["setting"], r["variant"]) for r in rows}
@@ -117,7 +132,14 @@ def main() -> None:
                 image_score=opts.get("image", cfg.score.image_score),
                 test_masks=int(opts.get("masks", cfg.score.test_masks)),
             )
-            ev = evaluate(model, test, score, dev, cfg.train.precision, progress=False)
+            own_offsets = maps.shift_offsets
+            if "grid" in opts:  # combined_map asks maps.shift_offsets for its views
+                grid = grid_offsets(opts["grid"])
+                maps.shift_offsets = lambda _shift, grid=grid: grid
+            try:
+                ev = evaluate(model, test, score, dev, cfg.train.precision, progress=False)
+            finally:
+                maps.shift_offsets = own_offsets
             rows.append(
                 dict(
                     data=label,
@@ -154,17 +176,20 @@ def runs_to_score(args: argparse.Namespace, out: Path) -> list[tuple[str, str, P
         ]
     bench = json.loads((args.benchmark / "results.json").read_text())
     dataset = bench["dataset"]
-    if dataset == "mvtec":
-        raise SystemExit(
-            "--benchmark: an MVTec AD benchmark's runs are re-scored from the ablation's layout; use --sets "
-            "mvtec:ROOT:CATS"
-        )
+    if dataset == "mvtec" and args.data is None:
+        raise SystemExit("--benchmark of an MVTec AD folder: --data ROOT, the root its categories were read from")
+
+    def test_set(category: str) -> Callable[[int], Dataset]:
+        if dataset == "mvtec":
+            return lambda size: ImageDataset(mvtec_samples(args.data, category, "test"), size, progress=False)
+        return lambda size: one_class_data(dataset, args.data, category, size).test
+
     return [
         (
             f"{dataset}/{row['category']}",
             model,
             args.benchmark / "runs" / row["category"] / model,
-            lambda size, c=row["category"]: one_class_data(dataset, args.data, c, size).test,
+            test_set(row["category"]),
         )
         for row in bench["rows"]
         for model in bench["models"]

@@ -45,6 +45,7 @@ def test_bad_config_is_clear(tmp_path: Path) -> None:
         ("model", "segment_scale", 0, "ModelConfig.segment_scale is 0"),
         ("score", "test_shift", -4, "ScoreConfig.test_shift is -4"),
         ("score", "test_shift", 2.5, "ScoreConfig.test_shift is 2.5"),
+        ("score", "test_shift", 224, "ScoreConfig.test_shift is 224"),  # the input's size: no reflect pad
     ],
 )
 def test_hand_edited_config_with_an_unknown_name_fails_at_load(

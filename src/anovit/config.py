@@ -225,9 +225,11 @@ class RunConfig:
             raw = json.loads(Path(path).read_text())
             cfg = cls.from_dict(raw)
             _check_score_names(cfg.score)
-            if not (isinstance(cfg.score.test_shift, int) and cfg.score.test_shift >= 0):
+            shift, side = cfg.score.test_shift, cfg.data.image_size
+            if not (isinstance(shift, int) and 0 <= shift < side):  # the views are reflect-padded by it
                 raise ValueError(
-                    f"ScoreConfig.test_shift is {cfg.score.test_shift!r}; expected pixels, an integer >= 0"
+                    f"ScoreConfig.test_shift is {shift!r}; expected pixels, an integer from 0 to under the {side}-px "
+                    "input"
                 )
             if not (isinstance(cfg.model.segment_scale, int) and cfg.model.segment_scale >= 1):
                 raise ValueError(f"ModelConfig.segment_scale is {cfg.model.segment_scale!r}; expected an integer >= 1")

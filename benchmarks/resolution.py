@@ -1,0 +1,121 @@
+"""The default (``tokens``) at a finer patch grid: the ViT-Ti at 320 or 448 px (its position embedding resampled by
+timm) against 224 px, on real MVTec-layout categories (issue 24: small defects on tire and screw).
+
+Each setting keeps the tokens per batch near 224 px x 16 images (3,136) and the default's 600 steps; a step still
+costs more at a finer grid (attention grows with the square of the tokens), and so do the cached views and scoring.
+
+    python benchmarks/resolution.py --data ../shared/data/mvtec --categories screw,tire \
+        --settings 320 --seeds 0 --runs RUNS --out benchmarks/resolution
+
+Each setting x seed is one ``anovit benchmark`` folder under RUNS (finished runs are kept, so the script resumes).
+Writes OUT/resolution.json and OUT/resolution.md: image / pixel AUROC (AUPRO), the wall minutes of training
+(reading the images, encoding the views, the steps) and the scoring seconds per category.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from anovit.experiments.benchmark import run_benchmark  # noqa: E402
+
+WEIGHTS = os.environ.get(
+    "ANOVIT_ENCODER_WEIGHTS",
+    str(Path(__file__).resolve().parents[2] / "shared/weights/vit_tiny_patch16_224.safetensors"),
+)
+# name -> options over the default preset: image size, the batch that keeps ~3,136 tokens per step, and the preset's
+# floor of 30 epochs at 16 images a batch (epochs x batch = 480) beside its 600 steps
+SETTINGS: dict[str, dict[str, int]] = {
+    "224": {},
+    "320": dict(image_size=320, batch_size=8, epochs=15, min_steps=600),
+    "448": dict(image_size=448, batch_size=4, epochs=8, min_steps=600),
+    "448-v4": dict(image_size=448, batch_size=4, epochs=8, min_steps=600, token_views=4),
+}
+
+
+def _metrics(run: Path) -> dict:
+    path = run / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _num(x: object) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, required=True, help="an MVTec-layout root")
+    ap.add_argument("--categories", default="screw,tire,bottle")
+    ap.add_argument("--settings", default="224,320,448", help=f"comma-separated, from {','.join(SETTINGS)}")
+    ap.add_argument("--seeds", default="0,1")
+    ap.add_argument("--runs", type=Path, required=True, help="where the benchmark folders go (weights: not the repo)")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/resolution"), help="where the table goes")
+    args = ap.parse_args()
+    torch.set_num_threads(os.cpu_count() or 2)
+    categories = args.categories.split(",")
+    rows = []
+    for seed in (int(s) for s in args.seeds.split(",")):
+        for name in args.settings.split(","):
+            bench = args.runs / f"{name}-seed{seed}"
+            for category in categories:
+                run = bench / "runs" / category / "anovit"
+                timed = run / "wall_seconds.json"  # training + scoring, measured when the run was made
+                start = time.perf_counter()
+                run_benchmark(
+                    "mvtec",
+                    args.data,
+                    ["anovit"],
+                    bench,
+                    categories=[category],
+                    seed=seed,
+                    encoder_weights=WEIGHTS,
+                    **SETTINGS[name],
+                )
+                if not timed.is_file():
+                    timed.write_text(json.dumps(time.perf_counter() - start))
+                m = _metrics(run)
+                wall = json.loads(timed.read_text())
+                rows.append(
+                    dict(
+                        setting=name,
+                        seed=seed,
+                        category=category,
+                        image_auroc=m.get("image_auroc"),
+                        pixel_auroc=m.get("pixel_auroc"),
+                        aupro=m.get("aupro"),
+                        train_minutes=(wall - m.get("seconds", 0)) / 60,
+                        score_seconds=m.get("seconds"),
+                    )
+                )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "resolution.json").write_text(json.dumps(rows, indent=1))
+    lines = [
+        "| setting | seed | "
+        + " | ".join(categories)
+        + " | training minutes (reading, encoding, steps) / scoring seconds | mean image AUROC |",
+        "|---|---|" + "---|" * (len(categories) + 2),
+    ]
+    for seed in sorted({r["seed"] for r in rows}):
+        for name in dict.fromkeys(r["setting"] for r in rows):
+            got = {r["category"]: r for r in rows if r["setting"] == name and r["seed"] == seed}
+            cells = [
+                f"{_num(got[c]['image_auroc'])} / {_num(got[c]['pixel_auroc'])} ({_num(got[c]['aupro'])})"
+                for c in categories
+            ]
+            cells += [", ".join(f"{got[c]['train_minutes']:.1f} / {got[c]['score_seconds']:.0f} s" for c in categories)]
+            mean = sum(got[c]["image_auroc"] for c in categories) / len(categories)
+            lines.append(f"| {name} | {seed} | " + " | ".join(cells) + f" | {mean:.3f} |")
+    (args.out / "resolution.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
