@@ -10,7 +10,7 @@ phi(q_i) sum_j phi(k_j), with the same qkv and projection weights as softmax att
 
 The runs under RUNS are ordinary ``anovit benchmark`` folders, but their weights need the swap to score as they were
 trained (a plain ``anovit test`` would score them with softmax attention): they are for this comparison only.
-Writes OUT/linear_attention.md from the runs' metrics.
+Writes OUT/linear_attention-seedS.md from the runs' metrics.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     head = "| set | seed | image AUROC | pixel AUROC (AUPRO) | scoring seconds |\n|---|---|---|---|---|\n"
     table = head + "\n".join(rows) + "\n"
-    (args.out / "linear_attention.md").write_text(table)
+    (args.out / f"linear_attention-seed{args.seed}.md").write_text(table)
     print(table)
 
 
