@@ -28,12 +28,8 @@ from timm.models.vision_transformer import Attention, Block
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import anovit.models.tokens as tokens  # noqa: E402
+from ablation import WEIGHTS, _num, _write_markdown  # noqa: E402
 from anovit.experiments.benchmark import run_benchmark  # noqa: E402
-
-WEIGHTS = os.environ.get(
-    "ANOVIT_ENCODER_WEIGHTS",
-    str(Path(__file__).resolve().parents[2] / "shared/weights/vit_tiny_patch16_224.safetensors"),
-)
 
 
 def linear_attention(
@@ -72,16 +68,15 @@ def main() -> None:
     bench = args.runs / f"linear-seed{args.seed}"
     categories = args.categories.split(",")
     run_benchmark("mvtec", args.data, ["anovit"], bench, categories=categories, seed=args.seed, encoder_weights=WEIGHTS)
-    rows = []
+    body = []
     for c in categories:
         m = json.loads((bench / "runs" / c / "anovit" / "metrics.json").read_text())
-        pixel = "-" if m["pixel_auroc"] is None else f"{m['pixel_auroc']:.3f} ({m['aupro']:.3f})"
-        rows.append(f"| {c} | {args.seed} | {m['image_auroc']:.3f} | {pixel} | {m['seconds']:.0f} |")
+        pixel = f"{_num(m['pixel_auroc'])} ({_num(m['aupro'])})" if m["pixel_auroc"] is not None else _num(None)
+        body.append([c, args.seed, _num(m["image_auroc"]), pixel, f"{m['seconds']:.0f}"])
     args.out.mkdir(parents=True, exist_ok=True)
-    head = "| set | seed | image AUROC | pixel AUROC (AUPRO) | scoring seconds |\n|---|---|---|---|---|\n"
-    table = head + "\n".join(rows) + "\n"
-    (args.out / f"linear_attention-seed{args.seed}.md").write_text(table)
-    print(table)
+    table = args.out / f"linear_attention-seed{args.seed}.md"
+    _write_markdown(table, ["set", "seed", "image AUROC", "pixel AUROC (AUPRO)", "scoring seconds"], body)
+    print(table.read_text())
 
 
 if __name__ == "__main__":

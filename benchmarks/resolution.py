@@ -25,12 +25,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from ablation import WEIGHTS, _num, _write_markdown  # noqa: E402
 from anovit.experiments.benchmark import run_benchmark  # noqa: E402
 
-WEIGHTS = os.environ.get(
-    "ANOVIT_ENCODER_WEIGHTS",
-    str(Path(__file__).resolve().parents[2] / "shared/weights/vit_tiny_patch16_224.safetensors"),
-)
 # name -> options over the default preset: image size, the batch that keeps ~3,136 tokens per step, and the preset's
 # floor of 30 epochs at 16 images a batch (epochs x batch = 480) beside its 600 steps
 SETTINGS: dict[str, dict[str, int]] = {
@@ -44,10 +41,6 @@ SETTINGS: dict[str, dict[str, int]] = {
 def _metrics(run: Path) -> dict:
     path = run / "metrics.json"
     return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def _num(x: object) -> str:
-    return "-" if x is None else f"{x:.3f}"
 
 
 def main() -> None:
@@ -97,12 +90,8 @@ def main() -> None:
                 )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "resolution.json").write_text(json.dumps(rows, indent=1))
-    lines = [
-        "| setting | seed | "
-        + " | ".join(categories)
-        + " | training minutes (reading, encoding, steps) / scoring seconds | mean image AUROC |",
-        "|---|---|" + "---|" * (len(categories) + 2),
-    ]
+    head = ["setting", "seed", *categories, "training minutes (reading, encoding, steps) / scoring seconds"]
+    body = []
     for seed in sorted({r["seed"] for r in rows}):
         for name in dict.fromkeys(r["setting"] for r in rows):
             got = {r["category"]: r for r in rows if r["setting"] == name and r["seed"] == seed}
@@ -112,9 +101,9 @@ def main() -> None:
             ]
             cells += [", ".join(f"{got[c]['train_minutes']:.1f} / {got[c]['score_seconds']:.0f} s" for c in categories)]
             mean = sum(got[c]["image_auroc"] for c in categories) / len(categories)
-            lines.append(f"| {name} | {seed} | " + " | ".join(cells) + f" | {mean:.3f} |")
-    (args.out / "resolution.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+            body.append([name, seed, *cells, f"{mean:.3f}"])
+    _write_markdown(args.out / "resolution.md", [*head, "mean image AUROC"], body)
+    print((args.out / "resolution.md").read_text())
 
 
 if __name__ == "__main__":
