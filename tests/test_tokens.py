@@ -16,7 +16,8 @@ from anovit.config import RunConfig
 from anovit.deploy.export import export_model
 from anovit.errors import InputError
 from anovit.models import TokenAnoViT
-from anovit.presets import TOKEN_LAYERS, TOKEN_MERGE, TOKEN_VIEWS, resolve_config
+from anovit.models.attention import LinearAttention, decoder_block
+from anovit.presets import TOKEN_ATTENTION, TOKEN_LAYERS, TOKEN_MERGE, TOKEN_VIEWS, resolve_config
 from anovit.runs.train import train_run
 
 from .conftest import onnx_against_torch, planted_square_scores, tiny_run_config
@@ -27,11 +28,16 @@ TINY = {"embed_dim": 32, "depth": 4, "num_heads": 2}
 
 def tokens_config() -> RunConfig:
     """The token decoder (2 blocks) on a random 4-block ViT at 32 px: a 4 x 4 patch grid, target blocks 0 to 3; the
-    groups merged as the default merges them, trained on two cached views of each image (3 epochs read it 3 times),
-    scored as the default scores, over views shifted by a quarter patch."""
+    groups merged and attended as the default does, trained on two cached views of each image (3 epochs read it 3
+    times), scored as the default scores, over views shifted by a quarter patch."""
     cfg = tiny_run_config("anovit", epochs=3)
     model = replace(
-        cfg.model, encoder_overrides=dict(TINY), reference_layers=(0, 1, 2, 3), token_decoder_depth=2, token_merge="max"
+        cfg.model,
+        encoder_overrides=dict(TINY),
+        reference_layers=(0, 1, 2, 3),
+        token_decoder_depth=2,
+        token_merge="max",
+        token_attention="linear",
     )
     return replace(
         cfg,
@@ -50,6 +56,12 @@ def test_the_config_of_tokens() -> None:
     with pytest.raises(InputError, match="token-merge"):
         resolve_config("tiny", token_merge="max")  # no token decoder to merge
     assert resolve_config("tokens", model="knn", token_merge="sum").model.name == "knn"  # beside it in a benchmark
+    assert cfg.model.token_attention == resolve_config("tokens").model.token_attention == TOKEN_ATTENTION == "linear"
+    assert resolve_config("tokens", token_attention="softmax").model.token_attention == "softmax"
+    with pytest.raises(InputError, match="token-attention"):
+        resolve_config("tiny", token_attention="linear")  # no token decoder
+    with pytest.raises(InputError, match="token-attention"):
+        resolve_config("tokens", token_attention="performer")
     assert cfg.train.token_views == resolve_config("tokens").train.token_views == TOKEN_VIEWS
     assert resolve_config("tokens", token_views=0).train.token_views == 0
     with pytest.raises(InputError, match="token-views"):
@@ -92,6 +104,37 @@ def test_the_decoder_gives_back_two_groups_and_the_easy_patches_count_less() -> 
     assert all(p.grad is not None for p in model.decoder.parameters())
 
 
+def test_linear_attention_is_the_normalised_kernel_form_with_the_blocks_own_weights() -> None:
+    """Each token's output is the mean of the values weighted by phi(q_i) . phi(k_j), phi = elu + 1 (written out
+    here as an N x N matrix, which the module never forms), through the same qkv and projection as softmax; a
+    linear block starts from the weights a softmax block gets from the same seed."""
+    torch.manual_seed(0)
+    attn = LinearAttention(32, num_heads=2, qkv_bias=True).eval()
+    x = torch.randn(3, 10, 32)
+    q, k, v = attn.qkv(x).reshape(3, 10, 3, 2, 16).permute(2, 0, 3, 1, 4)  # each (3, heads, 10, 16)
+    phi_q, phi_k = torch.nn.functional.elu(q) + 1, torch.nn.functional.elu(k) + 1
+    weights = phi_q @ phi_k.transpose(-2, -1)  # (3, heads, 10, 10), all > 0
+    mixed = (weights / weights.sum(dim=-1, keepdim=True)) @ v  # (3, heads, 10, 16)
+    expected = attn.proj(mixed.transpose(1, 2).reshape(3, 10, 32))
+    torch.testing.assert_close(attn(x), expected, rtol=1e-4, atol=1e-5)
+    softmax_out = torch.nn.functional.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(3, 10, 32)
+    assert not torch.allclose(attn(x), attn.proj(softmax_out), atol=1e-3)  # not softmax attention under a new name
+
+    torch.manual_seed(1)
+    softmax = decoder_block(32, 2, "softmax")
+    torch.manual_seed(1)
+    linear = decoder_block(32, 2, "linear")
+    assert isinstance(linear.attn, LinearAttention) and not isinstance(softmax.attn, LinearAttention)
+    assert softmax.state_dict().keys() == linear.state_dict().keys()
+    assert all(torch.equal(a, b) for a, b in zip(softmax.state_dict().values(), linear.state_dict().values()))
+    after_linear = torch.rand(1)
+    torch.manual_seed(1)
+    decoder_block(32, 2, "softmax")
+    assert torch.equal(torch.rand(1), after_linear)  # the swap draws nothing: the blocks after it start the same too
+    with pytest.raises(ValueError, match="token attention"):
+        decoder_block(32, 2, "performer")
+
+
 def test_max_merge_judges_each_group_against_its_normal_peaks() -> None:
     """merge="max": each group's distance over its peak level, the larger of the two per patch; the levels are the
     mean of each image's top 1 % of patches (here one of 16), stored as a buffer with the weights."""
@@ -131,6 +174,9 @@ def test_a_tokens_run_trains_tests_and_exports(tokens_run: Path, mvtec_root: Pat
     assert main(["-q", "test", *args]) == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["n_images"] == 12 and metrics["pixel_auroc"] is not None
+    with pytest.raises(InputError, match="openvino --int8"):  # dynamic int8 activations swamp the token distances
+        export_model(tokens_run, "onnx", True, tmp_path / "model-int8.onnx")
+    assert not (tmp_path / "model-int8.onnx").exists()
     result = export_model(tokens_run, "onnx", False, tmp_path / "model.onnx")
     assert result.map_error is not None and result.map_error < 1e-4
     images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))

@@ -26,6 +26,9 @@ PRECISIONS: tuple[str, ...] = get_args(Precision)
 SCORE_KINDS: tuple[str, ...] = ("l2", "ssim", "gms", "feature", "segment", "knn", "tokens")
 # the kinds whose map the model gives itself, with no pixel reconstruction (the knn baseline, the token decoder)
 OWN_MAP_KINDS: tuple[str, ...] = ("knn", "tokens")
+# the token decoder's attention (anovit.models.attention): timm's softmax, or linear attention (Dinomaly's)
+TokenAttention = Literal["softmax", "linear"]
+TOKEN_ATTENTIONS: tuple[str, ...] = get_args(TokenAttention)
 # test-time flips (ScoreConfig.test_flips): the maps of the image and of these flips of it, each flipped back, are
 # averaged
 TestFlips = Literal["none", "h", "v", "hv"]
@@ -81,6 +84,9 @@ class ModelConfig:
     # How the token map merges its two groups of blocks: "sum" of their distances, or "max" of each divided by its
     # peak level on the normal hold-out (measured after training, stored with the weights; anovit.models.tokens).
     token_merge: str = "sum"
+    # The token decoder's attention: "softmax" (timm's Block; what a config.json without the field was trained with)
+    # or "linear" (phi(q) (phi(k)^T v), Dinomaly's; anovit.models.attention).
+    token_attention: TokenAttention = "softmax"
     # The image score read from the score map standardised at each pixel by its mean and spread on the normal
     # validation images (anovit.models.position; measured after training, stored with the weights), so that places
     # that are busy on every normal part (edges, highlights, the background) stop deciding the verdict. The map

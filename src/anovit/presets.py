@@ -14,6 +14,7 @@ from anovit.config import (
     OBJECTIVES,
     SCORE_KINDS,
     TEST_FLIPS,
+    TOKEN_ATTENTIONS,
     DataConfig,
     LrSchedule,
     ModelConfig,
@@ -36,6 +37,9 @@ TOKEN_LAYERS = tuple(range(2, 10))
 TOKEN_DECODER_DEPTH = 4
 # how the token map merges its groups of blocks (anovit.models.tokens): the larger of each over its normal peak level
 TOKEN_MERGE = "max"
+# the token decoder's attention (anovit.models.attention): linear, Dinomaly's; level with softmax on the real sets at
+# about half the training time (benchmarks/linear_attention)
+TOKEN_ATTENTION = "linear"
 # --objective tokens on a small set: augmented views of each training image encoded once (anovit.training.token_cache)
 TOKEN_VIEWS = 8
 # the tokens' test-time shift (ScoreConfig.test_shift): a quarter of the ViT's 16-px patch, so the four shifted views
@@ -116,17 +120,18 @@ PRESETS: dict[str, RunConfig] = {
 # The l2-CAE of a preset whose AnoViT reconstructs no pixels trains as in this preset (its rate and steps suit a
 # pixel decoder; tokens' 1e-3 with a cosine decay cost the demo's l2-CAE 0.23 image AUROC).
 CAE_PRESET = {"tokens": "tiny"}
-# tokens: the CPU default: the tiny preset's pretrained ViT-Ti at 224 px, frozen; a 4-block decoder gives back its
-#        tokens of blocks 2 to 9 through a noisy bottleneck (after Dinomaly), scored by their cosine distance (blocks
-#        2-5 and 6-9, each over its peak level on normal images, the larger of the two); 600 steps with a cosine
-#        decay of the learning rate (about 5 minutes on 2 CPU cores); at test time, the mean map of four views
-#        shifted by a quarter patch.
+# tokens: the CPU default: the tiny preset's pretrained ViT-Ti at 224 px, frozen; a 4-block decoder with linear
+#        attention gives back its tokens of blocks 2 to 9 through a noisy bottleneck (after Dinomaly), scored by their
+#        cosine distance (blocks 2-5 and 6-9, each over its peak level on normal images, the larger of the two); 600
+#        steps with a cosine decay of the learning rate (about 5 minutes on 2 CPU cores in fp32); at test time, the
+#        mean map of four views shifted by a quarter patch.
 PRESETS["tokens"] = RunConfig(
     model=replace(
         PRESETS["tiny"].model,
         reference_layers=TOKEN_LAYERS,
         token_decoder_depth=TOKEN_DECODER_DEPTH,
         token_merge=TOKEN_MERGE,
+        token_attention=TOKEN_ATTENTION,
         segment_head=False,
     ),
     data=DataConfig(image_size=224),
@@ -176,6 +181,7 @@ def resolve_config(
     brightness: float | None = None,
     token_merge: str | None = None,
     token_views: int | None = None,
+    token_attention: str | None = None,
 ) -> RunConfig:
     """Start from a preset and apply the options a user gave (``None`` keeps the preset value).
 
@@ -255,6 +261,13 @@ def resolve_config(
         if token_merge not in ("sum", "max") or (m.name == "anovit" and m.token_decoder_depth == 0):
             raise InputError(f"--token-merge {token_merge}: sum or max, for AnoViT with --objective tokens")
         m = replace(m, token_merge=token_merge)
+    if token_attention is not None:  # as --token-merge
+        if token_attention not in TOKEN_ATTENTIONS or (m.name == "anovit" and m.token_decoder_depth == 0):
+            raise InputError(
+                f"--token-attention {token_attention}: {' or '.join(TOKEN_ATTENTIONS)}, "
+                "for AnoViT with --objective tokens"
+            )
+        m = replace(m, token_attention=token_attention)
     if token_views is not None:  # as --token-merge
         if token_views < 0 or (m.name == "anovit" and t.objective != "tokens"):
             raise InputError(f"--token-views {token_views}: a number of views >= 0, for AnoViT with --objective tokens")
@@ -395,6 +408,7 @@ def _token_options(
         reference_layers=tuple(layers),
         token_decoder_depth=m.token_decoder_depth or TOKEN_DECODER_DEPTH,
         token_merge=TOKEN_MERGE if m.token_decoder_depth == 0 else m.token_merge,
+        token_attention=TOKEN_ATTENTION if m.token_decoder_depth == 0 else m.token_attention,
     )
     t = replace(t, objective="tokens", feature_loss=0.0, token_views=t.token_views or TOKEN_VIEWS)
     s = replace(s, kinds=("tokens",), scales=(), test_masks=1)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from anovit.config import ANOMALY_FILLS, CACHE_MODES, OBJECTIVES, SCORE_KINDS, TEST_FLIPS
+from anovit.config import ANOMALY_FILLS, CACHE_MODES, OBJECTIVES, SCORE_KINDS, TEST_FLIPS, TOKEN_ATTENTIONS
 from anovit.deploy.backends import BACKENDS
 
 
@@ -127,6 +127,12 @@ def add_method(p: argparse.ArgumentParser) -> None:
         "over its peak level on the normal hold-out (default: max; benchmarks/token_groups.md)",
     )
     p.add_argument(
+        "--token-attention",
+        choices=TOKEN_ATTENTIONS,
+        help="--objective tokens: the decoder's attention, softmax or linear (Dinomaly's: about half the training "
+        "time; default: linear; benchmarks/linear_attention)",
+    )
+    p.add_argument(
         "--token-views",
         type=int,
         metavar="V",
@@ -160,4 +166,5 @@ def method_options(args: argparse.Namespace) -> dict:
         brightness=args.brightness,
         token_merge=args.token_merge,
         token_views=args.token_views,
+        token_attention=args.token_attention,
     )

@@ -9,7 +9,9 @@ ONNX model's metadata (``image_threshold``, ``pixel_threshold``) when the run ha
 file records the hash of the weights and the whole score config it was made from; the backends refuse a file
 whose record no longer matches the run (retrained, or rescored).
 
-int8 (``--int8``) quantises the layers that reconstruct: the trained encoder and decoder (``QUANTISED``). The
+int8 (``--int8``) quantises the layers that reconstruct: the trained encoder and decoder (``QUANTISED``); a token
+decoder's run (``--objective tokens``, the default) exports int8 to OpenVINO only (weights only), as ONNX Runtime's
+dynamic int8 also quantises the activations, whose noise swamps the small token distances. The
 score path stays fp32: the frozen reference ViT of the ``feature`` score, the segmentation head, the knn
 baseline's features (so ``--model knn`` has nothing to quantise), and the scoring itself (error, smoothing,
 max). Every int8 export is checked against PyTorch fp32 on real normal images (the run's training images, or
@@ -234,6 +236,12 @@ def export_model(
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else default_path(run_dir, fmt, int8)
     cfg, model = load_trained_model(run_dir, "cpu")
+    if int8 and fmt == "onnx" and cfg.model.token_decoder_depth > 0:
+        raise InputError(
+            f"{run_dir}: ONNX Runtime's int8 quantises activations too, which swamps the token decoder's small "
+            "distances (real normal images' scores reordered, Spearman 0.06-0.16); use --format openvino --int8 "
+            "(int8 weights only) or the fp32 ONNX export"
+        )
     scorer = ScoringModel(model, cfg.score).eval()
     size = cfg.data.image_size
     record = export_record(run_dir)  # the weights hashed once: the ONNX metadata and the record beside the file

@@ -39,6 +39,7 @@ def _build(cfg: ModelConfig, load_encoder_weights: bool) -> nn.Module:
             depth=cfg.token_decoder_depth,
             dropout=cfg.token_dropout,
             merge=cfg.token_merge,
+            attention=cfg.token_attention,
         )
     if cfg.name == "anovit":
         return AnoViT(

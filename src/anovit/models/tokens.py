@@ -13,9 +13,9 @@ normal peaks, so neither group's noise drowns what the other sees. Training sees
 images only and weights the best-reconstructed share of the patches down (Dinomaly's loose, hard-mined loss),
 so the decoder does not sharpen what it already gives back at the cost of the rest.
 
-What it leaves out: Dinomaly's linear attention (softmax attention here, timm's ``Block``), its DINOv2
-encoder (any timm ViT here; the default's ViT-Ti/16), and the ramp of the hard-mined share over the first
-steps.
+The decoder's blocks attend with softmax (timm's ``Block``) or, as Dinomaly's and the default's, with linear
+attention (:mod:`anovit.models.attention`). What it leaves out: Dinomaly's DINOv2 encoder (any timm ViT here; the
+default's ViT-Ti/16), and the ramp of the hard-mined share over the first steps.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from timm.models.vision_transformer import Block
 from torch import nn
 
 from anovit.errors import InputError
+from anovit.models.attention import decoder_block
 from anovit.models.encoder import FeatureReference, ViTEncoder
 
 EASY_WEIGHT = 0.1  # the hard-mined loss's weight on the patches reconstructed best
@@ -55,6 +55,7 @@ class TokenAnoViT(nn.Module):
         pretrained: bool = False,
         encoder_weights: str | Path | None = None,
         merge: str = "sum",
+        attention: str = "softmax",
     ) -> None:
         super().__init__()
         if merge not in GROUP_MERGES:
@@ -68,7 +69,7 @@ class TokenAnoViT(nn.Module):
         self.bottleneck = nn.Sequential(
             nn.Dropout(dropout), nn.Linear(dim, 4 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * dim, dim)
         )
-        self.decoder = nn.ModuleList(Block(dim, num_heads=heads, mlp_ratio=4.0, qkv_bias=True) for _ in range(depth))
+        self.decoder = nn.ModuleList(decoder_block(dim, heads, attention) for _ in range(depth))
         self.groups = 1 if len(layers) == 1 else 2
         self.dim = dim
         self.merge = merge
