@@ -12,6 +12,8 @@ import pytest
 import torch
 
 from anovit.cli import main
+from anovit.cli.args import build_parser
+from anovit.cli.options import method_options
 from anovit.config import RunConfig
 from anovit.deploy.export import export_model
 from anovit.errors import InputError
@@ -62,6 +64,10 @@ def test_the_config_of_tokens() -> None:
         resolve_config("tiny", token_attention="linear")  # no token decoder
     with pytest.raises(InputError, match="token-attention"):
         resolve_config("tokens", token_attention="performer")
+    args = build_parser().parse_args(
+        ["train", "--data", "d", "--category", "c", "--model", "anovit", "--out", "o", "--token-attention", "softmax"]
+    )
+    assert resolve_config("tokens", **method_options(args)).model.token_attention == "softmax"
     assert cfg.train.token_views == resolve_config("tokens").train.token_views == TOKEN_VIEWS
     assert resolve_config("tokens", token_views=0).train.token_views == 0
     with pytest.raises(InputError, match="token-views"):
@@ -170,6 +176,11 @@ def test_a_tokens_run_trains_tests_and_exports(tokens_run: Path, mvtec_root: Pat
 
     peaks = load_file(str(tokens_run / "model.safetensors"))["group_peaks"]  # measured on the hold-out, saved
     assert peaks.shape == (2,) and (peaks > 0).all() and not torch.equal(peaks, torch.ones(2))
+    saved = json.loads((tokens_run / "config.json").read_text())
+    assert saved["model"]["token_attention"] == "linear"
+    del saved["model"]["token_attention"]  # a run saved before the option was trained with softmax attention
+    (tmp_path / "before.json").write_text(json.dumps(saved))
+    assert RunConfig.load(tmp_path / "before.json").model.token_attention == "softmax"
     args = ["--run", str(tokens_run), "--data", str(mvtec_root), "--category", "weave", "--out", str(tmp_path)]
     assert main(["-q", "test", *args]) == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
