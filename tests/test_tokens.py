@@ -17,7 +17,7 @@ from anovit.cli.options import method_options
 from anovit.config import RunConfig
 from anovit.deploy.export import export_model
 from anovit.errors import InputError
-from anovit.models import TokenAnoViT
+from anovit.models import TokenAnoViT, build_model
 from anovit.models.attention import LinearAttention, decoder_block
 from anovit.presets import TOKEN_ATTENTION, TOKEN_LAYERS, TOKEN_MERGE, TOKEN_VIEWS, resolve_config
 from anovit.runs.train import train_run
@@ -139,6 +139,10 @@ def test_linear_attention_is_the_normalised_kernel_form_with_the_blocks_own_weig
     assert torch.equal(torch.rand(1), after_linear)  # the swap draws nothing: the blocks after it start the same too
     with pytest.raises(ValueError, match="token attention"):
         decoder_block(32, 2, "performer")
+    built = build_model(tokens_config().model, load_encoder_weights=False)  # the config's field reaches the decoder
+    assert all(isinstance(block.attn, LinearAttention) for block in built.decoder)
+    softmax_cfg = replace(tokens_config().model, token_attention="softmax")
+    assert not any(isinstance(b.attn, LinearAttention) for b in build_model(softmax_cfg, False).decoder)
 
 
 def test_max_merge_judges_each_group_against_its_normal_peaks() -> None:
