@@ -1,5 +1,5 @@
-"""The token decoder's attention: linear (Dinomaly's; the default since it measured level with softmax at about half
-the training time) against softmax, on real sets (issue 24).
+"""The token decoder's attention: linear (Dinomaly's; the default since it measured level with softmax at about 60 %
+of its training time) against softmax, on real sets (issue 24).
 
 Linear attention (Katharopoulos et al., ICML 2020; Dinomaly, Guo et al., CVPR 2025): phi(x) = elu(x) + 1, out_i =
 phi(q_i) sum_j phi(k_j) v_j^T / phi(q_i) sum_j phi(k_j), with the same qkv and projection weights as softmax attention

@@ -38,7 +38,7 @@ TOKEN_DECODER_DEPTH = 4
 # how the token map merges its groups of blocks (anovit.models.tokens): the larger of each over its normal peak level
 TOKEN_MERGE = "max"
 # the token decoder's attention (anovit.models.attention): linear, Dinomaly's; level with softmax on the real sets at
-# about half the training time (benchmarks/linear_attention)
+# about 60 % of its training time (benchmarks/linear_attention)
 TOKEN_ATTENTION = "linear"
 # --objective tokens on a small set: augmented views of each training image encoded once (anovit.training.token_cache)
 TOKEN_VIEWS = 8

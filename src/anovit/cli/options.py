@@ -129,8 +129,8 @@ def add_method(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--token-attention",
         choices=TOKEN_ATTENTIONS,
-        help="--objective tokens: the decoder's attention, softmax or linear (Dinomaly's: about half the training "
-        "time; default: linear; benchmarks/linear_attention)",
+        help="--objective tokens: the decoder's attention, softmax or linear (Dinomaly's: about 60 %% of softmax's "
+        "training time; default: linear; benchmarks/linear_attention)",
     )
     p.add_argument(
         "--token-views",
