@@ -35,7 +35,7 @@ import torch
 from anovit.config import RunConfig
 from anovit.data import make_synthetic_mvtec
 from anovit.deploy.backends import load_scorer
-from anovit.deploy.export import export_model
+from anovit.deploy.export import export_model, offered
 from anovit.files import WEIGHTS_FILE, save_config, write_json
 from anovit.models import build_model
 from anovit.models.checkpoint import save_weights
@@ -72,9 +72,9 @@ def export_all(run: Path, calib_images: int) -> dict[str, float]:
     """All four exports of a run (three for a token decoder's, which ONNX Runtime's int8 does not take); returns
     seconds per export."""
     seconds = {}
-    tokens = RunConfig.load(run / "config.json").model.token_decoder_depth > 0
+    model = RunConfig.load(run / "config.json").model
     for fmt, int8 in (("onnx", False), ("onnx", True), ("openvino", False), ("openvino", True)):
-        if tokens and fmt == "onnx" and int8:
+        if not offered(model, fmt, int8):  # type: ignore[arg-type]
             continue
         start = time.perf_counter()
         export_model(run, fmt, int8, verify=False, calib_images=calib_images)  # type: ignore[arg-type]

@@ -257,18 +257,11 @@ def resolve_config(
         t = replace(t, anomaly_fills=tuple(anomaly_fills))
     if position_norm is not None:
         m = replace(m, position_norm=position_norm)
-    if token_merge is not None:  # AnoViT's token decoder; the l2-CAE and knn beside it in a benchmark ignore it
-        if token_merge not in ("sum", "max") or (m.name == "anovit" and m.token_decoder_depth == 0):
-            raise InputError(f"--token-merge {token_merge}: sum or max, for AnoViT with --objective tokens")
-        m = replace(m, token_merge=token_merge)
-    if token_attention is not None:  # as --token-merge
-        if token_attention not in TOKEN_ATTENTIONS or (m.name == "anovit" and m.token_decoder_depth == 0):
-            raise InputError(
-                f"--token-attention {token_attention}: {' or '.join(TOKEN_ATTENTIONS)}, "
-                "for AnoViT with --objective tokens"
-            )
-        m = replace(m, token_attention=token_attention)
-    if token_views is not None:  # as --token-merge
+    if token_merge is not None:
+        m = replace(m, token_merge=_token_decoder_option(m, "--token-merge", token_merge, ("sum", "max")))
+    if token_attention is not None:
+        m = replace(m, token_attention=_token_decoder_option(m, "--token-attention", token_attention, TOKEN_ATTENTIONS))
+    if token_views is not None:  # as _token_decoder_option: the l2-CAE and knn beside it in a benchmark ignore it
         if token_views < 0 or (m.name == "anovit" and t.objective != "tokens"):
             raise InputError(f"--token-views {token_views}: a number of views >= 0, for AnoViT with --objective tokens")
         t = replace(t, token_views=token_views)
@@ -413,6 +406,14 @@ def _token_options(
     t = replace(t, objective="tokens", feature_loss=0.0, token_views=t.token_views or TOKEN_VIEWS)
     s = replace(s, kinds=("tokens",), scales=(), test_masks=1)
     return m, t, _with_border(s, border)
+
+
+def _token_decoder_option(m: ModelConfig, flag: str, value: str, choices: tuple[str, ...]) -> str:
+    """``value``, checked: one of ``choices``, for AnoViT's token decoder (the l2-CAE and knn beside it in a benchmark
+    take and ignore it)."""
+    if value not in choices or (m.name == "anovit" and m.token_decoder_depth == 0):
+        raise InputError(f"{flag} {value}: {' or '.join(choices)}, for AnoViT with --objective tokens")
+    return value
 
 
 def _with_border(s: ScoreConfig, border: float | None) -> ScoreConfig:

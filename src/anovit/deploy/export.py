@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from anovit.config import RunConfig, ScoreConfig
+from anovit.config import ModelConfig, RunConfig, ScoreConfig
 from anovit.errors import InputError
 from anovit.evaluation.thresholds import load_thresholds
 from anovit.files import THRESHOLDS_FILE, atomic_write, export_record, export_record_path, write_json
@@ -208,6 +208,12 @@ def _write_openvino(onnx_path: Path, out: Path, int8: bool) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def offered(model: ModelConfig, fmt: Format, int8: bool) -> bool:
+    """Whether :func:`export_model` writes ``fmt`` (int8 or not) for ``model``: every pair but ONNX Runtime's int8 of a
+    token decoder (``--objective tokens``), whose dynamic int8 activations swamp the small token distances."""
+    return not (int8 and fmt == "onnx" and model.token_decoder_depth > 0)
+
+
 def export_model(
     run_dir: Path,
     fmt: Format = "onnx",
@@ -236,7 +242,7 @@ def export_model(
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else default_path(run_dir, fmt, int8)
     cfg, model = load_trained_model(run_dir, "cpu")
-    if int8 and fmt == "onnx" and cfg.model.token_decoder_depth > 0:
+    if not offered(cfg.model, fmt, int8):
         raise InputError(
             f"{run_dir}: ONNX Runtime's int8 quantises activations too, which swamps the token decoder's small "
             "distances (real normal images' scores reordered, Spearman 0.06-0.16); use --format openvino --int8 "
