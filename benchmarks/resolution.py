@@ -38,6 +38,12 @@ SETTINGS: dict[str, dict[str, int]] = {
 }
 
 
+def _minutes(row: dict) -> str:
+    """'training minutes / scoring seconds' of a row; '-' for the minutes of a run this script did not time."""
+    minutes = "-" if row["train_minutes"] is None else f"{row['train_minutes']:.1f}"
+    return f"{minutes} / {row['score_seconds']:.0f} s"
+
+
 def _metrics(run: Path) -> dict:
     path = run / "metrics.json"
     return json.loads(path.read_text()) if path.is_file() else {}
@@ -61,6 +67,7 @@ def main() -> None:
             for category in categories:
                 run = bench / "runs" / category / "anovit"
                 timed = run / "wall_seconds.json"  # training + scoring, measured when the run was made
+                made_here = not (run / "metrics.json").is_file()  # a finished run is skipped: its time is not ours
                 start = time.perf_counter()
                 run_benchmark(
                     "mvtec",
@@ -72,10 +79,10 @@ def main() -> None:
                     encoder_weights=WEIGHTS,
                     **SETTINGS[name],
                 )
-                if not timed.is_file():
+                if made_here:
                     timed.write_text(json.dumps(time.perf_counter() - start))
                 m = _metrics(run)
-                wall = json.loads(timed.read_text())
+                wall = json.loads(timed.read_text()) if timed.is_file() else None  # None: made elsewhere, untimed
                 rows.append(
                     dict(
                         setting=name,
@@ -84,7 +91,7 @@ def main() -> None:
                         image_auroc=m.get("image_auroc"),
                         pixel_auroc=m.get("pixel_auroc"),
                         aupro=m.get("aupro"),
-                        train_minutes=(wall - m.get("seconds", 0)) / 60,
+                        train_minutes=None if wall is None else (wall - m.get("seconds", 0)) / 60,
                         score_seconds=m.get("seconds"),
                     )
                 )
@@ -99,7 +106,7 @@ def main() -> None:
                 f"{_num(got[c]['image_auroc'])} / {_num(got[c]['pixel_auroc'])} ({_num(got[c]['aupro'])})"
                 for c in categories
             ]
-            cells += [", ".join(f"{got[c]['train_minutes']:.1f} / {got[c]['score_seconds']:.0f} s" for c in categories)]
+            cells += [", ".join(_minutes(got[c]) for c in categories)]
             mean = sum(got[c]["image_auroc"] for c in categories) / len(categories)
             body.append([name, seed, *cells, f"{mean:.3f}"])
     _write_markdown(args.out / "resolution.md", [*head, "mean image AUROC"], body)

@@ -4,6 +4,7 @@ model's groups and loss, a trained run through test and export, and a planted de
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -192,6 +193,10 @@ def test_a_tokens_run_trains_tests_and_exports(tokens_run: Path, mvtec_root: Pat
     with pytest.raises(InputError, match="openvino --int8"):  # dynamic int8 activations swamp the token distances
         export_model(tokens_run, "onnx", True, tmp_path / "model-int8.onnx")
     assert not (tmp_path / "model-int8.onnx").exists()
+    (tmp_path / "no-weights").mkdir()  # refused from the config alone, before the weights are read
+    shutil.copyfile(tokens_run / "config.json", tmp_path / "no-weights" / "config.json")
+    with pytest.raises(InputError, match="openvino --int8"):
+        export_model(tmp_path / "no-weights", "onnx", True)
     result = export_model(tokens_run, "onnx", False, tmp_path / "model.onnx")
     assert result.map_error is not None and result.map_error < 1e-4
     images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))

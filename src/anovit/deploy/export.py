@@ -46,7 +46,7 @@ from torch import nn
 from anovit.config import ModelConfig, RunConfig, ScoreConfig
 from anovit.errors import InputError
 from anovit.evaluation.thresholds import load_thresholds
-from anovit.files import THRESHOLDS_FILE, atomic_write, export_record, export_record_path, write_json
+from anovit.files import THRESHOLDS_FILE, atomic_write, export_record, export_record_path, load_config, write_json
 from anovit.models.checkpoint import load_trained_model
 from anovit.scoring.maps import score_batch
 
@@ -241,13 +241,13 @@ def export_model(
             _require("nncf", "openvino")
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else default_path(run_dir, fmt, int8)
-    cfg, model = load_trained_model(run_dir, "cpu")
-    if not offered(cfg.model, fmt, int8):
+    if not offered(load_config(run_dir).model, fmt, int8):  # asked before the weights are read
         raise InputError(
             f"{run_dir}: ONNX Runtime's int8 quantises activations too, which swamps the token decoder's small "
             "distances (real normal images' scores reordered, Spearman 0.06-0.16); use --format openvino --int8 "
             "(int8 weights only) or the fp32 ONNX export"
         )
+    cfg, model = load_trained_model(run_dir, "cpu")
     scorer = ScoringModel(model, cfg.score).eval()
     size = cfg.data.image_size
     record = export_record(run_dir)  # the weights hashed once: the ONNX metadata and the record beside the file
