@@ -14,7 +14,8 @@ A variant is ``key=value`` pairs joined by ``;``:
 - ``grid=K:D``: K x K shifted views instead of the shift's four, D px apart in each axis and centred on the image
   (``3:5``: offsets -5, 0, 5; ``4:4``: -6, -2, 2, 6); an experiment, not an option of the package;
 - ``masks=K``: the complementary patch masks of an inpainting run (``ScoreConfig.test_masks``; runs of other
-  objectives are skipped).
+  objectives are skipped);
+- ``precision=fp32|bf16``: the precision the maps are computed in (default: the run's, as ``anovit test``).
 
 The default variant ``base`` keeps the run's own settings. Writes OUT/rescore.json (every variant
 measured so far) and OUT/TABLE.md (the variants given). The runs are the ablation's
@@ -56,11 +57,11 @@ def parse_variant(text: str) -> dict[str, str]:
     if text == "base":
         return {}
     out = dict(part.split("=", 1) for part in text.split(";"))
-    unknown = set(out) - {"layers", "sigma", "flips", "score", "image", "masks", "shift", "grid"}
+    unknown = set(out) - {"layers", "sigma", "flips", "score", "image", "masks", "shift", "grid", "precision"}
     if unknown:
         raise SystemExit(
             f"variant {text!r}: unknown keys {sorted(unknown)}; expected layers, sigma, flips, score, image, masks, "
-            "shift, grid"
+            "shift, grid, precision"
         )
     return out
 
@@ -137,7 +138,7 @@ def main() -> None:
                 grid = grid_offsets(opts["grid"])
                 maps.shift_offsets = lambda _shift, grid=grid: grid
             try:
-                ev = evaluate(model, test, score, dev, cfg.train.precision, progress=False)
+                ev = evaluate(model, test, score, dev, opts.get("precision", cfg.train.precision), progress=False)
             finally:
                 maps.shift_offsets = own_offsets
             rows.append(

@@ -39,6 +39,8 @@ def test_bad_config_is_clear(tmp_path: Path) -> None:
         ("score", "test_flips", "both", "ScoreConfig.test_flips is 'both'"),
         ("train", "objective", "denoise", "TrainConfig.objective is 'denoise'"),
         ("model", "name", "vae", "ModelConfig.name is 'vae'"),
+        ("model", "token_merge", "mean", "ModelConfig.token_merge is 'mean'"),
+        ("model", "token_attention", "flash", "ModelConfig.token_attention is 'flash'"),
         ("train", "precision", "int8", "TrainConfig.precision is 'int8'"),
         ("score", "kinds", ["l2", "lpips"], "ScoreConfig.kinds has 'lpips'"),
         ("score", "image_score", "top200", "ScoreConfig.image_score is 'top200'"),

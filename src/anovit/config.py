@@ -29,6 +29,9 @@ OWN_MAP_KINDS: tuple[str, ...] = ("knn", "tokens")
 # the token decoder's attention (anovit.models.attention): timm's softmax, or linear attention (Dinomaly's)
 TokenAttention = Literal["softmax", "linear"]
 TOKEN_ATTENTIONS: tuple[str, ...] = get_args(TokenAttention)
+# how the token map merges its two groups of blocks (ModelConfig.token_merge; anovit.models.tokens)
+TokenMerge = Literal["sum", "max"]
+TOKEN_MERGES: tuple[str, ...] = get_args(TokenMerge)
 # test-time flips (ScoreConfig.test_flips): the maps of the image and of these flips of it, each flipped back, are
 # averaged
 TestFlips = Literal["none", "h", "v", "hv"]
@@ -83,7 +86,7 @@ class ModelConfig:
     token_dropout: float = 0.2
     # How the token map merges its two groups of blocks: "sum" of their distances, or "max" of each divided by its
     # peak level on the normal hold-out (measured after training, stored with the weights; anovit.models.tokens).
-    token_merge: str = "sum"
+    token_merge: TokenMerge = "sum"
     # The token decoder's attention: "softmax" (timm's Block; what a config.json without the field was trained with)
     # or "linear" (phi(q) (phi(k)^T v), Dinomaly's; anovit.models.attention).
     token_attention: TokenAttention = "softmax"

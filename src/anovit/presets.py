@@ -15,6 +15,7 @@ from anovit.config import (
     SCORE_KINDS,
     TEST_FLIPS,
     TOKEN_ATTENTIONS,
+    TOKEN_MERGES,
     DataConfig,
     LrSchedule,
     ModelConfig,
@@ -258,7 +259,7 @@ def resolve_config(
     if position_norm is not None:
         m = replace(m, position_norm=position_norm)
     if token_merge is not None:
-        m = replace(m, token_merge=_token_decoder_option(m, "--token-merge", token_merge, ("sum", "max")))
+        m = replace(m, token_merge=_token_decoder_option(m, "--token-merge", token_merge, TOKEN_MERGES))
     if token_attention is not None:
         m = replace(m, token_attention=_token_decoder_option(m, "--token-attention", token_attention, TOKEN_ATTENTIONS))
     if token_views is not None:  # as _token_decoder_option: the l2-CAE and knn beside it in a benchmark ignore it

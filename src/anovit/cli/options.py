@@ -6,7 +6,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from anovit.config import ANOMALY_FILLS, CACHE_MODES, OBJECTIVES, SCORE_KINDS, TEST_FLIPS, TOKEN_ATTENTIONS
+from anovit.config import (
+    ANOMALY_FILLS,
+    CACHE_MODES,
+    OBJECTIVES,
+    SCORE_KINDS,
+    TEST_FLIPS,
+    TOKEN_ATTENTIONS,
+    TOKEN_MERGES,
+)
 from anovit.deploy.backends import BACKENDS
 
 
@@ -122,7 +130,7 @@ def add_method(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--token-merge",
-        choices=("sum", "max"),
+        choices=TOKEN_MERGES,
         help="--objective tokens: merge the two groups of blocks' distances by their sum, or by the larger of each "
         "over its peak level on the normal hold-out (default: max; benchmarks/token_groups.md)",
     )

@@ -27,13 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from anovit.config import TOKEN_MERGES
 from anovit.errors import InputError
 from anovit.models.attention import decoder_block
 from anovit.models.encoder import FeatureReference, ViTEncoder
 
 EASY_WEIGHT = 0.1  # the hard-mined loss's weight on the patches reconstructed best
 PEAK_SHARE = 0.01  # the share of an image's patches whose mean is its peak level (merge="max")
-GROUP_MERGES = ("sum", "max")
 
 
 class TokenAnoViT(nn.Module):
@@ -58,8 +58,8 @@ class TokenAnoViT(nn.Module):
         attention: str = "softmax",
     ) -> None:
         super().__init__()
-        if merge not in GROUP_MERGES:
-            raise InputError(f"token group merge {merge!r}: expected one of {', '.join(GROUP_MERGES)}")
+        if merge not in TOKEN_MERGES:
+            raise InputError(f"token group merge {merge!r}: expected one of {', '.join(TOKEN_MERGES)}")
         if depth < min(2, len(layers)):
             raise InputError(f"token decoder depth {depth}: expected at least {min(2, len(layers))} blocks")
         vit = ViTEncoder(encoder, image_size, patch_size, encoder_overrides, pretrained, encoder_weights)
