@@ -36,7 +36,7 @@ from anovit.config import RunConfig
 from anovit.data import make_synthetic_mvtec
 from anovit.deploy.backends import load_scorer
 from anovit.deploy.export import export_model, offered
-from anovit.files import WEIGHTS_FILE, save_config, write_json
+from anovit.files import WEIGHTS_FILE, load_config, save_config, write_json
 from anovit.models import build_model
 from anovit.models.checkpoint import save_weights
 from anovit.presets import PRESETS
@@ -72,7 +72,7 @@ def export_all(run: Path, calib_images: int) -> dict[str, float]:
     """All four exports of a run (three for a token decoder's, which ONNX Runtime's int8 does not take); returns
     seconds per export."""
     seconds = {}
-    model = RunConfig.load(run / "config.json").model
+    model = load_config(run).model
     for fmt, int8 in (("onnx", False), ("onnx", True), ("openvino", False), ("openvino", True)):
         if not offered(model, fmt, int8):  # type: ignore[arg-type]
             continue
@@ -103,7 +103,7 @@ def best_rate(fn: Callable[[], Any], n_images: int, repeats: int) -> float:
 
 
 def speed(run: Path, batch: int, repeats: int) -> dict[str, float]:
-    size = RunConfig.load(run / "config.json").data.image_size
+    size = load_config(run).data.image_size
     images = np.random.default_rng(0).random((batch, 3, size, size), dtype=np.float32)
     rates = {}
     for label, backend, file, precision in VARIANTS:
