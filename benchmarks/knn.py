@@ -1,10 +1,11 @@
 """The nearest-neighbour baseline (``--model knn``) on the real sets: precision x coreset share, image and pixel
 AUROC, the bank's size and the seconds to build it and to test.
 
-    python benchmarks/knn.py [--data ../shared/data/mvtec] [--categories bottle,tire,screw]
+    python benchmarks/knn.py [--data ../shared/data/mvtec] [--categories bottle,tire,screw] [--tiles K]
 
 Each setting trains (builds the bank) and tests through the CLI, as a user would; finished runs are kept in
-benchmarks/knn/runs and not redone. Writes benchmarks/knn.md.
+benchmarks/knn/runs and not redone. Writes benchmarks/knn.md; with ``--tiles K`` (K > 1) the default setting alone,
+the ViT-Ti at its 224 px on K x K tiles of a 224 K-px image (``anovit train --tiles K``), to benchmarks/knn_tilesK.md.
 """
 
 from __future__ import annotations
@@ -42,18 +43,23 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=HERE.parents[1] / "shared/data/mvtec")
     parser.add_argument("--categories", default="bottle,tire,screw")
     parser.add_argument("--out", type=Path, default=HERE / "knn")
+    parser.add_argument("--tiles", type=int, default=1, help="K x K tiles of a 224 K-px image (default 1: none)")
     args = parser.parse_args()
+    tiled = ["--image-size", str(224 * args.tiles), "--tiles", str(args.tiles)] if args.tiles > 1 else []
+    settings = SETTINGS[:1] if tiled else SETTINGS
+    suffix = f"-tiles{args.tiles}" if tiled else ""
+    where = f" on {args.tiles} x {args.tiles} tiles of a {224 * args.tiles}-px image" if tiled else ""
     if not WEIGHTS.is_file():
         sys.exit(f"{WEIGHTS}: the pretrained ViT-Ti is needed (knn searches pretrained features)")
     os.environ.setdefault("ANOVIT_ENCODER_WEIGHTS", str(WEIGHTS))
     rows = []
     for category in [c for c in args.categories.split(",") if c]:
-        for precision, share in SETTINGS:
-            run = args.out / "runs" / f"{category}-{precision}-{share}"
+        for precision, share in settings:
+            run = args.out / "runs" / f"{category}-{precision}-{share}{suffix}"
             timing = run / "seconds.json"
             if not timing.is_file():
                 data = ["--data", str(args.data), "--category", category]
-                options = ["--out", str(run), "--force", "--precision", precision, "--coreset", str(share)]
+                options = ["--out", str(run), "--force", "--precision", precision, "--coreset", str(share), *tiled]
                 build = _anovit("train", "--model", "knn", *data, *options)
                 test = _anovit("test", "--run", str(run), *data, "--precision", precision)
                 timing.write_text(json.dumps({"build": build, "test": test}))
@@ -69,15 +75,16 @@ def main() -> None:
     head = [
         "# The nearest-neighbour baseline on the real sets",
         "",
-        "`python benchmarks/knn.py`: `anovit train --model knn` (the bank) and `anovit test` per setting, ViT-Ti/16 at",
-        "224 px, blocks 2, 5, 8, 3 x 3 local averaging, sigma 4, image score = max; wall seconds of each whole",
+        f"`python benchmarks/knn.py{' '.join(['', *tiled[2:]])}`: `anovit train --model knn` (the bank) and `anovit "
+        f"test` per setting, ViT-Ti/16 at 224 px{where}, blocks 2, 5, 8, 3 x 3 local averaging, sigma 4, image score =",
+        "max; wall seconds of each whole",
         f"process (start-up included) on 2 CPU cores ({cpu_name()}; bf16 flags: {', '.join(cpu_flags()) or 'none'}).",
         "screw has image labels only (no masks): no pixel metrics. The default: fp32, coreset 0.1.",
         "",
         "| set | precision | coreset | image AUROC | pixel AUROC | AUPRO | bank | build s | test s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    (HERE / "knn.md").write_text("\n".join(head + rows) + "\n")
+    (HERE / f"knn{suffix.replace('-', '_')}.md").write_text("\n".join(head + rows) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,15 +1,17 @@
 """The default (``tokens``) at a finer patch grid: the ViT-Ti at 320 or 448 px (its position embedding resampled by
-timm) against 224 px, on real MVTec-layout categories (issue 24: small defects on tire and screw).
+timm), or at 224 px on 2 x 2 tiles of a 448-px image (``--tiles 2``), against 224 px, on real MVTec-layout categories
+(issue 24: small defects on tire and screw).
 
-Each setting keeps the tokens per batch near 224 px x 16 images (3,136) and the default's 600 steps; a step still
-costs more at a finer grid (attention grows with the square of the tokens), and so do the cached views and scoring.
+Each setting but 448-tiles keeps the tokens per batch near 224 px x 16 images (3,136) and the default's 600 steps; a
+step still costs more at a finer grid (attention grows with the square of the tokens), and so do the cached views and
+scoring.
 
     python benchmarks/resolution.py --data ../shared/data/mvtec --categories screw,tire \
         --settings 320 --seeds 0 --runs RUNS --out benchmarks/resolution
 
 Each setting x seed is one ``anovit benchmark`` folder under RUNS (finished runs are kept, so the script resumes).
-Writes OUT/resolution.json and OUT/resolution.md: image / pixel AUROC (AUPRO), the wall minutes of training
-(reading the images, encoding the views, the steps) and the scoring seconds per category.
+Writes OUT/TABLE.json and OUT/TABLE.md (``--table``, default resolution): image / pixel AUROC (AUPRO), the wall
+minutes of training (reading the images, encoding the views, the steps) and the scoring seconds per category.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ SETTINGS: dict[str, dict[str, int]] = {
     "320": dict(image_size=320, batch_size=8, epochs=15, min_steps=600),
     "448": dict(image_size=448, batch_size=4, epochs=8, min_steps=600),
     "448-v4": dict(image_size=448, batch_size=4, epochs=8, min_steps=600, token_views=4),
+    # the ViT-Ti at its own 224 px on 2 x 2 tiles of the 448-px image (--tiles 2): 4x the tokens of a step and a view
+    "448-tiles": dict(image_size=448, tiles=2),
 }
 
 
@@ -57,6 +61,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--runs", type=Path, required=True, help="where the benchmark folders go (weights: not the repo)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/resolution"), help="where the table goes")
+    ap.add_argument("--table", default="resolution", help="the table's name: OUT/TABLE.md and OUT/TABLE.json")
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 2)
     categories = args.categories.split(",")
@@ -96,7 +101,7 @@ def main() -> None:
                     )
                 )
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "resolution.json").write_text(json.dumps(rows, indent=1))
+    (args.out / f"{args.table}.json").write_text(json.dumps(rows, indent=1))
     head = ["setting", "seed", *categories, "training minutes (reading, encoding, steps) / scoring seconds"]
     body = []
     for seed in sorted({r["seed"] for r in rows}):
@@ -109,8 +114,8 @@ def main() -> None:
             cells += [", ".join(_minutes(got[c]) for c in categories)]
             mean = sum(got[c]["image_auroc"] for c in categories) / len(categories)
             body.append([name, seed, *cells, f"{mean:.3f}"])
-    _write_markdown(args.out / "resolution.md", [*head, "mean image AUROC"], body)
-    print((args.out / "resolution.md").read_text())
+    _write_markdown(args.out / f"{args.table}.md", [*head, "mean image AUROC"], body)
+    print((args.out / f"{args.table}.md").read_text())
 
 
 if __name__ == "__main__":

@@ -183,6 +183,7 @@ def resolve_config(
     token_merge: str | None = None,
     token_views: int | None = None,
     token_attention: str | None = None,
+    tiles: int | None = None,
 ) -> RunConfig:
     """Start from a preset and apply the options a user gave (``None`` keeps the preset value).
 
@@ -266,6 +267,16 @@ def resolve_config(
         if token_views < 0 or (m.name == "anovit" and t.objective != "tokens"):
             raise InputError(f"--token-views {token_views}: a number of views >= 0, for AnoViT with --objective tokens")
         t = replace(t, token_views=token_views)
+    if tiles is not None:
+        if tiles < 1 or (m.name == "anovit" and t.objective != "tokens"):
+            raise InputError(f"--tiles {tiles}: a number of tiles per side >= 1, for knn or AnoViT --objective tokens")
+        if m.name != "cae":  # the l2-CAE beside them in a benchmark takes and ignores it
+            m = replace(m, tiles=tiles)
+    if m.tiles > 1 and m.image_size % (m.tiles * m.patch_size):
+        raise InputError(
+            f"--tiles {m.tiles}: the {m.image_size}-px image must split into {m.tiles} x {m.tiles} tiles of whole "
+            f"{m.patch_size}-px patches, e.g. --image-size {m.tiles * 224}"
+        )
     if augment_flips is not None:
         d = replace(d, hflip=augment_flips, vflip=augment_flips)
     if brightness is not None:

@@ -148,6 +148,14 @@ def add_method(p: argparse.ArgumentParser) -> None:
         "each once and train on them; 0: run the frozen encoder at every step (default: 8)",
     )
     p.add_argument(
+        "--tiles",
+        type=int,
+        metavar="K",
+        help="knn and --objective tokens: the frozen encoder sees the --image-size image as K x K tiles, each at "
+        "image-size / K, their patch grids side by side (K times the patches per side, for small defects; "
+        "default 1)",
+    )
+    p.add_argument(
         "--coreset",
         type=float,
         metavar="SHARE",
@@ -175,4 +183,5 @@ def method_options(args: argparse.Namespace) -> dict:
         token_merge=args.token_merge,
         token_views=args.token_views,
         token_attention=args.token_attention,
+        tiles=args.tiles,
     )

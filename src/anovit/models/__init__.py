@@ -40,6 +40,7 @@ def _build(cfg: ModelConfig, load_encoder_weights: bool) -> nn.Module:
             dropout=cfg.token_dropout,
             merge=cfg.token_merge,
             attention=cfg.token_attention,
+            tiles=cfg.tiles,
         )
     if cfg.name == "anovit":
         return AnoViT(
@@ -56,6 +57,7 @@ def _build(cfg: ModelConfig, load_encoder_weights: bool) -> nn.Module:
             layers=tuple(cfg.reference_layers),
             pool=cfg.knn_pool,
             bank_size=cfg.knn_bank,
+            tiles=cfg.tiles,
         )
     if cfg.name == "cae":
         if cfg.mask_token or cfg.reference_layers or cfg.segment_head:

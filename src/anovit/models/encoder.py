@@ -125,14 +125,26 @@ def _create_vit(name: str, pretrained: bool, weights: str | Path | None, kwargs:
     return timm.create_model(name, pretrained=False, **kwargs)
 
 
+def tile_side(image_size: int, tiles: int) -> int:
+    """The side of each of ``tiles`` x ``tiles`` tiles of a square ``image_size`` image (:class:`FeatureReference`)."""
+    if tiles < 1 or image_size % tiles:
+        raise InputError(f"image size {image_size} does not split into {tiles} x {tiles} equal tiles")
+    return image_size // tiles
+
+
 class FeatureReference(nn.Module):
     """A frozen copy of a pretrained ViT whose intermediate patch tokens serve the ``feature`` score.
 
     ``forward`` gives the token grids of blocks ``layers``, each (B, D, H/p, W/p). Its weights are
     saved with the run, so scoring needs no download; they never train.
+
+    With ``tiles`` = k > 1 the ViT (built for a k-th of the input's side) sees the input as k x k tiles, each at the
+    size it was pretrained at, and their token grids are put back side by side: k times the patch grid on each side,
+    so a defect k times smaller spans a patch, with neither the position embedding resampled nor the image
+    downscaled as far (SPADE/PatchCore practice on high-resolution parts; a tile's tokens see only their tile).
     """
 
-    def __init__(self, encoder: ViTEncoder, layers: tuple[int, ...]) -> None:
+    def __init__(self, encoder: ViTEncoder, layers: tuple[int, ...], tiles: int = 1) -> None:
         super().__init__()
         import copy
 
@@ -144,8 +156,12 @@ class FeatureReference(nn.Module):
         self.vit = copy.deepcopy(encoder.vit)
         self.vit.blocks = self.vit.blocks[: max(layers) + 1]  # the blocks after the last used one never run
         self.layers = tuple(layers)
+        if tiles < 1:
+            raise InputError(f"tiles {tiles}: expected 1 (the whole image) or more tiles per side")
         self.num_prefix_tokens = encoder.num_prefix_tokens
-        self.grid = encoder.grid
+        self.tiles = tiles
+        self.tile_grid = encoder.grid  # (gh, gw) of one tile
+        self.grid = (encoder.grid[0] * tiles, encoder.grid[1] * tiles)
         self.register_buffer("mean", encoder.mean.clone(), persistent=False)
         self.register_buffer("std", encoder.std.clone(), persistent=False)
         self.requires_grad_(False)
@@ -155,13 +171,19 @@ class FeatureReference(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """(B, 3, H, W) in [0, 1] -> [(B, D, H/p, W/p) per layer]."""
-        vit = self.vit
+        vit, k = self.vit, self.tiles
+        b, c, h, w = x.shape
+        if k > 1:  # (B, 3, k*h', k*w') -> (B*k*k, 3, h', w'), row-major tiles
+            x = x.reshape(b, c, k, h // k, k, w // k).permute(0, 2, 4, 1, 3, 5).reshape(b * k * k, c, h // k, w // k)
         t = vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed((x - self.mean) / self.std))))
         out = []
-        gh, gw = self.grid
+        gh, gw = self.tile_grid
         for i, block in enumerate(vit.blocks):
             t = block(t)
             if i in self.layers:
-                p = t[:, self.num_prefix_tokens :]  # (B, N, D)
-                out.append(p.transpose(1, 2).reshape(p.shape[0], p.shape[2], gh, gw))
+                p = t[:, self.num_prefix_tokens :]  # (B*k*k, N, D)
+                g = p.transpose(1, 2).reshape(p.shape[0], p.shape[2], gh, gw)  # (B*k*k, D, gh, gw)
+                if k > 1:  # the tiles' grids side by side: (B, D, k*gh, k*gw)
+                    g = g.reshape(b, k, k, -1, gh, gw).permute(0, 3, 1, 4, 2, 5).reshape(b, -1, k * gh, k * gw)
+                out.append(g)
         return out

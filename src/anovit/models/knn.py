@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from anovit.models.encoder import FeatureReference, ViTEncoder
+from anovit.models.encoder import FeatureReference, ViTEncoder, tile_side
 
 BANK_CHUNK = 4096  # bank rows per distance block: (B x N) x 4096 floats at a time
 
@@ -44,12 +44,15 @@ class PatchKNN(nn.Module):
         encoder_weights: str | Path | None = None,
         pool: int = 3,
         bank_size: int = 0,
+        tiles: int = 1,
     ) -> None:
         super().__init__()
         if pool < 1 or pool % 2 == 0:
             raise ValueError(f"knn_pool must be an odd number >= 1, got {pool}")
-        vit = ViTEncoder(encoder, image_size, patch_size, encoder_overrides, pretrained, encoder_weights)
-        self.features = FeatureReference(vit, layers)  # a frozen copy: blocks up to the last used one
+        vit = ViTEncoder(
+            encoder, tile_side(image_size, tiles), patch_size, encoder_overrides, pretrained, encoder_weights
+        )
+        self.features = FeatureReference(vit, layers, tiles)  # a frozen copy: blocks up to the last used one
         self.pool = pool
         self.dim = vit.embed_dim * len(layers)
         self.register_buffer("bank", torch.zeros(bank_size, self.dim))
