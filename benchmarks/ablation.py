@@ -49,7 +49,7 @@ from anovit.data.oneclass import one_class_data  # noqa: E402
 from anovit.evaluation.evaluate import evaluate, measure_scales  # noqa: E402
 from anovit.files import WEIGHTS_FILE
 from anovit.models.checkpoint import load_trained_model
-from anovit.presets import resolve_config  # noqa: E402
+from anovit.resolve import resolve_config  # noqa: E402
 from anovit.runs.train import train_on  # noqa: E402
 from anovit.runtime.device import resolve_device
 from photo_sets import PHOTOS, make_photo_mvtec  # noqa: E402

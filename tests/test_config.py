@@ -6,7 +6,8 @@ import pytest
 
 from anovit.config import RunConfig
 from anovit.errors import InputError
-from anovit.presets import PRESETS, resolve_config
+from anovit.presets import PRESETS
+from anovit.resolve import resolve_config
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))

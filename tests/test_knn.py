@@ -19,7 +19,7 @@ from anovit.experiments.tables import build_results, results_markdown
 from anovit.files import load_config
 from anovit.models.checkpoint import load_trained_model
 from anovit.models.knn import nearest_distance
-from anovit.presets import resolve_config
+from anovit.resolve import resolve_config
 from anovit.runs.train import train_run
 from anovit.training.memory_bank import greedy_coreset
 

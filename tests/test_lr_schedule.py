@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from anovit.config import TrainConfig
 from anovit.data import ImageDataset, mvtec_samples
 from anovit.models import build_model
-from anovit.presets import resolve_config
+from anovit.resolve import resolve_config
 from anovit.training.loop import fit, lr_factor
 
 from .conftest import tiny_model_config

@@ -16,7 +16,8 @@ from anovit.files import load_config
 from anovit.models import build_model
 from anovit.models import weights as weights_mod
 from anovit.models.checkpoint import load_trained_model
-from anovit.presets import PRESETS, resolve_config
+from anovit.presets import PRESETS
+from anovit.resolve import resolve_config
 from anovit.scoring.maps import combine, component_maps, image_scores, mask_groups, reconstruct, score_batch
 from anovit.scoring.similarity import gms_map, ssim_map
 from anovit.scoring.smoothing import gaussian_blur

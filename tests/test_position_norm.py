@@ -17,7 +17,7 @@ from anovit.evaluation.thresholds import load_thresholds
 from anovit.models.checkpoint import load_trained_model
 from anovit.models.position import PositionNorm
 from anovit.one_class_rule import OneClassImages, dataset_options
-from anovit.presets import resolve_config
+from anovit.resolve import resolve_config
 from anovit.scoring.maps import image_scores
 from anovit.scoring.position import fit_position_stats, leave_one_out_maps, position_stats
 from tests.conftest import tiny_run_config

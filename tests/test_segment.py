@@ -15,7 +15,7 @@ from anovit.files import load_config
 from anovit.models import build_model
 from anovit.models.checkpoint import load_trained_model
 from anovit.models.segmenter import SegmentationHead
-from anovit.presets import resolve_config
+from anovit.resolve import resolve_config
 from anovit.scoring.maps import score_batch
 from anovit.training.anomalies import FILLS, perlin_noise, synthesize, visible_change
 from anovit.training.objectives import Step, build_objective, segmentation_loss

@@ -16,7 +16,7 @@ from anovit.deploy.export import export_model
 from anovit.errors import InputError
 from anovit.models import PatchKNN, TokenAnoViT, build_model
 from anovit.models.encoder import FeatureReference, ViTEncoder
-from anovit.presets import resolve_config
+from anovit.resolve import resolve_config
 from anovit.runs.train import train_run
 
 from .conftest import onnx_against_torch

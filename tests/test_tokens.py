@@ -20,7 +20,8 @@ from anovit.deploy.export import export_model
 from anovit.errors import InputError
 from anovit.models import TokenAnoViT, build_model
 from anovit.models.attention import LinearAttention, decoder_block
-from anovit.presets import TOKEN_ATTENTION, TOKEN_LAYERS, TOKEN_MERGE, TOKEN_VIEWS, resolve_config
+from anovit.presets import TOKEN_ATTENTION, TOKEN_LAYERS, TOKEN_MERGE, TOKEN_VIEWS
+from anovit.resolve import resolve_config
 from anovit.runs.train import train_run
 
 from .conftest import onnx_against_torch, planted_square_scores, tiny_run_config

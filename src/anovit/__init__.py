@@ -13,7 +13,8 @@ from typing import Any
 
 from anovit.config import DataConfig, ModelConfig, RunConfig, ScoreConfig, TrainConfig
 from anovit.errors import InputError
-from anovit.presets import PRESETS, resolve_config
+from anovit.presets import PRESETS
+from anovit.resolve import resolve_config
 
 __version__ = "0.1.0"
 

@@ -42,7 +42,7 @@ PHOTOGRAPHS = OneClassImages(side=224, blank=0.0)  # what the rule assumes where
 def semantic_options(
     model: str, images: OneClassImages, preset: str = DEFAULT_PRESET, objective: str | None = None
 ) -> dict[str, Any]:
-    """The keywords of :func:`anovit.presets.resolve_config` the rule gives ``model`` on ``images`` (``objective``:
+    """The keywords of :func:`anovit.resolve.resolve_config` the rule gives ``model`` on ``images`` (``objective``:
     the one the user asked for, if any).
 
     - Objects are not flip-invariant (a flipped 2 or 7 is no normal 2 or 7): no flips in training or testing.
@@ -98,7 +98,7 @@ def base_preset(dataset: str, preset: str, images: OneClassImages | None = None,
 def dataset_options(
     dataset: str, preset: str, model: str, options: dict[str, Any], images: OneClassImages | None = None
 ) -> dict[str, Any]:
-    """``options`` (the keywords of :func:`anovit.presets.resolve_config`) with a preset's settings for ``dataset``
+    """``options`` (the keywords of :func:`anovit.resolve.resolve_config`) with a preset's settings for ``dataset``
     where the user gave none: the paper's MNIST and CIFAR-10 setting (section 4.1.1: ViT-B/16 at 224 px); the rule
     (:func:`semantic_options`, for the default and :data:`SEMANTIC_PIXEL_PRESET`) on every dataset but MVTec AD.
     ``epochs`` the user gave is what trains, exactly: the rule's step budget goes with it."""

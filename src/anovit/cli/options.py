@@ -1,5 +1,5 @@
 """Option groups that several commands share (cache, backend, the method), and :func:`method_options`, which
-turns the method's options back into :func:`anovit.presets.resolve_config`'s keywords."""
+turns the method's options back into :func:`anovit.resolve.resolve_config`'s keywords."""
 
 from __future__ import annotations
 

@@ -35,7 +35,8 @@ from anovit.one_class_rule import (
     dataset_options,
     follows_one_class_rule,
 )
-from anovit.presets import DEFAULT_PRESET, resolve_config
+from anovit.presets import DEFAULT_PRESET
+from anovit.resolve import resolve_config
 from anovit.runs.test import figure_indices, test_on
 from anovit.runs.train import train_on
 

@@ -24,7 +24,8 @@ from typing import Any
 
 from anovit.config import ModelConfig, RunConfig
 from anovit.errors import InputError
-from anovit.presets import DEFAULT_PRESET, resolve_config
+from anovit.presets import DEFAULT_PRESET
+from anovit.resolve import resolve_config
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,7 @@ _PRETRAINED_ONLY = ("encoder", "pretrained", "encoder_weights", "feature_layers"
 
 
 def resolve_run_config(preset: str = DEFAULT_PRESET, **options: Any) -> tuple[RunConfig, str]:
-    """:func:`anovit.presets.resolve_config`, then where the encoder's weights come from
+    """:func:`anovit.resolve.resolve_config`, then where the encoder's weights come from
     (:func:`resolve_encoder_source`), and a sentence saying so.
 
     A preset of :data:`SCRATCH_FALLBACK` that finds no weights (offline, no file) trains as its

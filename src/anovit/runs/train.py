@@ -274,7 +274,7 @@ def train(
 ) -> Run:
     """Train on ``data``/``category``/train/good into ``out`` and return the loaded run.
 
-    ``options`` are those of :func:`anovit.presets.resolve_config` (``epochs``, ``image_size``,
+    ``options`` are those of :func:`anovit.resolve.resolve_config` (``epochs``, ``image_size``,
     ``encoder_weights``, ...).
     """
     cfg, _ = resolve_run_config(
