@@ -72,13 +72,13 @@ class ModelConfig:
     # The head sees the pair downscaled by this factor and upsamples its map back (2: a quarter of the pixels, ~1/7 of
     # the time).
     segment_scale: int = 1
+    # The frozen encoder of the tokens objective and of knn sees the image as tiles x tiles tiles of
+    # image_size / tiles each (anovit.models.encoder.FeatureReference): more patches per image for small defects.
+    tiles: int = 1
     # knn, the nearest-neighbour baseline (PatchCore): the reference_layers' patch tokens, averaged over
     # knn_pool x knn_pool neighbours; a greedy coreset of knn_coreset of the training patches is kept (0.1, as
     # PatchCore and anomalib; benchmarks/knn.md measures 0.25 and 1); knn_bank is the bank's size once built
     # (0 before), so that a trained run rebuilds the model it loads.
-    # The frozen encoder of the tokens objective and of knn sees the image as tiles x tiles tiles of
-    # image_size / tiles each (anovit.models.encoder.FeatureReference): more patches per image for small defects.
-    tiles: int = 1
     knn_pool: int = 3
     knn_coreset: float = 0.1
     knn_bank: int = 0

@@ -141,7 +141,7 @@ class FeatureReference(nn.Module):
     With ``tiles`` = k > 1 the ViT (built for a k-th of the input's side) sees the input as k x k tiles, each at the
     size it was pretrained at, and their token grids are put back side by side: k times the patch grid on each side,
     so a defect k times smaller spans a patch, with neither the position embedding resampled nor the image
-    downscaled as far (SPADE/PatchCore practice on high-resolution parts; a tile's tokens see only their tile).
+    downscaled as far (as anomalib's tiler does for small defects; a tile's tokens see only their own tile).
     """
 
     def __init__(self, encoder: ViTEncoder, layers: tuple[int, ...], tiles: int = 1) -> None:
