@@ -3,6 +3,7 @@ was built for, their token grids side by side (more patches per image without re
 
 from __future__ import annotations
 
+import csv
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from anovit.cli import main
 from anovit.cli.args import build_parser
 from anovit.cli.options import method_options
 from anovit.deploy.export import export_model
@@ -72,7 +74,7 @@ def test_the_tiles_option() -> None:
     assert resolve_config("tokens", image_size=448, **method_options(args)).model.tiles == 2
 
 
-def test_a_tiled_tokens_run_trains_and_exports(mvtec_root: Path, tmp_path: Path) -> None:
+def test_a_tiled_tokens_run_trains_predicts_and_exports(mvtec_root: Path, tmp_path: Path) -> None:
     cfg = tokens_config()  # 32 px, 8-px patches
     cfg = replace(
         cfg,
@@ -82,6 +84,10 @@ def test_a_tiled_tokens_run_trains_and_exports(mvtec_root: Path, tmp_path: Path)
     )
     run = tmp_path / "run"
     train_run(cfg, mvtec_root, "weave", run, device="cpu", progress=False)
+    good = mvtec_root / "weave" / "test" / "good"
+    assert main(["-q", "predict", "--run", str(run), str(good), "--out", str(tmp_path / "predicted")]) == 0
+    rows = list(csv.DictReader((tmp_path / "predicted" / "predictions.csv").open()))
+    assert len(rows) == len(list(good.iterdir())) and all(r["verdict"] in ("normal", "anomalous") for r in rows)
     result = export_model(run, "onnx", False, tmp_path / "model.onnx")
     images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
     maps, scores, expected = onnx_against_torch(run, result.path, images)
