@@ -49,6 +49,8 @@ def main() -> None:
     settings = SETTINGS[:1] if tiled else SETTINGS
     suffix = f"-tiles{args.tiles}" if tiled else ""
     where = f" on {args.tiles} x {args.tiles} tiles of a {224 * args.tiles}-px image" if tiled else ""
+    command = f"python benchmarks/knn.py --tiles {args.tiles}" if tiled else "python benchmarks/knn.py"
+    table = HERE / (f"knn_tiles{args.tiles}.md" if tiled else "knn.md")
     if not WEIGHTS.is_file():
         sys.exit(f"{WEIGHTS}: the pretrained ViT-Ti is needed (knn searches pretrained features)")
     os.environ.setdefault("ANOVIT_ENCODER_WEIGHTS", str(WEIGHTS))
@@ -75,7 +77,7 @@ def main() -> None:
     head = [
         "# The nearest-neighbour baseline on the real sets",
         "",
-        f"`python benchmarks/knn.py{' '.join(['', *tiled[2:]])}`: `anovit train --model knn` (the bank) and `anovit "
+        f"`{command}`: `anovit train --model knn` (the bank) and `anovit "
         f"test` per setting, ViT-Ti/16 at 224 px{where}, blocks 2, 5, 8, 3 x 3 local averaging, sigma 4, image score =",
         "max; wall seconds of each whole",
         f"process (start-up included) on 2 CPU cores ({cpu_name()}; bf16 flags: {', '.join(cpu_flags()) or 'none'}).",
@@ -84,7 +86,7 @@ def main() -> None:
         "| set | precision | coreset | image AUROC | pixel AUROC | AUPRO | bank | build s | test s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    (HERE / f"knn{suffix.replace('-', '_')}.md").write_text("\n".join(head + rows) + "\n")
+    table.write_text("\n".join(head + rows) + "\n")
 
 
 if __name__ == "__main__":
