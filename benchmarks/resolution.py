@@ -53,15 +53,23 @@ def _metrics(run: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(
+    settings: dict[str, dict] = SETTINGS,
+    doc: str | None = __doc__,
+    default_settings: str = "224,320,448",
+    out: str = "benchmarks/resolution",
+    table: str = "resolution",
+) -> None:
+    """Run the settings asked for (from ``settings``: name -> options of :func:`run_benchmark` over the default) and
+    write their table; the defaults are this script's, which other scripts of settings reuse with their own."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True, help="an MVTec-layout root")
     ap.add_argument("--categories", default="screw,tire,bottle")
-    ap.add_argument("--settings", default="224,320,448", help=f"comma-separated, from {','.join(SETTINGS)}")
+    ap.add_argument("--settings", default=default_settings, help=f"comma-separated, from {','.join(settings)}")
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--runs", type=Path, required=True, help="where the benchmark folders go (weights: not the repo)")
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/resolution"), help="where the table goes")
-    ap.add_argument("--table", default="resolution", help="the table's name: OUT/TABLE.md and OUT/TABLE.json")
+    ap.add_argument("--out", type=Path, default=Path(out), help="where the table goes")
+    ap.add_argument("--table", default=table, help="the table's name: OUT/TABLE.md and OUT/TABLE.json")
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 2)
     categories = args.categories.split(",")
@@ -82,7 +90,7 @@ def main() -> None:
                     categories=[category],
                     seed=seed,
                     encoder_weights=WEIGHTS,
-                    **SETTINGS[name],
+                    **settings[name],
                 )
                 if made_here:
                     timed.write_text(json.dumps(time.perf_counter() - start))

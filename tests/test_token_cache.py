@@ -53,6 +53,8 @@ def test_the_cache_keeps_to_its_memory_budget() -> None:
     assert affordable_views(8, 10, (2, 196, 192), budget=8 * per_view) == 8
     assert affordable_views(8, 10, (2, 196, 192), budget=3 * per_view + 1) == 3
     assert affordable_views(8, 10, (2, 196, 192), budget=per_view) == 0  # one view: no augmentation left
+    assert affordable_views(1, 10, (2, 196, 192), budget=per_view) == 1  # one asked for (no augmentation): kept
+    assert affordable_views(1, 10, (2, 196, 192), budget=per_view - 1) == 0
 
 
 def test_cached_targets_give_the_loss_and_map_the_images_give() -> None:
@@ -85,15 +87,20 @@ def test_each_view_draws_the_augmentation_anew() -> None:
     assert item.dtype == torch.float32 and any(torch.equal(item, views[3, v]) for v in range(4))
 
 
-@pytest.mark.parametrize(("token_views", "encoder_passes"), [(2, 2 * 3 + 1), (0, 4 * (3 + 1))])
-def test_fit_runs_the_encoder_once_per_view(token_views: int, encoder_passes: int) -> None:
+@pytest.mark.parametrize(
+    ("token_views", "augmented", "encoder_passes"), [(2, True, 2 * 3 + 1), (0, True, 4 * (3 + 1)), (2, False, 3 + 1)]
+)
+def test_fit_runs_the_encoder_once_per_view(token_views: int, augmented: bool, encoder_passes: int) -> None:
     """12 training images in batches of 4, 4 epochs, 4 hold-out images: with 2 views cached, the encoder sees the
-    training set twice and the hold-out once; without, both in every epoch."""
+    training set twice and the hold-out once; without, both in every epoch; a training set without augmentation
+    (``augment`` None, as a run's with --no-augment) is encoded once, its views being all alike."""
     model = _model()
     calls = []
     model.encoder.register_forward_hook(lambda *_: calls.append(1))
     cfg = TrainConfig(objective="tokens", token_views=token_views, epochs=4, batch_size=4, lr=1e-2, precision="fp32")
-    history = fit(model, _Images(12, flip=True), _Images(4, flip=False), cfg, torch.device("cpu"), progress=False)
+    train = _Images(12, flip=augmented)
+    train.augment = (lambda x: x) if augmented else None
+    history = fit(model, train, _Images(4, flip=False), cfg, torch.device("cpu"), progress=False)
     assert len(calls) == encoder_passes
     assert len(history) == 4 and history[-1].train_loss < 0.9 * history[0].train_loss  # it learns (1.09 -> 0.69)
 

@@ -75,6 +75,33 @@ def test_the_config_of_tokens() -> None:
     with pytest.raises(InputError, match="token-views"):
         resolve_config("tiny", token_views=4)  # no frozen encoder's targets to cache
     assert not cfg.model.segment_head and not cfg.model.mask_token and cfg.score.test_masks == 1
+    args = build_parser().parse_args(
+        [
+            "train",
+            "--data",
+            "d",
+            "--category",
+            "c",
+            "--model",
+            "anovit",
+            "--out",
+            "o",
+            "--token-dropout",
+            "0.4",
+            "--no-augment",
+        ]
+    )
+    plain = resolve_config("tokens", **method_options(args))
+    assert plain.model.token_dropout == 0.4 != cfg.model.token_dropout
+    assert plain.data.affine_degrees == plain.data.affine_translate == 0 and plain.data.affine_scale == (1.0, 1.0)
+    assert not plain.data.hflip and not plain.data.vflip and cfg.data.affine_degrees > 0 and cfg.data.hflip
+    for bad in (1.0, -0.1):
+        with pytest.raises(InputError, match="token-dropout"):
+            resolve_config("tokens", token_dropout=bad)
+    with pytest.raises(InputError, match="token-dropout"):
+        resolve_config("tiny", token_dropout=0.2)  # no noisy bottleneck
+    with pytest.raises(InputError, match="test-flips"):  # a flipped view of an unflipped training set
+        resolve_config("tiny", augment=False, test_flips="hv")
     # another objective gives the pixel decoder back, scored by the paper's L2 unless --score says otherwise
     pixels = resolve_config("tokens", objective="restore", encoder_weights="w.safetensors")
     assert pixels.model.token_decoder_depth == 0 and pixels.score.kinds == ("l2",)

@@ -72,11 +72,13 @@ def resolve_config(
     test_shift: int | None = None,
     coreset: float | None = None,
     augment_flips: bool | None = None,
+    augment: bool | None = None,
     position_norm: bool | None = None,
     brightness: float | None = None,
     token_merge: str | None = None,
     token_views: int | None = None,
     token_attention: str | None = None,
+    token_dropout: float | None = None,
     tiles: int | None = None,
 ) -> RunConfig:
     """Start from a preset and apply the options a user gave (``None`` keeps the preset value).
@@ -157,6 +159,12 @@ def resolve_config(
         m = replace(m, token_merge=_token_decoder_option(m, "--token-merge", token_merge, TOKEN_MERGES))
     if token_attention is not None:
         m = replace(m, token_attention=_token_decoder_option(m, "--token-attention", token_attention, TOKEN_ATTENTIONS))
+    if token_dropout is not None:  # as _token_decoder_option: the l2-CAE and knn beside it in a benchmark ignore it
+        if not 0 <= token_dropout < 1 or (m.name == "anovit" and m.token_decoder_depth == 0):
+            raise InputError(
+                f"--token-dropout {token_dropout}: a probability in [0, 1), for AnoViT with --objective tokens"
+            )
+        m = replace(m, token_dropout=token_dropout)
     if token_views is not None:  # as _token_decoder_option: the l2-CAE and knn beside it in a benchmark ignore it
         if token_views < 0 or (m.name == "anovit" and t.objective != "tokens"):
             raise InputError(f"--token-views {token_views}: a number of views >= 0, for AnoViT with --objective tokens")
@@ -173,6 +181,8 @@ def resolve_config(
         )
     if augment_flips is not None:
         d = replace(d, hflip=augment_flips, vflip=augment_flips)
+    if augment is False:  # no random affine and no flips (Dinomaly and PatchCore train on the images as they are)
+        d = replace(d, affine_degrees=0.0, affine_translate=0.0, affine_scale=(1.0, 1.0), hflip=False, vflip=False)
     if brightness is not None:
         if not 0 <= brightness < 1:
             raise InputError(f"--brightness {brightness}: expected a share in [0, 1), e.g. 0.2 for factors 0.8 to 1.2")

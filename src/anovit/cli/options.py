@@ -123,6 +123,13 @@ def add_method(p: argparse.ArgumentParser) -> None:
         help="training augmentation: scale each image's brightness by a factor from [1-B, 1+B] (default 0: off)",
     )
     p.add_argument(
+        "--no-augment",
+        dest="augment",
+        action="store_false",
+        default=None,
+        help="train on the images as they are: no random affine, no flips (default: the preset's augmentation)",
+    )
+    p.add_argument(
         "--position-norm",
         action=argparse.BooleanOptionalAction,
         help="read the image score from the map standardised at each pixel by its mean and spread on the normal "
@@ -146,6 +153,13 @@ def add_method(p: argparse.ArgumentParser) -> None:
         metavar="V",
         help="--objective tokens: where training reads each image more than V times, encode V augmented views of "
         "each once and train on them; 0: run the frozen encoder at every step (default: 8)",
+    )
+    p.add_argument(
+        "--token-dropout",
+        type=float,
+        metavar="P",
+        help="--objective tokens: the dropout probability of the decoder's noisy bottleneck, on its inputs and hidden "
+        "units (default 0.2, Dinomaly's)",
     )
     p.add_argument(
         "--tiles",
@@ -180,8 +194,10 @@ def method_options(args: argparse.Namespace) -> dict:
         sigma=args.sigma,
         position_norm=args.position_norm,
         brightness=args.brightness,
+        augment=args.augment,
         token_merge=args.token_merge,
         token_views=args.token_views,
         token_attention=args.token_attention,
+        token_dropout=args.token_dropout,
         tiles=args.tiles,
     )

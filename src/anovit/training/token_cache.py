@@ -38,8 +38,8 @@ def cached_views(cfg: TrainConfig) -> int:
 
 def affordable_views(views: int, n_images: int, target_shape: tuple[int, ...], budget: int | None = None) -> int:
     """``views`` cut to what ``budget`` bytes (default :func:`memory_budget`) hold for ``n_images`` images of targets
-    ``target_shape`` (G, N, D) in :data:`STORE_DTYPE`; 0 where fewer than 2 views fit (the cache would drop the
-    augmentation)."""
+    ``target_shape`` (G, N, D) in :data:`STORE_DTYPE`; 0 where fewer than 2 of several views fit (the cache would
+    drop the augmentation), or the one asked for does not."""
     budget = memory_budget() if budget is None else budget
     per_view = max(1, n_images) * math.prod(target_shape) * torch.finfo(STORE_DTYPE).bits // 8
     fits = min(views, budget // per_view)
@@ -50,9 +50,9 @@ def affordable_views(views: int, n_images: int, target_shape: tuple[int, ...], b
             n_images,
             views * per_view / 2**20,
             budget / 2**20,
-            f"caching {fits}" if fits >= 2 else "the encoder runs at every step",
+            f"caching {fits}" if fits >= min(views, 2) else "the encoder runs at every step",
         )
-    return fits if fits >= 2 else 0
+    return fits if fits >= min(views, 2) else 0
 
 
 class CachedTargets(Dataset):
@@ -116,7 +116,10 @@ def with_cached_targets(
     objective's own error)."""
     if not hasattr(model, "target_shape"):
         return train_set, val_set, False
-    views = affordable_views(cached_views(cfg), len(train_set), model.target_shape)
+    views = cached_views(cfg)
+    if views and getattr(train_set, "augment", True) is None:  # every view of an unaugmented image is the same
+        views = 1
+    views = affordable_views(views, len(train_set), model.target_shape)
     if not views:
         return train_set, val_set, False
     train = cache_targets(model, train_set, views, cfg.batch_size, device, precision, "encoding views", progress)

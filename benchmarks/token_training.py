@@ -1,0 +1,31 @@
+"""The default (``tokens``) trained otherwise, on real MVTec-layout categories (issue 24: tire and screw): twice the
+optimiser steps, no augmentation (as Dinomaly and PatchCore read their images), and more dropout in the noisy
+bottleneck, each against the default as it is.
+
+    python benchmarks/token_training.py --data ../shared/data/mvtec --categories tire,screw \\
+        --settings default,steps-1200,no-augment,dropout-0.4 --seeds 0 --runs RUNS
+
+Each setting x seed is one ``anovit benchmark`` folder under RUNS (finished runs are kept, so the script resumes),
+made and tabled as ``benchmarks/resolution.py`` does (``--table``, default token_training, in
+benchmarks/resolution/): image / pixel AUROC (AUPRO), training minutes and scoring seconds per category.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import resolution  # noqa: E402
+
+# name -> options over the default preset (the keywords of anovit.resolve.resolve_config)
+SETTINGS: dict[str, dict] = {
+    "default": {},
+    "steps-1200": dict(min_steps=1200),  # twice the preset's 600 (the learning rate's decay stretched over them)
+    "no-augment": dict(augment=False),  # --no-augment: no random affine, no flips; one cached view of each image
+    "dropout-0.4": dict(token_dropout=0.4),  # --token-dropout 0.4: twice Dinomaly's 0.2
+}
+
+if __name__ == "__main__":
+    resolution.main(SETTINGS, __doc__, "default,steps-1200,no-augment,dropout-0.4", table="token_training")
