@@ -156,18 +156,17 @@ def resolve_config(
     if position_norm is not None:
         m = replace(m, position_norm=position_norm)
     if token_merge is not None:
-        m = replace(m, token_merge=_token_decoder_option(m, "--token-merge", token_merge, TOKEN_MERGES))
+        _token_decoder_option(m, "--token-merge", token_merge, token_merge in TOKEN_MERGES, " or ".join(TOKEN_MERGES))
+        m = replace(m, token_merge=token_merge)
     if token_attention is not None:
-        m = replace(m, token_attention=_token_decoder_option(m, "--token-attention", token_attention, TOKEN_ATTENTIONS))
-    if token_dropout is not None:  # as _token_decoder_option: the l2-CAE and knn beside it in a benchmark ignore it
-        if not 0 <= token_dropout < 1 or (m.name == "anovit" and m.token_decoder_depth == 0):
-            raise InputError(
-                f"--token-dropout {token_dropout}: a probability in [0, 1), for AnoViT with --objective tokens"
-            )
+        valid = token_attention in TOKEN_ATTENTIONS
+        _token_decoder_option(m, "--token-attention", token_attention, valid, " or ".join(TOKEN_ATTENTIONS))
+        m = replace(m, token_attention=token_attention)
+    if token_dropout is not None:
+        _token_decoder_option(m, "--token-dropout", token_dropout, 0 <= token_dropout < 1, "a probability in [0, 1)")
         m = replace(m, token_dropout=token_dropout)
-    if token_views is not None:  # as _token_decoder_option: the l2-CAE and knn beside it in a benchmark ignore it
-        if token_views < 0 or (m.name == "anovit" and t.objective != "tokens"):
-            raise InputError(f"--token-views {token_views}: a number of views >= 0, for AnoViT with --objective tokens")
+    if token_views is not None:
+        _token_decoder_option(m, "--token-views", token_views, token_views >= 0, "a number of views >= 0")
         t = replace(t, token_views=token_views)
     if tiles is not None:
         if tiles < 1 or (m.name == "anovit" and t.objective != "tokens"):
@@ -324,12 +323,11 @@ def _token_options(
     return m, t, _with_border(s, border)
 
 
-def _token_decoder_option(m: ModelConfig, flag: str, value: str, choices: tuple[str, ...]) -> str:
-    """``value``, checked: one of ``choices``, for AnoViT's token decoder (the l2-CAE and knn beside it in a benchmark
-    take and ignore it)."""
-    if value not in choices or (m.name == "anovit" and m.token_decoder_depth == 0):
-        raise InputError(f"{flag} {value}: {' or '.join(choices)}, for AnoViT with --objective tokens")
-    return value
+def _token_decoder_option(m: ModelConfig, flag: str, value: object, valid: bool, expected: str) -> None:
+    """InputError unless ``value`` of ``flag`` is ``valid`` (``expected`` says what is) and there is AnoViT's token
+    decoder to take it (the l2-CAE and knn beside it in a benchmark take and ignore it)."""
+    if not valid or (m.name == "anovit" and m.token_decoder_depth == 0):
+        raise InputError(f"{flag} {value}: {expected}, for AnoViT with --objective tokens")
 
 
 def _with_border(s: ScoreConfig, border: float | None) -> ScoreConfig:

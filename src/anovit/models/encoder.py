@@ -132,6 +132,22 @@ def tile_side(image_size: int, tiles: int) -> int:
     return image_size // tiles
 
 
+def tiled_reference(
+    encoder: str,
+    image_size: int,
+    patch_size: int,
+    layers: tuple[int, ...],
+    tiles: int = 1,
+    encoder_overrides: dict[str, Any] | None = None,
+    pretrained: bool = False,
+    encoder_weights: str | Path | None = None,
+) -> FeatureReference:
+    """The frozen encoder of the tokens objective and of the knn baseline: the ViT ``encoder`` built for one tile
+    (:func:`tile_side`), its blocks ``layers`` read from an ``image_size`` image as ``tiles`` x ``tiles`` tiles."""
+    vit = ViTEncoder(encoder, tile_side(image_size, tiles), patch_size, encoder_overrides, pretrained, encoder_weights)
+    return FeatureReference(vit, layers, tiles)
+
+
 class FeatureReference(nn.Module):
     """A frozen copy of a pretrained ViT whose intermediate patch tokens serve the ``feature`` score.
 

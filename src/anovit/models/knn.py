@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from anovit.models.encoder import FeatureReference, ViTEncoder, tile_side
+from anovit.models.encoder import tiled_reference
 
 BANK_CHUNK = 4096  # bank rows per distance block: (B x N) x 4096 floats at a time
 
@@ -49,12 +49,12 @@ class PatchKNN(nn.Module):
         super().__init__()
         if pool < 1 or pool % 2 == 0:
             raise ValueError(f"knn_pool must be an odd number >= 1, got {pool}")
-        vit = ViTEncoder(
-            encoder, tile_side(image_size, tiles), patch_size, encoder_overrides, pretrained, encoder_weights
+        # frozen: blocks up to the last used one
+        self.features = tiled_reference(
+            encoder, image_size, patch_size, layers, tiles, encoder_overrides, pretrained, encoder_weights
         )
-        self.features = FeatureReference(vit, layers, tiles)  # a frozen copy: blocks up to the last used one
         self.pool = pool
-        self.dim = vit.embed_dim * len(layers)
+        self.dim = self.features.vit.embed_dim * len(layers)
         self.register_buffer("bank", torch.zeros(bank_size, self.dim))
 
     @property

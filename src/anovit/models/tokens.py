@@ -30,7 +30,7 @@ from torch import nn
 from anovit.config import TOKEN_MERGES
 from anovit.errors import InputError
 from anovit.models.attention import decoder_block
-from anovit.models.encoder import FeatureReference, ViTEncoder, tile_side
+from anovit.models.encoder import tiled_reference
 
 EASY_WEIGHT = 0.1  # the hard-mined loss's weight on the patches reconstructed best
 PEAK_SHARE = 0.01  # the share of an image's patches whose mean is its peak level (merge="max")
@@ -63,12 +63,19 @@ class TokenAnoViT(nn.Module):
             raise InputError(f"token group merge {merge!r}: expected one of {', '.join(TOKEN_MERGES)}")
         if depth < min(2, len(layers)):
             raise InputError(f"token decoder depth {depth}: expected at least {min(2, len(layers))} blocks")
-        vit = ViTEncoder(
-            encoder, tile_side(image_size, tiles), patch_size, encoder_overrides, pretrained, encoder_weights
+        # frozen: blocks up to the last target
+        self.encoder = tiled_reference(
+            encoder,
+            image_size,
+            patch_size,
+            tuple(sorted(layers)),
+            tiles,
+            encoder_overrides,
+            pretrained,
+            encoder_weights,
         )
-        self.encoder = FeatureReference(vit, tuple(sorted(layers)), tiles)  # frozen: blocks up to the last target
-        dim = vit.embed_dim
-        heads = int(vit.vit.blocks[0].attn.num_heads)
+        dim = self.encoder.vit.embed_dim
+        heads = int(self.encoder.vit.blocks[0].attn.num_heads)
         self.bottleneck = nn.Sequential(
             nn.Dropout(dropout), nn.Linear(dim, 4 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * dim, dim)
         )
