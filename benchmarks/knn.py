@@ -2,10 +2,13 @@
 AUROC, the bank's size and the seconds to build it and to test.
 
     python benchmarks/knn.py [--data ../shared/data/mvtec] [--categories bottle,tire,screw] [--tiles K]
+                             [--patch-stride S]
 
 Each setting trains (builds the bank) and tests through the CLI, as a user would; finished runs are kept in
 benchmarks/knn/runs and not redone. Writes benchmarks/knn.md; with ``--tiles K`` (K > 1) the default setting alone,
-the ViT-Ti at its 224 px on K x K tiles of a 224 K-px image (``anovit train --tiles K``), to benchmarks/knn_tilesK.md.
+the ViT-Ti at its 224 px on K x K tiles of a 224 K-px image (``anovit train --tiles K``), to benchmarks/knn_tilesK.md;
+with ``--patch-stride S`` (S < 16) the default setting alone, its 16-px patches read every S px (``anovit train
+--patch-stride S``), to benchmarks/knn_strideS.md.
 """
 
 from __future__ import annotations
@@ -44,13 +47,16 @@ def main() -> None:
     parser.add_argument("--categories", default="bottle,tire,screw")
     parser.add_argument("--out", type=Path, default=HERE / "knn")
     parser.add_argument("--tiles", type=int, default=1, help="K x K tiles of a 224 K-px image (default 1: none)")
+    parser.add_argument("--patch-stride", type=int, default=16, help="read the patches every S px (default 16)")
     args = parser.parse_args()
     tiled = ["--image-size", str(224 * args.tiles), "--tiles", str(args.tiles)] if args.tiles > 1 else []
-    settings = SETTINGS[:1] if tiled else SETTINGS
-    suffix = f"-tiles{args.tiles}" if tiled else ""
+    strided = ["--patch-stride", str(args.patch_stride)] if args.patch_stride != 16 else []
+    settings = SETTINGS[:1] if tiled or strided else SETTINGS
+    suffix = (f"-tiles{args.tiles}" if tiled else "") + (f"-stride{args.patch_stride}" if strided else "")
     where = f" on {args.tiles} x {args.tiles} tiles of a {224 * args.tiles}-px image" if tiled else ""
-    command = f"python benchmarks/knn.py --tiles {args.tiles}" if tiled else "python benchmarks/knn.py"
-    table = HERE / (f"knn_tiles{args.tiles}.md" if tiled else "knn.md")
+    where += f", patches every {args.patch_stride} px" if strided else ""
+    command = " ".join(["python benchmarks/knn.py", *tiled[2:], *strided])
+    table = HERE / ("knn" + suffix.replace("-", "_") + ".md")
     if not WEIGHTS.is_file():
         sys.exit(f"{WEIGHTS}: the pretrained ViT-Ti is needed (knn searches pretrained features)")
     os.environ.setdefault("ANOVIT_ENCODER_WEIGHTS", str(WEIGHTS))
@@ -61,7 +67,17 @@ def main() -> None:
             timing = run / "seconds.json"
             if not timing.is_file():
                 data = ["--data", str(args.data), "--category", category]
-                options = ["--out", str(run), "--force", "--precision", precision, "--coreset", str(share), *tiled]
+                options = [
+                    "--out",
+                    str(run),
+                    "--force",
+                    "--precision",
+                    precision,
+                    "--coreset",
+                    str(share),
+                    *tiled,
+                    *strided,
+                ]
                 build = _anovit("train", "--model", "knn", *data, *options)
                 test = _anovit("test", "--run", str(run), *data, "--precision", precision)
                 timing.write_text(json.dumps({"build": build, "test": test}))

@@ -10,6 +10,7 @@ A variant is ``key=value`` pairs joined by ``;``:
   with both flips);
 - ``score=l2+feature``: a subset of the run's score kinds (each keeps the scale training measured);
 - ``image=max|mean|top1``: the image score taken from the map;
+- ``border=0.05``: the share of the image size at each edge that the image score ignores;
 - ``shift=4``: the test-time shift in pixels (``ScoreConfig.test_shift``; 0: one view);
 - ``grid=K:D``: K x K shifted views instead of the shift's four, D px apart in each axis and centred on the image
   (``3:5``: offsets -5, 0, 5; ``4:4``: -6, -2, 2, 6); an experiment, not an option of the package;
@@ -57,11 +58,11 @@ def parse_variant(text: str) -> dict[str, str]:
     if text == "base":
         return {}
     out = dict(part.split("=", 1) for part in text.split(";"))
-    unknown = set(out) - {"layers", "sigma", "flips", "score", "image", "masks", "shift", "grid", "precision"}
+    unknown = set(out) - {"layers", "sigma", "flips", "score", "image", "masks", "shift", "grid", "precision", "border"}
     if unknown:
         raise SystemExit(
             f"variant {text!r}: unknown keys {sorted(unknown)}; expected layers, sigma, flips, score, image, masks, "
-            "shift, grid, precision"
+            "shift, grid, precision, border"
         )
     return out
 
@@ -132,6 +133,7 @@ def main() -> None:
                 scales=tuple(scale[k] for k in kinds) if cfg.score.scales else (),
                 image_score=opts.get("image", cfg.score.image_score),
                 test_masks=int(opts.get("masks", cfg.score.test_masks)),
+                border=float(opts.get("border", cfg.score.border)),
             )
             own_offsets = maps.shift_offsets
             if "grid" in opts:  # combined_map asks maps.shift_offsets for its views

@@ -75,6 +75,9 @@ class ModelConfig:
     # The frozen encoder of the tokens objective and of knn sees the image as tiles x tiles tiles of
     # image_size / tiles each (anovit.models.encoder.FeatureReference): more patches per image for small defects.
     tiles: int = 1
+    # ... and reads its patches every patch_stride px (0: the patch size, side by side): a stride of half the patch
+    # gives overlapping patches on a grid twice as fine, each still a patch of the size the ViT was trained on.
+    patch_stride: int = 0
     # knn, the nearest-neighbour baseline (PatchCore): the reference_layers' patch tokens, averaged over
     # knn_pool x knn_pool neighbours; a greedy coreset of knn_coreset of the training patches is kept (0.1, as
     # PatchCore and anomalib; benchmarks/knn.md measures 0.25 and 1); knn_bank is the bank's size once built
@@ -183,6 +186,17 @@ class ScoreConfig:
     image_score: str = "max"
     test_flips: TestFlips = "none"
     test_shift: int = 0
+
+
+def check_patch_stride(patch_size: int, stride: int) -> None:
+    """Raise :class:`InputError` unless ``stride`` (0: the patch size) reads ``patch_size``-px patches on a grid
+    whose cells are centred on them (:class:`anovit.models.encoder.FeatureReference`): a divisor of the patch size
+    that leaves an even overlap."""
+    if stride and (stride < 1 or patch_size % stride or (patch_size - stride) % 2):
+        raise InputError(
+            f"--patch-stride {stride}: expected the patch size {patch_size} or a divisor of it that leaves an even "
+            f"overlap, e.g. {patch_size // 2}"
+        )
 
 
 def image_score_share(name: str) -> float:

@@ -170,6 +170,13 @@ def add_method(p: argparse.ArgumentParser) -> None:
         "default 1)",
     )
     p.add_argument(
+        "--patch-stride",
+        type=int,
+        metavar="S",
+        help="knn and --objective tokens: the frozen encoder reads its patches every S px, overlapping where S is "
+        "below the patch size (8: a grid twice as fine on each side at 4x the tokens; default: the patch size)",
+    )
+    p.add_argument(
         "--coreset",
         type=float,
         metavar="SHARE",
@@ -200,4 +207,5 @@ def method_options(args: argparse.Namespace) -> dict:
         token_attention=args.token_attention,
         token_dropout=args.token_dropout,
         tiles=args.tiles,
+        patch_stride=args.patch_stride,
     )

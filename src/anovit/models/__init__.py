@@ -41,6 +41,7 @@ def _build(cfg: ModelConfig, load_encoder_weights: bool) -> nn.Module:
             merge=cfg.token_merge,
             attention=cfg.token_attention,
             tiles=cfg.tiles,
+            patch_stride=cfg.patch_stride,
         )
     if cfg.name == "anovit":
         return AnoViT(
@@ -58,6 +59,7 @@ def _build(cfg: ModelConfig, load_encoder_weights: bool) -> nn.Module:
             pool=cfg.knn_pool,
             bank_size=cfg.knn_bank,
             tiles=cfg.tiles,
+            patch_stride=cfg.patch_stride,
         )
     if cfg.name == "cae":
         if cfg.mask_token or cfg.reference_layers or cfg.segment_head:

@@ -13,8 +13,11 @@ from typing import Any
 
 import timm
 import torch
+import torch.nn.functional as F
+from timm.layers import resample_abs_pos_embed
 from torch import nn
 
+from anovit.config import check_patch_stride
 from anovit.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -141,11 +144,13 @@ def tiled_reference(
     encoder_overrides: dict[str, Any] | None = None,
     pretrained: bool = False,
     encoder_weights: str | Path | None = None,
+    stride: int = 0,
 ) -> FeatureReference:
     """The frozen encoder of the tokens objective and of the knn baseline: the ViT ``encoder`` built for one tile
-    (:func:`tile_side`), its blocks ``layers`` read from an ``image_size`` image as ``tiles`` x ``tiles`` tiles."""
+    (:func:`tile_side`), its blocks ``layers`` read from an ``image_size`` image as ``tiles`` x ``tiles`` tiles, its
+    patches every ``stride`` px (0: the patch size)."""
     vit = ViTEncoder(encoder, tile_side(image_size, tiles), patch_size, encoder_overrides, pretrained, encoder_weights)
-    return FeatureReference(vit, layers, tiles)
+    return FeatureReference(vit, layers, tiles, stride)
 
 
 class FeatureReference(nn.Module):
@@ -158,9 +163,15 @@ class FeatureReference(nn.Module):
     size it was pretrained at, and their token grids are put back side by side: k times the patch grid on each side,
     so a defect k times smaller spans a patch, with neither the position embedding resampled nor the image
     downscaled as far (as anomalib's tiler does for small defects; a tile's tokens see only their own tile).
+
+    With ``stride`` s below the patch size p the patches overlap: the patch embedding steps s px, on the input
+    reflect-padded by (p - s) / 2 px a side, so the (side / s)-cell grid's cells are centred on the patches (dense ViT
+    features, as Amir et al., "Deep ViT Features as Dense Visual Descriptors", 2021, read DINO's), and the position
+    embedding is resampled to that grid once, here (timm's bicubic ``resample_abs_pos_embed``). Each patch is still
+    p px of the image, as in pretraining; only the grid is finer, at (p / s)^2 times the tokens.
     """
 
-    def __init__(self, encoder: ViTEncoder, layers: tuple[int, ...], tiles: int = 1) -> None:
+    def __init__(self, encoder: ViTEncoder, layers: tuple[int, ...], tiles: int = 1, stride: int = 0) -> None:
         super().__init__()
         import copy
 
@@ -177,7 +188,14 @@ class FeatureReference(nn.Module):
         self.num_prefix_tokens = encoder.num_prefix_tokens
         self.tiles = tiles
         self.tile_grid = encoder.grid  # (gh, gw) of one tile
-        self.grid = (encoder.grid[0] * tiles, encoder.grid[1] * tiles)
+        patch = int(self.vit.patch_embed.patch_size[0])
+        check_patch_stride(patch, stride)
+        self.pad = 0
+        if stride and stride != patch:
+            self.pad = (patch - stride) // 2
+            self.tile_grid = (encoder.grid[0] * patch // stride, encoder.grid[1] * patch // stride)
+            _overlap_patches(self.vit, stride, self.tile_grid, encoder.grid)
+        self.grid = (self.tile_grid[0] * tiles, self.tile_grid[1] * tiles)
         self.register_buffer("mean", encoder.mean.clone(), persistent=False)
         self.register_buffer("std", encoder.std.clone(), persistent=False)
         self.requires_grad_(False)
@@ -191,7 +209,10 @@ class FeatureReference(nn.Module):
         b, c, h, w = x.shape
         if k > 1:  # (B, 3, k*h', k*w') -> (B*k*k, 3, h', w'), row-major tiles
             x = x.reshape(b, c, k, h // k, k, w // k).permute(0, 2, 4, 1, 3, 5).reshape(b * k * k, c, h // k, w // k)
-        t = vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed((x - self.mean) / self.std))))
+        x = (x - self.mean) / self.std
+        if self.pad:  # overlapping patches: the grid's cells centred on them
+            x = F.pad(x, (self.pad,) * 4, mode="reflect")
+        t = vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(x))))
         out = []
         gh, gw = self.tile_grid
         for i, block in enumerate(vit.blocks):
@@ -203,3 +224,21 @@ class FeatureReference(nn.Module):
                     g = g.reshape(b, k, k, -1, gh, gw).permute(0, 3, 1, 4, 2, 5).reshape(b, -1, k * gh, k * gw)
                 out.append(g)
         return out
+
+
+def _overlap_patches(vit: nn.Module, stride: int, grid: tuple[int, int], old_grid: tuple[int, int]) -> None:
+    """Make a timm ViT embed its patches every ``stride`` px onto ``grid`` (from ``old_grid``): the patch
+    embedding's stride, its size checks (the padded input is no multiple of the patch) and the position embedding,
+    resampled to the new grid as a parameter of the new shape, which the run's weights then carry."""
+    pe = vit.patch_embed
+    pe.proj.stride = (stride, stride)
+    pe.img_size = None  # timm's checks of the input's size assume patches side by side
+    pe.grid_size, pe.num_patches = grid, grid[0] * grid[1]
+    if getattr(vit, "pos_embed", None) is None:  # a ViT without an absolute position embedding: nothing to resample
+        return
+    prefix = 0 if getattr(vit, "no_embed_class", False) else int(getattr(vit, "num_prefix_tokens", 1))
+    with torch.no_grad():
+        pos = resample_abs_pos_embed(
+            vit.pos_embed, new_size=list(grid), old_size=list(old_grid), num_prefix_tokens=prefix
+        )
+    vit.pos_embed = nn.Parameter(pos, requires_grad=False)  # (1, prefix + gh * gw, D)

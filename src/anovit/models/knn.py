@@ -45,13 +45,14 @@ class PatchKNN(nn.Module):
         pool: int = 3,
         bank_size: int = 0,
         tiles: int = 1,
+        patch_stride: int = 0,
     ) -> None:
         super().__init__()
         if pool < 1 or pool % 2 == 0:
             raise ValueError(f"knn_pool must be an odd number >= 1, got {pool}")
         # frozen: blocks up to the last used one
         self.features = tiled_reference(
-            encoder, image_size, patch_size, layers, tiles, encoder_overrides, pretrained, encoder_weights
+            encoder, image_size, patch_size, layers, tiles, encoder_overrides, pretrained, encoder_weights, patch_stride
         )
         self.pool = pool
         self.dim = self.features.vit.embed_dim * len(layers)

@@ -57,6 +57,7 @@ class TokenAnoViT(nn.Module):
         merge: str = "sum",
         attention: str = "softmax",
         tiles: int = 1,
+        patch_stride: int = 0,
     ) -> None:
         super().__init__()
         if merge not in TOKEN_MERGES:
@@ -73,6 +74,7 @@ class TokenAnoViT(nn.Module):
             encoder_overrides,
             pretrained,
             encoder_weights,
+            patch_stride,
         )
         dim = self.encoder.vit.embed_dim
         heads = int(self.encoder.vit.blocks[0].attn.num_heads)
