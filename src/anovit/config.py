@@ -75,8 +75,8 @@ class ModelConfig:
     # The frozen encoder of the tokens objective and of knn sees the image as tiles x tiles tiles of
     # image_size / tiles each (anovit.models.encoder.FeatureReference): more patches per image for small defects.
     tiles: int = 1
-    # ... and reads its patches every patch_stride px (0: the patch size, side by side): a stride of half the patch
-    # gives overlapping patches on a grid twice as fine, each still a patch of the size the ViT was trained on.
+    # The same frozen encoder reads its patches every patch_stride px (0: the patch size, side by side): half the
+    # patch gives overlapping patches on a grid twice as fine, each still the size the ViT was trained on.
     patch_stride: int = 0
     # knn, the nearest-neighbour baseline (PatchCore): the reference_layers' patch tokens, averaged over
     # knn_pool x knn_pool neighbours; a greedy coreset of knn_coreset of the training patches is kept (0.1, as
