@@ -49,13 +49,14 @@ def main() -> None:
     parser.add_argument("--tiles", type=int, default=1, help="K x K tiles of a 224 K-px image (default 1: none)")
     parser.add_argument("--patch-stride", type=int, default=16, help="read the patches every S px (default 16)")
     args = parser.parse_args()
-    tiled = ["--image-size", str(224 * args.tiles), "--tiles", str(args.tiles)] if args.tiles > 1 else []
+    tile_flag = ["--tiles", str(args.tiles)] if args.tiles > 1 else []
+    tiled = ["--image-size", str(224 * args.tiles), *tile_flag] if tile_flag else []
     strided = ["--patch-stride", str(args.patch_stride)] if args.patch_stride != 16 else []
     settings = SETTINGS[:1] if tiled or strided else SETTINGS
     suffix = (f"-tiles{args.tiles}" if tiled else "") + (f"-stride{args.patch_stride}" if strided else "")
     where = f" on {args.tiles} x {args.tiles} tiles of a {224 * args.tiles}-px image" if tiled else ""
     where += f", patches every {args.patch_stride} px" if strided else ""
-    command = " ".join(["python benchmarks/knn.py", *tiled[2:], *strided])
+    command = " ".join(["python benchmarks/knn.py", *tile_flag, *strided])
     table = HERE / ("knn" + suffix.replace("-", "_") + ".md")
     if not WEIGHTS.is_file():
         sys.exit(f"{WEIGHTS}: the pretrained ViT-Ti is needed (knn searches pretrained features)")

@@ -52,18 +52,17 @@ from anovit.models.checkpoint import load_trained_model
 from anovit.runtime.device import resolve_device
 from anovit.scoring import maps  # noqa: E402
 
+VARIANT_KEYS = ("layers", "sigma", "flips", "score", "image", "masks", "shift", "grid", "precision", "border")
+
 
 def parse_variant(text: str) -> dict[str, str]:
     """``sigma=4;flips=h`` -> {"sigma": "4", "flips": "h"}; ``base`` -> {}."""
     if text == "base":
         return {}
     out = dict(part.split("=", 1) for part in text.split(";"))
-    unknown = set(out) - {"layers", "sigma", "flips", "score", "image", "masks", "shift", "grid", "precision", "border"}
+    unknown = set(out) - set(VARIANT_KEYS)
     if unknown:
-        raise SystemExit(
-            f"variant {text!r}: unknown keys {sorted(unknown)}; expected layers, sigma, flips, score, image, masks, "
-            "shift, grid, precision, border"
-        )
+        raise SystemExit(f"variant {text!r}: unknown keys {sorted(unknown)}; expected {', '.join(VARIANT_KEYS)}")
     return out
 
 

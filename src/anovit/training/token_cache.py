@@ -43,6 +43,7 @@ def affordable_views(views: int, n_images: int, target_shape: tuple[int, ...], b
     budget = memory_budget() if budget is None else budget
     per_view = max(1, n_images) * math.prod(target_shape) * torch.finfo(STORE_DTYPE).bits // 8
     fits = min(views, budget // per_view)
+    kept = fits if fits >= min(views, 2) else 0
     if fits < views:
         log.warning(
             "tokens: %d views of %d images would take %.0f MB, over the %.0f MB budget: %s",
@@ -50,9 +51,9 @@ def affordable_views(views: int, n_images: int, target_shape: tuple[int, ...], b
             n_images,
             views * per_view / 2**20,
             budget / 2**20,
-            f"caching {fits}" if fits >= min(views, 2) else "the encoder runs at every step",
+            f"caching {kept}" if kept else "the encoder runs at every step",
         )
-    return fits if fits >= min(views, 2) else 0
+    return kept
 
 
 class CachedTargets(Dataset):
