@@ -9,7 +9,7 @@ A variant is ``key=value`` pairs joined by ``;``:
 - ``flips=none|h|v|hv``: the test-time flips (``ScoreConfig.test_flips``; the runs were trained
   with both flips);
 - ``score=l2+feature``: a subset of the run's score kinds (each keeps the scale training measured);
-- ``image=max|mean|top1``: the image score taken from the map;
+- ``image=max|mean|top1|std``: the image score taken from the map;
 - ``border=0.05``: the share of the image size at each edge that the image score ignores;
 - ``shift=4``: the test-time shift in pixels (``ScoreConfig.test_shift``; 0: one view);
 - ``grid=K:D``: K x K shifted views instead of the shift's four, D px apart in each axis and centred on the image

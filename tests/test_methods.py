@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from anovit.config import ANOMALY_FILLS, RunConfig
+from anovit.config import ANOMALY_FILLS, RunConfig, level_statistic
 from anovit.errors import InputError
 from anovit.files import load_config
 from anovit.models import build_model
@@ -166,9 +166,36 @@ def test_image_score_max_mean_and_top_share() -> None:
     assert resolve_config("tiny", image_score="top5").score.image_score == "top5"
     assert resolve_config("paper").score.image_score == "max"  # the paper's
     assert resolve_config("tiny").score.image_score == "top1"  # the CPU default's (benchmarks/ablation)
-    for bad in ("median", "top0", "top150", "topx", "5"):
+    for bad in ("median", "top0", "top150", "topx", "5", "stdev"):
         with pytest.raises(InputError, match="--image-score"):
             resolve_config("tiny", image_score=bad)
+
+
+def test_image_score_std_is_the_spread_and_blind_to_an_offset() -> None:
+    maps = torch.zeros(3, 20, 20)
+    maps[1] += 0.5  # the whole map lifted (a darker image): no defect
+    maps[2, 8:12, 8:12] = 1.0  # a defect standing out of the map around it
+    spread = image_scores(maps, 0.0, "std")
+    assert spread[0] == spread[1] == 0.0 and spread[2] > 0
+    assert spread[2].item() == pytest.approx(maps[2].numpy().std())  # numpy's population std
+    top = image_scores(maps, 0.0, "top1")
+    assert top[1] > top[0]  # the top 1 % reads the offset as an anomaly
+    both = image_scores(maps, 0.0, "top1+std")  # their geometric mean
+    torch.testing.assert_close(both, (top * spread).sqrt())
+    assert both[2] > both[1] == both[0] == 0.0
+    inside = torch.zeros(1, 20, 20)
+    inside[0, 0, :] = 5.0  # a bright edge row that the border leaves out
+    assert image_scores(inside, 0.1, "std").item() == 0.0 and image_scores(inside, 0.0, "std").item() > 0
+    assert resolve_config("tiny", image_score="std").score.image_score == "std"
+    assert resolve_config().score.image_score == "top1+std"  # the default's
+    levels = {name: level_statistic(name) for name in ("top1+std", "std", "max", "mean+std")}
+    assert levels == {"top1+std": "top1", "std": "max", "max": "max", "mean+std": "mean"}  # on the map's scale
+    for bad in ("top1+top1", "top1+", "top1,std", "top1+stdev"):
+        with pytest.raises(InputError, match="--image-score"):
+            resolve_config(image_score=bad)
+    with pytest.raises(InputError, match="--position-norm"):  # the standardised map is signed
+        resolve_config(position_norm=True)
+    assert resolve_config(position_norm=True, image_score="top1").model.position_norm
 
 
 def test_one_l2_score_is_the_papers() -> None:

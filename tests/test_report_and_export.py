@@ -190,6 +190,15 @@ def test_onnx_export_keeps_a_top_share_image_score(trained_run: Path, tmp_path: 
     assert not np.allclose(scores, maps.reshape(3, -1).max(1))
 
 
+def test_onnx_export_keeps_the_peak_and_spread_image_score(trained_run: Path, tmp_path: Path) -> None:
+    images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(7))
+    _, maps, scores = _exported_with_score(trained_run, tmp_path, images, image_score="top1+std")
+    flat = maps.reshape(3, -1)
+    top = np.sort(flat, axis=1)[:, -round(0.01 * 32 * 32) :].mean(1)  # the 10 highest of 1,024 pixels
+    np.testing.assert_allclose(scores, np.sqrt(top * flat.std(1)), rtol=1e-4)
+    assert not np.allclose(scores, top, rtol=1e-2)
+
+
 def test_onnx_export_keeps_the_test_flips(trained_run: Path, tmp_path: Path) -> None:
     images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(5))
     run, maps, _ = _exported_with_score(trained_run, tmp_path, images, test_flips="hv")

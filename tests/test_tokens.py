@@ -18,6 +18,7 @@ from anovit.cli.options import method_options
 from anovit.config import RunConfig
 from anovit.deploy.export import export_model
 from anovit.errors import InputError
+from anovit.evaluation.thresholds import load_thresholds
 from anovit.models import TokenAnoViT, build_model
 from anovit.models.attention import LinearAttention, decoder_block
 from anovit.presets import TOKEN_ATTENTION, TOKEN_LAYERS, TOKEN_MERGE, TOKEN_VIEWS
@@ -47,7 +48,7 @@ def tokens_config() -> RunConfig:
         cfg,
         model=model,
         train=replace(cfg.train, objective="tokens", feature_loss=0.0, token_views=2),
-        score=replace(cfg.score, kinds=("tokens",), sigma=1.0, test_flips="none", test_shift=2),
+        score=replace(cfg.score, kinds=("tokens",), sigma=1.0, test_flips="none", test_shift=2, image_score="top1+std"),
     )
 
 
@@ -214,6 +215,9 @@ def test_a_tokens_run_trains_tests_and_exports(tokens_run: Path, mvtec_root: Pat
     del saved["model"]["token_attention"]  # a run saved before the option was trained with softmax attention
     (tmp_path / "before.json").write_text(json.dumps(saved))
     assert RunConfig.load(tmp_path / "before.json").model.token_attention == "softmax"
+    thresholds = load_thresholds(tokens_run)  # no masks in the hold-out: the pixel threshold is on the map's scale
+    assert thresholds.pixel_method == "image-threshold"
+    assert thresholds.pixel > thresholds.image  # the top 1 % above its geometric mean with the map's spread
     args = ["--run", str(tokens_run), "--data", str(mvtec_root), "--category", "weave", "--out", str(tmp_path)]
     assert main(["-q", "test", *args]) == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())

@@ -166,8 +166,10 @@ class ScoreConfig:
     training) first. ``border``: the share of the image size at each edge that the image score
     ignores. ``test_masks``: K complementary patch masks at test time (inpaint),
     so every patch is predicted while hidden; 1 = the whole image at once. ``image_score``: how the
-    interior of the map becomes the image score: ``max`` (the paper), ``mean``, or ``topP`` = the
-    mean of the highest P percent of its pixels (see :func:`image_score_share`). ``test_flips``:
+    interior of the map becomes the image score: ``max`` (the paper), ``mean``, ``topP`` = the
+    mean of the highest P percent of its pixels (see :func:`image_score_share`), ``std``, the map's spread
+    (blind to an offset of the whole map), or several joined by ``+``, whose geometric mean is the score
+    (``top1+std``). ``test_flips``:
     ``none``, or ``h``, ``v``, ``hv``: the image is also scored flipped horizontally, vertically,
     or both ways (each of the 3 flips), and the maps, flipped back, are averaged before smoothing;
     1, 2 or 4 times the work. Use only flips the training augmentation had (``DataConfig``), so
@@ -199,9 +201,38 @@ def check_patch_stride(patch_size: int, stride: int) -> None:
         )
 
 
+IMAGE_SCORE_HELP = (
+    "max (the paper), mean, topP with P a percentage in (0, 100] (e.g. top1), std, or several joined by '+', "
+    "whose geometric mean is the score (e.g. top1+std)"
+)
+
+
+def image_score_parts(name: str) -> tuple[str, ...]:
+    """``top1+std`` -> ("top1", "std"): the statistics of the map whose geometric mean is the image score
+    (:func:`anovit.scoring.maps.image_scores`); :class:`InputError` for a name it does not know or a repeated one."""
+    parts = tuple(name.split("+"))
+    try:
+        for part in parts:
+            if part != "std":
+                image_score_share(part)
+    except InputError:
+        raise InputError(f"--image-score {name}: expected {IMAGE_SCORE_HELP}") from None
+    if len(set(parts)) < len(parts):
+        raise InputError(f"--image-score {name}: a statistic named twice; expected {IMAGE_SCORE_HELP}")
+    return parts
+
+
+def level_statistic(name: str) -> str:
+    """The part of image score ``name`` on the map's own scale, from which a pixel threshold can be drawn when there
+    are no masks to fit one to (:mod:`anovit.evaluation.thresholds`): ``top1+std`` -> ``top1``; ``std``, a spread
+    with no level, -> ``max``."""
+    level = [part for part in image_score_parts(name) if part != "std"]
+    return "+".join(level) if level else "max"
+
+
 def image_score_share(name: str) -> float:
     """The share of the map's pixels an image score averages: ``max`` -> 0 (one pixel), ``mean`` -> 1, ``top5`` ->
-    0.05."""
+    0.05 (``std`` averages none: :func:`image_score_parts`)."""
     if name == "max":
         return 0.0
     if name == "mean":
@@ -211,9 +242,7 @@ def image_score_share(name: str) -> float:
     except ValueError:
         share = -1.0
     if not 0 < share <= 1:
-        raise InputError(
-            f"--image-score {name}: expected max (the paper), mean, or topP with P a percentage in (0, 100], e.g. top5"
-        )
+        raise InputError(f"--image-score {name}: expected {IMAGE_SCORE_HELP}")
     return share
 
 
@@ -274,11 +303,9 @@ def _check_score_names(score: ScoreConfig) -> None:
             f"ScoreConfig.kinds has {', '.join(map(repr, unknown))}; expected names from {', '.join(SCORE_KINDS)}"
         )
     try:
-        image_score_share(score.image_score)
+        image_score_parts(score.image_score)
     except InputError:
-        raise ValueError(
-            f"ScoreConfig.image_score is {score.image_score!r}; expected max, mean or topP (P in (0, 100])"
-        ) from None
+        raise ValueError(f"ScoreConfig.image_score is {score.image_score!r}; expected {IMAGE_SCORE_HELP}") from None
 
 
 def _build(cls: type, raw: dict[str, Any]) -> Any:

@@ -102,7 +102,8 @@ CAE_PRESET = {"tokens": "tiny"}
 #        attention gives back its tokens of blocks 2 to 9 through a noisy bottleneck (after Dinomaly), scored by their
 #        cosine distance (blocks 2-5 and 6-9, each over its peak level on normal images, the larger of the two); 600
 #        steps with a cosine decay of the learning rate (about 5 minutes on 2 CPU cores in fp32); at test time, the
-#        mean map of four views shifted by a quarter patch.
+#        mean map of four views shifted by a quarter patch; the image score asks for a peak (the top 1 %) that stands
+#        out of the map around it (its spread): their geometric mean.
 PRESETS["tokens"] = RunConfig(
     model=replace(
         PRESETS["tiny"].model,
@@ -122,6 +123,6 @@ PRESETS["tokens"] = RunConfig(
         min_steps=600,
         token_views=TOKEN_VIEWS,
     ),
-    score=ScoreConfig(sigma=4.0, kinds=("tokens",), image_score="top1", test_shift=TOKEN_TEST_SHIFT),
+    score=ScoreConfig(sigma=4.0, kinds=("tokens",), image_score="top1+std", test_shift=TOKEN_TEST_SHIFT),
     preset="tokens",
 )

@@ -20,7 +20,7 @@ from anovit.config import (
     Precision,
     RunConfig,
     TestFlips,
-    image_score_share,
+    image_score_parts,
 )
 from anovit.errors import InputError
 from anovit.methods import choose_method, frozen_encoder_options, token_decoder_option
@@ -124,7 +124,7 @@ def resolve_config(
             raise InputError(f"--coreset {coreset}: the share of patches --model knn keeps, in (0, 1]")
         m = replace(m, knn_coreset=coreset)
     if image_score is not None:
-        image_score_share(image_score)  # checks the name
+        image_score_parts(image_score)
         s = replace(s, image_score=image_score)
     if anomaly_fills is not None:
         if (
@@ -139,6 +139,11 @@ def resolve_config(
         t = replace(t, anomaly_fills=tuple(anomaly_fills))
     if position_norm is not None:
         m = replace(m, position_norm=position_norm)
+    if m.position_norm and len(image_score_parts(s.image_score)) > 1:
+        raise InputError(
+            f"--image-score {s.image_score} with --position-norm: a geometric mean needs a map >= 0, and the "
+            "standardised map is signed; pass one statistic, e.g. --image-score top1"
+        )
     if token_merge is not None:
         token_decoder_option(m, "--token-merge", token_merge, token_merge in TOKEN_MERGES, " or ".join(TOKEN_MERGES))
         m = replace(m, token_merge=token_merge)

@@ -82,9 +82,11 @@ def add_method(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--image-score",
-        metavar="max|mean|topP",
+        metavar="max|mean|topP|std|A+B",
         help="image score from the map: max (the paper; paper and small presets), mean, "
-        "or topP = mean of its highest P%% pixels, e.g. top1 (the tiny and scratch presets')",
+        "topP = mean of its highest P%% pixels, e.g. top1 (the tiny and scratch presets'), "
+        "std = the map's spread, blind to an offset of the whole map, or several joined by '+', "
+        "whose geometric mean is the score",
     )
     p.add_argument(
         "--test-flips",

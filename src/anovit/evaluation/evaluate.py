@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from anovit.config import Precision, ScoreConfig
+from anovit.config import Precision, ScoreConfig, level_statistic
 from anovit.data.datasets import as_float_tensor, loader_workers
 from anovit.evaluation.metrics import image_auroc, image_f1_max
 from anovit.evaluation.streaming import PerDefectMetrics, StreamingAUROC, StreamingPixelMetrics
@@ -48,7 +48,8 @@ class Evaluation:
     per_defect: dict[str, dict[str, Any]] = field(
         default_factory=dict
     )  # {defect type: its AUROCs against the normal images}
-    # the image scores read from the raw maps (image_scores unless the model's image score is position-normalised)
+    # the image score's level statistic (anovit.config.level_statistic) read from the raw maps: on the map's own
+    # scale, where the image score may not be (a spread in it, a position-normalised map)
     map_peaks: np.ndarray | None = None
 
     def metrics(self) -> dict[str, Any]:
@@ -178,7 +179,7 @@ def evaluate(
             if per_defect is not None:
                 per_defect.update_binned(bins, batch["mask"], batch["index"])
         scores.append(result.image.cpu())
-        peaks.append(image_scores(result.maps, score.border, score.image_score).cpu())
+        peaks.append(image_scores(result.maps, score.border, level_statistic(score.image_score)).cpu())
         labels.append(batch["label"].cpu())
         indices.append(batch["index"].cpu())
         for j, i in enumerate(batch["index"].tolist()):

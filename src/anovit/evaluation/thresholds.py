@@ -7,9 +7,10 @@ score map: its max, or as the run's ``image_score`` says) and one on the pixel s
   with ground-truth masks too, the pixel threshold maximises pixel-level F1 ("f1-max");
 - with normal images only (what training has: its 20 % hold-out), the image threshold is the
   ``quantile`` (default 0.99) of the normal images' scores ("normal-quantile"): about 1 % of
-  normal images are flagged; without masks the pixel threshold is the image rule applied to the
-  maps' own image scores ("image-threshold"): the image threshold itself, unless the image score reads
-  a position-normalised map (``ModelConfig.position_norm``), whose scale the raw map does not share.
+  normal images are flagged; without masks the pixel threshold is the image rule applied to a score on the
+  map's own scale ("image-threshold", :func:`anovit.config.level_statistic`): the image threshold itself, unless
+  the image score has a spread in it (``top1+std``) or reads a position-normalised map
+  (``ModelConfig.position_norm``), whose scale the raw map does not share.
 
 An image is anomalous when its score is >= the image threshold. Its mask follows one rule,
 whatever the image score (:func:`decision_mask`): an image called normal has an empty mask; an image
@@ -95,8 +96,8 @@ def calibrate(
         notes.append(
             "no ground-truth masks: the pixel threshold is the image threshold"
             if np.array_equal(peaks, scores)
-            else "no ground-truth masks: the pixel threshold is the image rule on the raw maps' image scores "
-            "(the image score reads the position-normalised map)"
+            else "no ground-truth masks: the pixel threshold is the image rule on the raw maps' level (the image "
+            "score's peak statistic), as the image score is not on the map's scale"
         )
     return Thresholds(
         image=image,

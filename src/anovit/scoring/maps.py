@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from anovit.config import OWN_MAP_KINDS, ScoreConfig, image_score_share
+from anovit.config import OWN_MAP_KINDS, ScoreConfig, image_score_parts, image_score_share
 from anovit.scoring.similarity import gms_map, patch_distance, ssim_map
 from anovit.scoring.smoothing import gaussian_blur
 
@@ -199,15 +199,30 @@ def combine(maps: dict[str, torch.Tensor], cfg: ScoreConfig) -> torch.Tensor:
 def image_scores(maps: torch.Tensor, border: float, how: str = "max") -> torch.Tensor:
     """Smoothed maps (B, H, W) -> image scores (B,) over the interior (``border`` x size ignored at each edge).
 
-    ``how``: ``max`` (the paper), ``mean``, or ``topP``, the mean of the highest P percent of the
-    interior's pixels (:func:`anovit.config.image_score_share`).
+    ``how``: ``max`` (the paper), ``mean``, ``topP``, the mean of the highest P percent of the interior's pixels
+    (:func:`anovit.config.image_score_share`), ``std``, their standard deviation, or several joined by ``+``
+    (:func:`anovit.config.image_score_parts`), whose geometric mean is the score, so that each counts by its ratio
+    to the normal images' and none by its units. ``top1+std`` asks for a peak that also stands out of the map
+    around it: a change of the whole image (its lighting) lifts every pixel alike, the peak with them, and leaves
+    the spread as it was.
     """
     h, w = int(maps.shape[-2]), int(maps.shape[-1])  # ints also while tracing for ONNX
     bh, bw = int(round(border * h)), int(round(border * w))
     if bh or bw:
         maps = maps[:, bh : h - bh, bw : w - bw]
     flat = maps.flatten(1)  # (B, P)
-    share = image_score_share(how)
+    parts = image_score_parts(how)
+    if len(parts) == 1:
+        return _map_statistic(flat, parts[0])
+    stats = torch.stack([_map_statistic(flat, p) for p in parts])  # (K, B)
+    return stats.clamp_min(0).prod(dim=0).pow(1 / len(parts))  # geometric mean; the maps are >= 0
+
+
+def _map_statistic(flat: torch.Tensor, name: str) -> torch.Tensor:
+    """(B, P) pixels of each map -> (B,): ``std``, or the mean of the share :func:`image_score_share` names."""
+    if name == "std":
+        return flat.std(dim=1, correction=0)
+    share = image_score_share(name)
     if share == 0.0:
         return flat.amax(dim=1)
     if share == 1.0:
