@@ -96,8 +96,8 @@ def calibrate(
         notes.append(
             "no ground-truth masks: the pixel threshold is the image threshold"
             if np.array_equal(peaks, scores)
-            else "no ground-truth masks: the pixel threshold is the image rule on the raw maps' level (the image "
-            "score's peak statistic), as the image score is not on the map's scale"
+            else "no ground-truth masks: the pixel threshold is the image rule on the raw maps' level (the part of "
+            "the image score on the map's scale), as the image score is not on it"
         )
     return Thresholds(
         image=image,

@@ -201,9 +201,9 @@ def image_scores(maps: torch.Tensor, border: float, how: str = "max") -> torch.T
 
     ``how``: ``max`` (the paper), ``mean``, ``topP``, the mean of the highest P percent of the interior's pixels
     (:func:`anovit.config.image_score_share`), ``std``, their standard deviation, or several joined by ``+``
-    (:func:`anovit.config.image_score_parts`), whose geometric mean is the score, so that each counts by its ratio
-    to the normal images' and none by its units. ``top1+std`` asks for a peak that also stands out of the map
-    around it: a change of the whole image (its lighting) lifts every pixel alike, the peak with them, and leaves
+    (:func:`anovit.config.image_score_parts`), whose geometric mean is the score: scaling one statistic scales
+    every image's score alike, so none counts by its units. ``top1+std`` asks for a peak that also stands out of the
+    map around it: a change of the whole image (its lighting) lifts every pixel alike, the peak with them, and leaves
     the spread as it was.
     """
     h, w = int(maps.shape[-2]), int(maps.shape[-1])  # ints also while tracing for ONNX
