@@ -10,9 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from anovit.config import ANOMALY_FILLS, RunConfig, level_statistic
+from anovit.config import ANOMALY_FILLS, RunConfig
 from anovit.errors import InputError
 from anovit.files import load_config
+from anovit.image_score import level_statistic
 from anovit.models import build_model
 from anovit.models import weights as weights_mod
 from anovit.models.checkpoint import load_trained_model

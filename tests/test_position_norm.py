@@ -11,10 +11,10 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from anovit.config import level_statistic
 from anovit.data import ImageDataset, mvtec_samples
 from anovit.evaluation.evaluate import evaluate
 from anovit.evaluation.thresholds import load_thresholds
+from anovit.image_score import level_statistic
 from anovit.models.checkpoint import load_trained_model
 from anovit.models.position import PositionNorm
 from anovit.one_class_rule import OneClassImages, dataset_options

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from anovit.errors import InputError
+from anovit.image_score import IMAGE_SCORE_HELP, image_score_parts
 
 ModelName = Literal["anovit", "cae", "knn"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
@@ -166,10 +167,9 @@ class ScoreConfig:
     training) first. ``border``: the share of the image size at each edge that the image score
     ignores. ``test_masks``: K complementary patch masks at test time (inpaint),
     so every patch is predicted while hidden; 1 = the whole image at once. ``image_score``: how the
-    interior of the map becomes the image score: ``max`` (the paper), ``mean``, ``topP`` = the
-    mean of the highest P percent of its pixels (see :func:`image_score_share`), ``std``, the map's spread
-    (blind to an offset of the whole map), or several joined by ``+``, whose geometric mean is the score
-    (``top1+std``). ``test_flips``:
+    interior of the map becomes the image score: ``max`` (the paper), ``mean``, ``topP`` = the mean of the
+    highest P percent of its pixels, ``std``, the map's spread (blind to an offset of the whole map), or several
+    joined by ``+``, whose geometric mean is the score (``top1+std``; :mod:`anovit.image_score`). ``test_flips``:
     ``none``, or ``h``, ``v``, ``hv``: the image is also scored flipped horizontally, vertically,
     or both ways (each of the 3 flips), and the maps, flipped back, are averaged before smoothing;
     1, 2 or 4 times the work. Use only flips the training augmentation had (``DataConfig``), so
@@ -199,51 +199,6 @@ def check_patch_stride(patch_size: int, stride: int) -> None:
             f"--patch-stride {stride}: expected the patch size {patch_size} or a divisor of it that leaves an even "
             f"overlap, e.g. {patch_size // 2}"
         )
-
-
-IMAGE_SCORE_HELP = (
-    "max (the paper), mean, topP with P a percentage in (0, 100] (e.g. top1), std, or several joined by '+', "
-    "whose geometric mean is the score (e.g. top1+std)"
-)
-
-
-def image_score_parts(name: str) -> tuple[str, ...]:
-    """``top1+std`` -> ("top1", "std"): the statistics of the map whose geometric mean is the image score
-    (:func:`anovit.scoring.maps.image_scores`); :class:`InputError` for a name it does not know or a repeated one."""
-    parts = tuple(name.split("+"))
-    try:
-        for part in parts:
-            if part != "std":
-                image_score_share(part)
-    except InputError:
-        raise InputError(f"--image-score {name}: expected {IMAGE_SCORE_HELP}") from None
-    if len(set(parts)) < len(parts):
-        raise InputError(f"--image-score {name}: a statistic named twice; expected {IMAGE_SCORE_HELP}")
-    return parts
-
-
-def level_statistic(name: str) -> str:
-    """The part of image score ``name`` on the map's own scale, from which a pixel threshold can be drawn when there
-    are no masks to fit one to (:mod:`anovit.evaluation.thresholds`): ``top1+std`` -> ``top1``; ``std``, a spread
-    with no level, -> ``max``."""
-    level = [part for part in image_score_parts(name) if part != "std"]
-    return "+".join(level) if level else "max"
-
-
-def image_score_share(name: str) -> float:
-    """The share of the map's pixels an image score averages: ``max`` -> 0 (one pixel), ``mean`` -> 1, ``top5`` ->
-    0.05 (``std`` averages none: :func:`image_score_parts`)."""
-    if name == "max":
-        return 0.0
-    if name == "mean":
-        return 1.0
-    try:
-        share = float(name.removeprefix("top")) / 100 if name.startswith("top") else -1.0
-    except ValueError:
-        share = -1.0
-    if not 0 < share <= 1:
-        raise InputError(f"--image-score {name}: expected {IMAGE_SCORE_HELP}")
-    return share
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ from anovit.config import (
     Precision,
     RunConfig,
     TestFlips,
-    image_score_parts,
 )
 from anovit.errors import InputError
+from anovit.image_score import image_score_parts
 from anovit.methods import choose_method, frozen_encoder_options, token_decoder_option
 from anovit.presets import CAE_PRESET, DEFAULT_PRESET, KNN_SIGMA, PRESETS, TOKEN_TEST_SHIFT
 

@@ -15,10 +15,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from anovit.config import Precision, ScoreConfig, level_statistic
+from anovit.config import Precision, ScoreConfig
 from anovit.data.datasets import as_float_tensor, loader_workers
 from anovit.evaluation.metrics import image_auroc, image_f1_max
 from anovit.evaluation.streaming import PerDefectMetrics, StreamingAUROC, StreamingPixelMetrics
+from anovit.image_score import level_statistic
 from anovit.runtime import distributed as dist
 from anovit.runtime.device import batches_on
 from anovit.runtime.precision import autocast

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from anovit.config import OWN_MAP_KINDS, ScoreConfig, image_score_parts, image_score_share
+from anovit.config import OWN_MAP_KINDS, ScoreConfig
+from anovit.image_score import image_score_parts, image_score_share
 from anovit.scoring.similarity import gms_map, patch_distance, ssim_map
 from anovit.scoring.smoothing import gaussian_blur
 
