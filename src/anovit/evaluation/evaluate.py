@@ -49,7 +49,7 @@ class Evaluation:
     per_defect: dict[str, dict[str, Any]] = field(
         default_factory=dict
     )  # {defect type: its AUROCs against the normal images}
-    # the image score's level statistic (anovit.config.level_statistic) read from the raw maps: on the map's own
+    # the image score's level statistic (anovit.image_score.level_statistic) read from the raw maps: on the map's own
     # scale, where the image score may not be (a spread in it, a position-normalised map)
     map_peaks: np.ndarray | None = None
 

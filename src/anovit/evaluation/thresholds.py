@@ -8,7 +8,7 @@ score map: its max, or as the run's ``image_score`` says) and one on the pixel s
 - with normal images only (what training has: its 20 % hold-out), the image threshold is the
   ``quantile`` (default 0.99) of the normal images' scores ("normal-quantile"): about 1 % of
   normal images are flagged; without masks the pixel threshold is the image rule applied to a score on the
-  map's own scale ("image-threshold", :func:`anovit.config.level_statistic`): the image threshold itself, unless
+  map's own scale ("image-threshold", :func:`anovit.image_score.level_statistic`): the image threshold itself, unless
   the image score has a spread in it (``top1+std``) or reads a position-normalised map
   (``ModelConfig.position_norm``), whose scale the raw map does not share.
 

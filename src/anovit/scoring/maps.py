@@ -201,8 +201,8 @@ def image_scores(maps: torch.Tensor, border: float, how: str = "max") -> torch.T
     """Smoothed maps (B, H, W) -> image scores (B,) over the interior (``border`` x size ignored at each edge).
 
     ``how``: ``max`` (the paper), ``mean``, ``topP``, the mean of the highest P percent of the interior's pixels
-    (:func:`anovit.config.image_score_share`), ``std``, their standard deviation, or several joined by ``+``
-    (:func:`anovit.config.image_score_parts`), whose geometric mean is the score: scaling one statistic scales
+    (:func:`anovit.image_score.image_score_share`), ``std``, their standard deviation, or several joined by ``+``
+    (:func:`anovit.image_score.image_score_parts`), whose geometric mean is the score: scaling one statistic scales
     every image's score alike, so none counts by its units. ``top1+std`` asks for a peak that also stands out of the
     map around it: a change of the whole image (its lighting) lifts every pixel alike, the peak with them, and leaves
     the spread as it was.
