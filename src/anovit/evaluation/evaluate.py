@@ -163,6 +163,7 @@ def evaluate(
         PerDefectMetrics([s.defect for s in samples], [s.label for s in samples]) if samples is not None else None
     )
     scores, peaks, labels, indices, kept = [], [], [], [], {}
+    level = level_statistic(score.image_score)  # the image score's part on the map's own scale
     loader = DataLoader(
         dataset, batch_size=batch_size, sampler=dist.ShardSampler(len(dataset)), num_workers=loader_workers(dataset)
     )
@@ -180,7 +181,7 @@ def evaluate(
             if per_defect is not None:
                 per_defect.update_binned(bins, batch["mask"], batch["index"])
         scores.append(result.image.cpu())
-        peaks.append(image_scores(result.maps, score.border, level_statistic(score.image_score)).cpu())
+        peaks.append(image_scores(result.maps, score.border, level).cpu())
         labels.append(batch["label"].cpu())
         indices.append(batch["index"].cpu())
         for j, i in enumerate(batch["index"].tolist()):
