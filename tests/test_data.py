@@ -10,6 +10,7 @@ from PIL import Image
 
 from anovit.data import ImageDataset, load_image, load_mask, mvtec_samples, split_train_val
 from anovit.data.synthetic import DEFECTS, TEXTURES
+from anovit.data.transforms import ReflectAffine
 from anovit.errors import InputError
 
 
@@ -136,3 +137,27 @@ def test_every_builtin_category_and_defect_is_visible_where_its_mask_says(catego
             assert change[mask].mean() > 0.03, (category, kind)
             far = ~binary_dilation(mask, iterations=8)  # the change stays within the mask and a soft edge
             assert change[mask].mean() > 2 * change[far].mean(), (category, kind)
+
+
+@pytest.mark.parametrize(
+    ("degrees", "translate", "scale"),
+    [(90.0, 0.0, (1.0, 1.0)), (180.0, 0.0, (0.9, 1.0)), (30.0, 0.0, (2.0, 3.0))],
+)
+def test_reflect_affine_keeps_real_content_in_the_corners(
+    degrees: float, translate: float, scale: tuple[float, float]
+) -> None:
+    """Turns past 45 degrees and zoom-only scales: every output pixel comes from the (reflected) image, none from
+    the constant fill (a constant image stays constant), and the margin fits reflect padding."""
+    torch.manual_seed(0)
+    affine = ReflectAffine(degrees, translate, scale)
+    image = torch.ones(1, 48, 48)
+    assert 0 <= affine.margin(48) < 48
+    for _ in range(50):
+        assert torch.allclose(affine(image), image)
+
+
+def test_reflect_affine_margin_of_the_presets_is_unchanged() -> None:
+    """The presets' augmentation (10 degrees, 5 %, 0.95-1.05): the margin sets the padded size that torchvision draws
+    the translation from, so it must stay what the presets' measured runs trained with."""
+    affine = ReflectAffine(10.0, 0.05, (0.95, 1.05))
+    assert (affine.margin(224), affine.margin(32), affine.margin(384)) == (38, 8, 64)
