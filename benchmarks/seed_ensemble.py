@@ -10,8 +10,8 @@ sum is twice the score of the two maps' mean). Nothing is trained or scored agai
 
 Writes OUT/seed_ensemble.md: image AUROC per class, both models' single seeds and pairs, and the count of classes
 where the first model is higher, level and lower than the second (to five decimals): seed by seed, pair by pair (the
-same cost), and each of the first model's pairs against each of the second's single seeds. A model without runs in
-a folder is left out of that folder's columns and of its pairs.
+same cost), each class's mean over the seeds, and each of the first model's pairs against each of the second's single
+seeds. A model without runs in a folder is left out of that folder's columns and of its pairs.
 """
 
 from __future__ import annotations
@@ -77,6 +77,11 @@ def main() -> None:
         for k, f in enumerate(folders):
             if has(m, k):
                 columns[m, f"seed folder {k}"] = [float(roc_auc_score(*run_scores(f, c, m)[1:])) for c in classes]
+    for m in (model, other):  # each class's mean over the seeds, where a model has several
+        seeds = [k for k in range(len(folders)) if (m, f"seed folder {k}") in columns]
+        if len(seeds) > 1:
+            label = "mean of seed folders " + ", ".join(map(str, seeds))
+            columns[m, label] = list(np.mean([columns[m, f"seed folder {k}"] for k in seeds], axis=0))
     for m in (model, other):
         for i, j in pairs:
             if has(m, i) and has(m, j):
@@ -97,7 +102,7 @@ def main() -> None:
             if (other, label) in columns
             else []
         )
-        if not label.startswith("seed"):  # a pair: also against each single run of the other model
+        if label.startswith("folders"):  # a pair: also against each single run of the other model
             against += [f"{other} {o}: {compare(columns[model, label], columns[other, o])}" for o in others]
         lines.append(f"- {model} {label}: " + ("; ".join(against) or f"no {other} runs"))
     lines += ["", "Folders: " + ", ".join(f"{k} = {f}" for k, f in enumerate(folders)), ""]

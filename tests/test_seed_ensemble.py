@@ -70,4 +70,6 @@ def test_a_model_missing_from_a_folder_is_left_out_of_its_columns(
     table = (out / "seed_ensemble.md").read_text()
     assert "cae, seed folder 0" in table and "cae, seed folder 1" not in table and "cae, folders 0 + 1" not in table
     assert "- anovit seed folder 1: no cae runs" in table
+    assert "anovit, mean of seed folders 0, 1" in table and "cae, mean of seed folders" not in table
+    assert "| 0.75000 | 1.00000 | 1.00000 | 0.87500 |" in table  # anovit's seeds, cae's seed 0, anovit's mean
     assert "- anovit folders 0 + 1: cae seed folder 0: 0 / 1 / 0" in table  # 1.0 both
