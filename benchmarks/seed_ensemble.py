@@ -18,10 +18,16 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
+import sys
 from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from anovit.files import SCORES_FILE  # noqa: E402
 
 
 def read_scores(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -34,9 +40,15 @@ def read_scores(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     return names, np.array([int(r["label"]) for r in rows]), np.array([float(r["score"]) for r in rows])
 
 
+def score_file(folder: Path, cls: str, model: str) -> Path:
+    """The scores of the run of ``model`` on class ``cls`` in an ``anovit benchmark`` folder."""
+    return folder / "runs" / cls / model / SCORES_FILE
+
+
+@functools.cache  # each run is read once, for its own column and for every pair it is in
 def run_scores(folder: Path, cls: str, model: str) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(image names, labels, scores) of the run of ``model`` on class ``cls`` in a benchmark folder."""
-    return read_scores(folder / "runs" / cls / model / "scores.csv")
+    return read_scores(score_file(folder, cls, model))
 
 
 def pair_auroc(folders: list[Path], cls: str, model: str, i: int, j: int) -> float:
@@ -66,10 +78,10 @@ def main() -> None:
     folders = list(args.benchmarks)
     model, other = args.models.split(",")
     pairs = [tuple(int(k) for k in p.split(":")) for p in args.pairs.split(",")]
-    classes = sorted(p.name for p in (folders[0] / "runs").iterdir() if (p / model / "scores.csv").is_file())
+    classes = sorted(p.name for p in (folders[0] / "runs").iterdir() if score_file(folders[0], p.name, model).is_file())
 
     def has(m: str, k: int) -> bool:
-        return all((folders[k] / "runs" / c / m / "scores.csv").is_file() for c in classes)
+        return all(score_file(folders[k], c, m).is_file() for c in classes)
 
     # (model, label) -> AUROC per class; a model is left out of the folders and pairs where a run is missing
     columns: dict[tuple[str, str], list[float]] = {}
