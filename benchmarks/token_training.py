@@ -1,6 +1,6 @@
 """The default (``tokens``) trained otherwise, on real MVTec-layout categories (issue 24: tire and screw): twice the
-optimiser steps, no augmentation (as Dinomaly and PatchCore read their images), and more dropout in the noisy
-bottleneck, each against the default as it is.
+optimiser steps, no augmentation (as Dinomaly and PatchCore read their images), more dropout in the noisy
+bottleneck, and other blocks of the encoder, each against the default as it is.
 
     python benchmarks/token_training.py --data ../shared/data/mvtec --categories tire,screw \\
         --settings default,steps-1200,no-augment,dropout-0.4 --seeds 0 --runs RUNS
@@ -25,6 +25,11 @@ SETTINGS: dict[str, dict] = {
     "steps-1200": dict(min_steps=1200),  # twice the preset's 600 (the learning rate's decay stretched over them)
     "no-augment": dict(augment=False),  # --no-augment: no random affine, no flips; one cached view of each image
     "dropout-0.4": dict(token_dropout=0.4),  # --token-dropout 0.4: twice Dinomaly's 0.2
+    "no-flips": dict(augment_flips=False),  # the random affine without the flips (a flip mirrors the lighting)
+    "views-16": dict(token_views=16),  # --token-views 16: twice the cached augmented views of each training image
+    # --feature-layers: which of the ViT-Ti's 12 blocks the decoder gives back (the default: 2-9, two groups of four)
+    "layers-1-8": dict(feature_layers=tuple(range(1, 9))),  # one block earlier: groups 1-4 and 5-8
+    "layers-2-7": dict(feature_layers=tuple(range(2, 8))),  # the last two dropped: groups 2-4 and 5-7
 }
 
 if __name__ == "__main__":

@@ -96,6 +96,23 @@ def test_the_config_of_tokens() -> None:
     assert plain.model.token_dropout == 0.4 != cfg.model.token_dropout
     assert plain.data.affine_degrees == plain.data.affine_translate == 0 and plain.data.affine_scale == (1.0, 1.0)
     assert not plain.data.hflip and not plain.data.vflip and cfg.data.affine_degrees > 0 and cfg.data.hflip
+    # the default preset turns, moves and scales its training views but does not flip them (tiny and the paper do);
+    # --train-flips gives the flips back
+    default = resolve_config("tokens")
+    assert not default.data.hflip and not default.data.vflip and default.data.affine_degrees > 0
+    assert resolve_config("paper").data.hflip and resolve_config("tiny").data.vflip
+    args = build_parser().parse_args(
+        ["train", "--data", "d", "--category", "c", "--model", "anovit", "--out", "o", "--train-flips"]
+    )
+    flipped = resolve_config("tokens", **method_options(args))
+    assert flipped.data.hflip and flipped.data.vflip and flipped.data.affine_degrees == default.data.affine_degrees
+    with pytest.raises(InputError, match="test-flips"):  # a flipped view of a set the default trained unflipped
+        resolve_config("tokens", test_flips="h")
+    assert resolve_config("tokens", augment_flips=True, test_flips="hv").score.test_flips == "hv"
+    args = build_parser().parse_args(
+        ["train", "--data", "d", "--category", "c", "--model", "anovit", "--out", "o", "--no-train-flips"]
+    )
+    assert not resolve_config("paper", **method_options(args)).data.hflip  # tiny would refuse: it scores flips
     for bad in (1.0, -0.1):
         with pytest.raises(InputError, match="token-dropout"):
             resolve_config("tokens", token_dropout=bad)

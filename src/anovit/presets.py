@@ -101,9 +101,10 @@ CAE_PRESET = {"tokens": "tiny"}
 # tokens: the CPU default: the tiny preset's pretrained ViT-Ti at 224 px, frozen; a 4-block decoder with linear
 #        attention gives back its tokens of blocks 2 to 9 through a noisy bottleneck (after Dinomaly), scored by their
 #        cosine distance (blocks 2-5 and 6-9, each over its peak level on normal images, the larger of the two); 600
-#        steps with a cosine decay of the learning rate (about 5 minutes on 2 CPU cores in fp32); at test time, the
-#        mean map of four views shifted by a quarter patch; the image score asks for a peak (the top 1 %) that stands
-#        out of the map around it (its spread): their geometric mean.
+#        steps with a cosine decay of the learning rate (about 5 minutes on 2 CPU cores in fp32), on views turned,
+#        moved and scaled a little but not flipped; at test time, the mean map of four views shifted by a quarter
+#        patch; the image score asks for a peak (the top 1 %) that stands out of the map around it (its spread):
+#        their geometric mean.
 PRESETS["tokens"] = RunConfig(
     model=replace(
         PRESETS["tiny"].model,
@@ -113,7 +114,10 @@ PRESETS["tokens"] = RunConfig(
         token_attention=TOKEN_ATTENTION,
         segment_head=False,
     ),
-    data=DataConfig(image_size=224),
+    # the paper's random affine without its flips: a flip mirrors the light falling on a part and the hand of its
+    # threads, views a line never shows, and the decoder would learn to give them back too (README, "Training without
+    # flips")
+    data=DataConfig(image_size=224, hflip=False, vflip=False),
     train=TrainConfig(
         epochs=30,
         batch_size=16,

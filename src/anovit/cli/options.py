@@ -103,7 +103,11 @@ def add_method(p: argparse.ArgumentParser) -> None:
         "quarter of its 16-px patch; 0: off)",
     )
     p.add_argument(
-        "--feature-layers", type=_layers, metavar="I,J,...", help="blocks of the reference encoder for --score feature"
+        "--feature-layers",
+        type=_layers,
+        metavar="I,J,...",
+        help="blocks of the frozen encoder: --score feature's, or the tokens the default's decoder gives back in two "
+        "groups (default 2-9)",
     )
     p.add_argument(
         "--feature-loss",
@@ -130,6 +134,13 @@ def add_method(p: argparse.ArgumentParser) -> None:
         action="store_false",
         default=None,
         help="train on the images as they are: no random affine, no flips (default: the preset's augmentation)",
+    )
+    p.add_argument(
+        "--train-flips",
+        dest="augment_flips",
+        action=argparse.BooleanOptionalAction,
+        help="training augmentation: random horizontal and vertical flips (default: the preset's; off in the default "
+        "tokens preset, where a flip mirrors a part's lighting and threads)",
     )
     p.add_argument(
         "--position-norm",
@@ -204,6 +215,7 @@ def method_options(args: argparse.Namespace) -> dict:
         position_norm=args.position_norm,
         brightness=args.brightness,
         augment=args.augment,
+        augment_flips=args.augment_flips,
         token_merge=args.token_merge,
         token_views=args.token_views,
         token_attention=args.token_attention,
