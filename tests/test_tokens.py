@@ -109,6 +109,8 @@ def test_the_config_of_tokens() -> None:
     with pytest.raises(InputError, match="test-flips"):  # a flipped view of a set the default trained unflipped
         resolve_config("tokens", test_flips="h")
     assert resolve_config("tokens", augment_flips=True, test_flips="hv").score.test_flips == "hv"
+    with pytest.raises(InputError, match="no-augment"):  # contradictory: the flips would be dropped unsaid
+        resolve_config("tokens", augment_flips=True, augment=False)
     args = build_parser().parse_args(
         ["train", "--data", "d", "--category", "c", "--model", "anovit", "--out", "o", "--no-train-flips"]
     )

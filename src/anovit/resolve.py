@@ -158,6 +158,8 @@ def resolve_config(
         token_decoder_option(m, "--token-views", token_views, token_views >= 0, "a number of views >= 0")
         t = replace(t, token_views=token_views)
     m = frozen_encoder_options(m, t, tiles, patch_stride)
+    if augment_flips and augment is False:
+        raise InputError("--train-flips with --no-augment: --no-augment trains without flips; give one of the two")
     if augment_flips is not None:
         d = replace(d, hflip=augment_flips, vflip=augment_flips)
     if augment is False:  # no random affine and no flips (Dinomaly and PatchCore train on the images as they are)
