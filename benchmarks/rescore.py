@@ -186,15 +186,14 @@ def runs_to_score(args: argparse.Namespace, out: Path) -> list[tuple[str, str, P
             return lambda size: ImageDataset(mvtec_samples(args.data, category, "test"), size, progress=False)
         return lambda size: one_class_data(dataset, args.data, category, size).test
 
+    # every trained run in the folder: results.json lists the last call's categories only where a script made the
+    # folder one category at a time (benchmarks/resolution.py)
+    runs = args.benchmark / "runs"
     return [
-        (
-            f"{dataset}/{row['category']}",
-            model,
-            args.benchmark / "runs" / row["category"] / model,
-            test_set(row["category"]),
-        )
-        for row in bench["rows"]
-        for model in bench["models"]
+        (f"{dataset}/{category.name}", model.name, model, test_set(category.name))
+        for category in sorted(runs.iterdir())
+        for model in sorted(category.iterdir())
+        if (model / WEIGHTS_FILE).is_file()
     ]
 
 

@@ -89,11 +89,17 @@ def test_the_config_of_tokens() -> None:
             "o",
             "--token-dropout",
             "0.4",
+            "--token-depth",
+            "8",
+            "--token-groups",
+            "4",
             "--no-augment",
         ]
     )
     plain = resolve_config("tokens", **method_options(args))
     assert plain.model.token_dropout == 0.4 != cfg.model.token_dropout
+    assert plain.model.token_decoder_depth == 8 != cfg.model.token_decoder_depth
+    assert plain.model.token_groups == 4 != cfg.model.token_groups
     assert plain.data.affine_degrees == plain.data.affine_translate == 0 and plain.data.affine_scale == (1.0, 1.0)
     assert not plain.data.hflip and not plain.data.vflip and cfg.data.affine_degrees > 0 and cfg.data.hflip
     # the default preset turns, moves and scales its training views but does not flip them (tiny and the paper do);
@@ -120,6 +126,14 @@ def test_the_config_of_tokens() -> None:
             resolve_config("tokens", token_dropout=bad)
     with pytest.raises(InputError, match="token-dropout"):
         resolve_config("tiny", token_dropout=0.2)  # no noisy bottleneck
+    with pytest.raises(InputError, match="token-depth 1 with 2 groups"):
+        resolve_config("tokens", token_depth=1)  # two groups of blocks need two decoder blocks at least
+    assert resolve_config("tokens", token_depth=1, token_groups=1).model.token_groups == 1
+    with pytest.raises(InputError, match="token-depth 4 with 5 groups"):
+        resolve_config("tokens", token_groups=5)  # more groups than the default's four decoder blocks
+    for bad in (0, 9):  # none, or more groups than the eight blocks
+        with pytest.raises(InputError, match="token-groups"):
+            resolve_config("tokens", token_groups=bad, token_depth=8)
     with pytest.raises(InputError, match="test-flips"):  # a flipped view of an unflipped training set
         resolve_config("tiny", augment=False, test_flips="hv")
     # another objective gives the pixel decoder back, scored by the paper's L2 unless --score says otherwise
@@ -157,6 +171,25 @@ def test_the_decoder_gives_back_two_groups_and_the_easy_patches_count_less() -> 
     mined.backward()
     assert all(p.grad is None for p in model.encoder.parameters())  # the encoder stays frozen
     assert all(p.grad is not None for p in model.decoder.parameters())
+
+
+def test_more_groups_split_the_blocks_and_the_decoder_alike() -> None:
+    """groups=3 over four target blocks: groups of 2, 1 and 1 blocks, each against as many of the decoder's blocks
+    (last first), each with its own peak level under merge="max"; a decoder shallower than the groups is refused."""
+    torch.manual_seed(0)
+    kw = dict(layers=(0, 1, 2, 3), dropout=0.0, encoder_overrides=TINY, merge="max")
+    model = TokenAnoViT(32, "vit_tiny_patch16_224", 8, depth=3, groups=3, **kw).eval()
+    images = torch.rand(2, 3, 32, 32)
+    pairs = model.pairs(images)
+    assert len(pairs) == 3 and model.target_shape == (3, 16, 32) and model.group_peaks.shape == (3,)
+    grids = [g.flatten(2).transpose(1, 2) for g in model.encoder(images)]
+    torch.testing.assert_close(pairs[0][0], torch.stack(grids[:2]).mean(0))
+    torch.testing.assert_close(pairs[2][0], grids[3])
+    decoded = model.decode(model.targets(images))  # last decoder block first
+    torch.testing.assert_close(pairs[0][1], decoded[0])
+    torch.testing.assert_close(pairs[2][1], decoded[2])
+    with pytest.raises(InputError, match="depth"):
+        TokenAnoViT(32, "vit_tiny_patch16_224", 8, depth=2, groups=3, **kw)
 
 
 def test_linear_attention_is_the_normalised_kernel_form_with_the_blocks_own_weights() -> None:

@@ -62,6 +62,8 @@ def resolve_config(
     token_views: int | None = None,
     token_attention: str | None = None,
     token_dropout: float | None = None,
+    token_depth: int | None = None,
+    token_groups: int | None = None,
     tiles: int | None = None,
     patch_stride: int | None = None,
 ) -> RunConfig:
@@ -154,6 +156,18 @@ def resolve_config(
     if token_dropout is not None:
         token_decoder_option(m, "--token-dropout", token_dropout, 0 <= token_dropout < 1, "a probability in [0, 1)")
         m = replace(m, token_dropout=token_dropout)
+    if token_depth is not None:
+        token_decoder_option(m, "--token-depth", token_depth, token_depth >= 1, "a number of decoder blocks >= 1")
+        m = replace(m, token_decoder_depth=token_depth)
+    if token_groups is not None:
+        valid = 1 <= token_groups <= len(m.reference_layers)
+        token_decoder_option(m, "--token-groups", token_groups, valid, "from 1 to the number of --feature-layers")
+        m = replace(m, token_groups=token_groups)
+    if m.token_decoder_depth and m.token_decoder_depth < min(m.token_groups, len(m.reference_layers)):
+        raise InputError(
+            f"--token-depth {m.token_decoder_depth} with {m.token_groups} groups of blocks: each group needs a decoder "
+            "block of its own; give --token-depth at least --token-groups"
+        )
     if token_views is not None:
         token_decoder_option(m, "--token-views", token_views, token_views >= 0, "a number of views >= 0")
         t = replace(t, token_views=token_views)

@@ -175,6 +175,19 @@ def add_method(p: argparse.ArgumentParser) -> None:
         "units (default 0.2, Dinomaly's)",
     )
     p.add_argument(
+        "--token-depth",
+        type=int,
+        metavar="N",
+        help="--objective tokens: the decoder's transformer blocks (default 4; Dinomaly's 8 give back its 8 blocks)",
+    )
+    p.add_argument(
+        "--token-groups",
+        type=int,
+        metavar="K",
+        help="--objective tokens: compare the blocks in K consecutive groups, each scored on its own (default 2, "
+        "Dinomaly's; at most the decoder's blocks)",
+    )
+    p.add_argument(
         "--tiles",
         type=int,
         metavar="K",
@@ -220,6 +233,8 @@ def method_options(args: argparse.Namespace) -> dict:
         token_views=args.token_views,
         token_attention=args.token_attention,
         token_dropout=args.token_dropout,
+        token_depth=args.token_depth,
+        token_groups=args.token_groups,
         tiles=args.tiles,
         patch_stride=args.patch_stride,
     )

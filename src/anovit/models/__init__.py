@@ -40,6 +40,7 @@ def _build(cfg: ModelConfig, load_encoder_weights: bool) -> nn.Module:
             dropout=cfg.token_dropout,
             merge=cfg.token_merge,
             attention=cfg.token_attention,
+            groups=cfg.token_groups,
             tiles=cfg.tiles,
             patch_stride=cfg.patch_stride,
         )

@@ -4,8 +4,8 @@ After Dinomaly (Guo et al., "Dinomaly: The Less Is More Philosophy in Multi-Clas
 Detection", CVPR 2025): the patch tokens of the ViT's middle blocks are the target; their mean goes through a
 noisy bottleneck (an MLP with dropout, so that the decoder cannot learn to copy whatever it is given) and a stack
 of transformer blocks, whose outputs, last block first, must match the encoder's blocks, first block first. The
-blocks are compared in two groups (the earlier and the later half, each averaged): a patch the decoder cannot
-give back is anomalous, so the score map is 1 - cosine per patch, summed over the groups (``merge="sum"``) or,
+blocks are compared in two groups (``groups``: the earlier and the later half, each averaged): a patch the decoder
+cannot give back is anomalous, so the score map is 1 - cosine per patch, summed over the groups (``merge="sum"``) or,
 with ``merge="max"``, the larger of the two after each is divided by its peak level on normal images (the mean of
 each hold-out image's highest 1 % of patches, :meth:`TokenAnoViT.peak_levels`, measured after training and saved
 with the weights): a patch is as anomalous as the group that finds it most so, each judged against its own
@@ -58,12 +58,15 @@ class TokenAnoViT(nn.Module):
         attention: str = "softmax",
         tiles: int = 1,
         patch_stride: int = 0,
+        groups: int = 2,
     ) -> None:
         super().__init__()
         if merge not in TOKEN_MERGES:
             raise InputError(f"token group merge {merge!r}: expected one of {', '.join(TOKEN_MERGES)}")
-        if depth < min(2, len(layers)):
-            raise InputError(f"token decoder depth {depth}: expected at least {min(2, len(layers))} blocks")
+        if groups < 1:
+            raise InputError(f"token groups {groups}: expected 1 or more groups of blocks")
+        if depth < min(groups, len(layers)):
+            raise InputError(f"token decoder depth {depth}: expected at least {min(groups, len(layers))} blocks")
         # frozen: blocks up to the last target
         self.encoder = tiled_reference(
             encoder,
@@ -82,7 +85,7 @@ class TokenAnoViT(nn.Module):
             nn.Dropout(dropout), nn.Linear(dim, 4 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * dim, dim)
         )
         self.decoder = nn.ModuleList(decoder_block(dim, heads, attention) for _ in range(depth))
-        self.groups = 1 if len(layers) == 1 else 2
+        self.groups = min(groups, len(layers))
         self.dim = dim
         self.merge = merge
         if merge == "max":  # each group's peak level on normal images; ones until measured (set_peak_levels)
@@ -177,9 +180,9 @@ class TokenAnoViT(nn.Module):
 
 
 def _group_sizes(n: int, groups: int) -> list[int]:
-    """How many of ``n`` consecutive blocks each of ``groups`` groups holds (the first the larger)."""
-    k = -(-n // groups)
-    return [min(k, n - i) for i in range(0, n, k)]
+    """How many of ``n`` consecutive blocks each of ``groups`` groups holds (the first ones the larger)."""
+    base, extra = divmod(n, groups)
+    return [base + 1] * extra + [base] * (groups - extra)
 
 
 def _grouped(tokens: list[torch.Tensor], groups: int) -> list[torch.Tensor]:
