@@ -29,6 +29,7 @@ SETTINGS: dict[str, dict] = {
     "depth-8": dict(token_depth=8),  # --token-depth 8: Dinomaly's eight decoder blocks for its eight target blocks
     "groups-4": dict(token_groups=4),  # blocks 2-3, 4-5, 6-7, 8-9, each against one decoder block
     "steps-400": dict(min_steps=400, epochs=20),  # two thirds of the preset's 600 steps
+    "depth-8-steps-400": dict(token_depth=8, min_steps=400, epochs=20),  # the deeper decoder in the default's time
     "views-16": dict(token_views=16),  # --token-views 16: twice the cached augmented views of each training image
     # --feature-layers: which of the ViT-Ti's 12 blocks the decoder gives back (the default: 2-9, two groups of four)
     "layers-1-8": dict(feature_layers=tuple(range(1, 9))),  # one block earlier: groups 1-4 and 5-8
