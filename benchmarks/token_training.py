@@ -1,6 +1,7 @@
 """The default (``tokens``) trained otherwise, on real MVTec-layout categories (issue 24: tire and screw): twice the
-optimiser steps, no augmentation (as Dinomaly and PatchCore read their images), more dropout in the noisy
-bottleneck, and other blocks of the encoder, each against the default as it is.
+optimiser steps or fewer, no augmentation (as Dinomaly and PatchCore read their images) or no flips, more dropout in
+the noisy bottleneck, a deeper decoder, more groups of blocks, other blocks of the encoder and more cached views, each
+against the default as it is.
 
     python benchmarks/token_training.py --data ../shared/data/mvtec --categories tire,screw \\
         --settings default,steps-1200,no-augment,dropout-0.4 --seeds 0 --runs RUNS

@@ -92,7 +92,7 @@ class ModelConfig:
     token_decoder_depth: int = 0
     token_dropout: float = 0.2
     token_groups: int = 2  # the target blocks in this many consecutive groups, each compared and scored on its own
-    # How the token map merges its two groups of blocks: "sum" of their distances, or "max" of each divided by its
+    # How the token map merges its groups of blocks: "sum" of their distances, or "max" of each divided by its
     # peak level on the normal hold-out (measured after training, stored with the weights; anovit.models.tokens).
     token_merge: TokenMerge = "sum"
     # The token decoder's attention: "softmax" (timm's Block; what a config.json without the field was trained with)
