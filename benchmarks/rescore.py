@@ -16,7 +16,10 @@ A variant is ``key=value`` pairs joined by ``;``:
   (``3:5``: offsets -5, 0, 5; ``4:4``: -6, -2, 2, 6); an experiment, not an option of the package;
 - ``masks=K``: the complementary patch masks of an inpainting run (``ScoreConfig.test_masks``; runs of other
   objectives are skipped);
-- ``precision=fp32|bf16``: the precision the maps are computed in (default: the run's, as ``anovit test``).
+- ``precision=fp32|bf16``: the precision the maps are computed in (default: the run's, as ``anovit test``);
+- ``map=all|ordinary``: the channels a token run's map localises with (``ModelConfig.token_map_channels``): the
+  model rebuilt so, the weights kept, the ordinary channels and peak levels measured on the run's own hold-out as
+  training measures them (``--benchmark`` of MVTec-layout runs only).
 
 The default variant ``base`` keeps the run's own settings. Writes OUT/rescore.json (every variant
 measured so far) and OUT/TABLE.md (the variants given). The runs are the ablation's
@@ -44,15 +47,17 @@ from torch.utils.data import Dataset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from ablation import _num, _write_markdown, datasets, load_set  # noqa: E402
-from anovit.data import ImageDataset, mvtec_samples  # noqa: E402
+from anovit.config import RunConfig  # noqa: E402
+from anovit.data import ImageDataset, mvtec_samples, split_train_val  # noqa: E402
 from anovit.data.oneclass import one_class_data  # noqa: E402
-from anovit.evaluation.evaluate import evaluate  # noqa: E402
+from anovit.evaluation.evaluate import evaluate, measure_token_levels  # noqa: E402
 from anovit.files import WEIGHTS_FILE
+from anovit.models import build_model
 from anovit.models.checkpoint import load_trained_model
 from anovit.runtime.device import resolve_device
 from anovit.scoring import maps  # noqa: E402
 
-VARIANT_KEYS = ("layers", "sigma", "flips", "score", "image", "masks", "shift", "grid", "precision", "border")
+VARIANT_KEYS = ("layers", "sigma", "flips", "score", "image", "masks", "shift", "grid", "precision", "border", "map")
 
 
 def parse_variant(text: str) -> dict[str, str]:
@@ -104,14 +109,20 @@ def main() -> None:
     for label, setting, run, test_set in runs_to_score(args, out):
         if not (run / WEIGHTS_FILE).is_file() or all((label, setting, v) in done for v in variants):
             continue
-        cfg, model = load_trained_model(run, dev)
+        cfg, trained = load_trained_model(run, dev)
         test = test_set(cfg.data.image_size)
-        reference = getattr(model, "reference", None)
+        reference = getattr(trained, "reference", None)
         own_layers = reference.layers if reference is not None else ()
         for v in variants:
             opts = parse_variant(v)
             if (label, setting, v) in done:
                 continue
+            model = trained
+            if "map" in opts:
+                if not (cfg.model.token_decoder_depth and args.benchmark and args.data):
+                    continue  # a token run of an MVTec-layout benchmark: its hold-out is read again
+                category = label.split("/", 1)[1]
+                model = with_map_channels(cfg, trained, opts["map"], hold_out(args.data, category, cfg), dev)
             if "layers" in opts:
                 layers = tuple(int(i) for i in opts["layers"].split("+"))
                 if reference is None or max(layers) >= len(reference.vit.blocks):
@@ -161,6 +172,26 @@ def main() -> None:
             if reference is not None:
                 reference.layers = own_layers
     write_table(rows, variants, out / f"{args.table}.md")
+
+
+def hold_out(root: Path, category: str, cfg: RunConfig) -> Dataset:
+    """The normal hold-out a run of ``category`` (an MVTec-layout folder under ``root``) was calibrated on."""
+    normal = ImageDataset(mvtec_samples(root, category, "train"), cfg.data.image_size, progress=False)
+    _, val_idx = split_train_val(len(normal), cfg.data.val_fraction, cfg.train.seed)
+    return normal.subset(val_idx)
+
+
+def with_map_channels(
+    cfg: RunConfig, trained: torch.nn.Module, channels: str, holdout: Dataset, dev: torch.device
+) -> torch.nn.Module:
+    """A token run's model rebuilt to localise with ``channels`` (``ModelConfig.token_map_channels``): its trained
+    weights, and what training measures on the hold-out after training measured again."""
+    model = build_model(replace(cfg.model, token_map_channels=channels), load_encoder_weights=False)
+    measured = ("group_peaks", "ordinary")
+    model.load_state_dict({k: v for k, v in trained.state_dict().items() if k not in measured}, strict=False)
+    model.to(dev).eval()
+    measure_token_levels(model, holdout, dev, cfg.train.precision)
+    return model
 
 
 def runs_to_score(args: argparse.Namespace, out: Path) -> list[tuple[str, str, Path, Callable[[int], Dataset]]]:

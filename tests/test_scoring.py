@@ -133,3 +133,39 @@ def test_test_flips_average_each_views_map_flipped_back(flips: str, quarters: tu
         torch.testing.assert_close(quarter, torch.full_like(quarter, want))
     scores = score_batch(_BlankTopLeft(), images, cfg)
     torch.testing.assert_close(scores.image, torch.full((2,), float(max(quarters))))
+
+
+class _TwoMaps(torch.nn.Module):
+    """A model that gives a map to localise with and one to judge the image by (B, 2, H, W), as the token decoder
+    does when it localises without the massive channels: the cell map of :class:`_CellMax`, and its square."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        cells = _CellMax()(images)  # (B, H, W)
+        return torch.stack([cells, cells.square()], dim=1)
+
+
+class _OneOf(torch.nn.Module):
+    def __init__(self, which: int) -> None:
+        super().__init__()
+        self.which = which
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return _TwoMaps()(images)[:, self.which]
+
+
+@pytest.mark.parametrize(("shift", "flips"), [(0, "none"), (2, "none"), (2, "hv")])
+def test_a_model_with_two_maps_is_judged_by_its_second_and_shows_its_first(shift: int, flips: str) -> None:
+    """Each of the two maps goes through the views, moves and smoothing as a lone map would; the scores' map is the
+    first, the image score is read from the second."""
+    from anovit.config import ScoreConfig
+    from anovit.scoring.maps import image_scores, score_batch
+
+    images = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    cfg = ScoreConfig(sigma=1.5, kinds=("tokens",), test_shift=shift, test_flips=flips, image_score="top1+std")
+    both = score_batch(_TwoMaps(), images, cfg)
+    first, second = score_batch(_OneOf(0), images, cfg), score_batch(_OneOf(1), images, cfg)
+    assert both.maps.shape == (3, 16, 16)
+    torch.testing.assert_close(both.maps, first.maps)
+    torch.testing.assert_close(both.image, second.image)
+    torch.testing.assert_close(both.image, image_scores(second.maps, 0.0, "top1+std"))
+    assert not torch.allclose(both.image, first.image)

@@ -21,6 +21,7 @@ from anovit.errors import InputError
 from anovit.evaluation.thresholds import load_thresholds
 from anovit.models import TokenAnoViT, build_model
 from anovit.models.attention import LinearAttention, decoder_block
+from anovit.models.tokens import MASSIVE_RATIO
 from anovit.presets import TOKEN_ATTENTION, TOKEN_LAYERS, TOKEN_MERGE, TOKEN_VIEWS
 from anovit.resolve import resolve_config
 from anovit.runs.train import train_run
@@ -33,8 +34,8 @@ TINY = {"embed_dim": 32, "depth": 4, "num_heads": 2}
 
 def tokens_config() -> RunConfig:
     """The token decoder (2 blocks) on a random 4-block ViT at 32 px: a 4 x 4 patch grid, target blocks 0 to 3; the
-    groups merged and attended as the default does, trained on two cached views of each image (3 epochs read it 3
-    times), scored as the default scores, over views shifted by a quarter patch."""
+    groups merged, attended and localised as the default does, trained on two cached views of each image (3 epochs
+    read it 3 times), scored as the default scores, over views shifted by a quarter patch."""
     cfg = tiny_run_config("anovit", epochs=3)
     model = replace(
         cfg.model,
@@ -43,6 +44,7 @@ def tokens_config() -> RunConfig:
         token_decoder_depth=2,
         token_merge="max",
         token_attention="linear",
+        token_map_channels="ordinary",
     )
     return replace(
         cfg,
@@ -93,10 +95,23 @@ def test_the_config_of_tokens() -> None:
             "8",
             "--token-groups",
             "4",
+            "--token-map-channels",
+            "all",
             "--no-augment",
         ]
     )
     plain = resolve_config("tokens", **method_options(args))
+    # the default localises without the massive channels, as does the tokens objective reached from another preset
+    assert cfg.model.token_map_channels == resolve_config("tokens").model.token_map_channels == "ordinary"
+    assert plain.model.token_map_channels == "all"
+    with pytest.raises(InputError, match="token-map-channels"):
+        resolve_config("tiny", token_map_channels="all")  # no token decoder
+    with pytest.raises(InputError, match="token-map-channels"):
+        resolve_config("tokens", token_map_channels="some")
+    with pytest.raises(InputError, match="position-norm with --token-map-channels ordinary"):
+        resolve_config("tokens", position_norm=True, image_score="top1")  # the norm would be of the other map
+    judged = resolve_config("tokens", position_norm=True, image_score="top1", token_map_channels="all")
+    assert judged.model.position_norm
     assert plain.model.token_dropout == 0.4 != cfg.model.token_dropout
     assert plain.model.token_decoder_depth == 8 != cfg.model.token_decoder_depth
     assert plain.model.token_groups == 4 != cfg.model.token_groups
@@ -248,6 +263,48 @@ def test_max_merge_judges_each_group_against_its_normal_peaks() -> None:
         TokenAnoViT(32, "vit_tiny_patch16_224", 8, merge="mean", **kw)
 
 
+def test_the_map_localises_without_the_massive_channels() -> None:
+    """map_channels="ordinary": the channels over MASSIVE_RATIO times their group's median energy are left out of the
+    localising map's cosine, not of the judging map's; forward gives both (localising first), each merged over its
+    own peak levels; "all" gives the one map, as runs saved before did."""
+    torch.manual_seed(0)
+    kw = dict(layers=(0, 1, 2, 3), depth=2, dropout=0.0, encoder_overrides=TINY, merge="max")
+    model = TokenAnoViT(32, "vit_tiny_patch16_224", 8, map_channels="ordinary", **kw).eval()
+    assert torch.equal(model.ordinary, torch.ones(2, 32)) and model.group_peaks.shape == (4,)
+    energy = torch.ones(2, 32)
+    energy[1, 5] = 2 * MASSIVE_RATIO  # massive
+    energy[0, 7] = MASSIVE_RATIO / 2  # large, not massive
+    model.set_ordinary_channels(energy)
+    assert (model.ordinary == 0).nonzero().tolist() == [[1, 5]]
+    images = torch.rand(3, 3, 32, 32)
+    measured = model.channel_energy(images)  # (3, 2, 32): the mean square of each group's target channels
+    torch.testing.assert_close(measured, model.targets(images).pow(2).mean(dim=2))
+    (a0, b0), (a1, b1) = model.pairs(images)
+    full = [1 - torch.cosine_similarity(a, b, dim=-1) for a, b in ((a0, b0), (a1, b1))]  # (3, 16) each
+    keep = torch.ones(32)
+    keep[5] = 0
+    without = [full[0], 1 - torch.cosine_similarity(a1 * keep, b1 * keep, dim=-1)]
+    dists = model.map_distances(images)
+    for got, want in zip(dists, full + without):
+        torch.testing.assert_close(got, want)
+    assert not torch.allclose(dists[3], dists[1])
+    assert model.peak_levels(images).shape == (3, 4)
+    model.set_peak_levels(torch.tensor([0.5, 2.0, 1.0, 4.0]))
+    maps = model(images)
+    assert maps.shape == (3, 2, 32, 32)
+
+    def upsampled(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        grid = torch.maximum(first, second).view(3, 1, 4, 4)
+        return torch.nn.functional.interpolate(grid, size=(32, 32), mode="bilinear", align_corners=False)[:, 0]
+
+    torch.testing.assert_close(maps[:, 0], upsampled(without[0] / 1.0, without[1] / 4.0))  # to localise with
+    torch.testing.assert_close(maps[:, 1], upsampled(full[0] / 0.5, full[1] / 2.0))  # to judge the image by
+    one = TokenAnoViT(32, "vit_tiny_patch16_224", 8, **kw)
+    assert one(images).shape == (3, 32, 32) and "ordinary" not in one.state_dict()
+    with pytest.raises(InputError, match="map channels"):
+        TokenAnoViT(32, "vit_tiny_patch16_224", 8, map_channels="none", **kw)
+
+
 @pytest.fixture(scope="module")
 def tokens_run(mvtec_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("tokens") / "run"
@@ -260,13 +317,17 @@ def test_a_tokens_run_trains_tests_and_exports(tokens_run: Path, mvtec_root: Pat
     assert len(history) == 4  # a header and three epochs
     from safetensors.torch import load_file
 
-    peaks = load_file(str(tokens_run / "model.safetensors"))["group_peaks"]  # measured on the hold-out, saved
-    assert peaks.shape == (2,) and (peaks > 0).all() and not torch.equal(peaks, torch.ones(2))
+    weights = load_file(str(tokens_run / "model.safetensors"))  # measured on the hold-out, saved
+    peaks = weights["group_peaks"]  # each map's groups: the judging map's, then the localising map's
+    assert peaks.shape == (4,) and (peaks > 0).all() and not torch.equal(peaks, torch.ones(4))
+    assert weights["ordinary"].shape == (2, 32)  # the random ViT has no massive channel: all are read
     saved = json.loads((tokens_run / "config.json").read_text())
-    assert saved["model"]["token_attention"] == "linear"
+    assert saved["model"]["token_attention"] == "linear" and saved["model"]["token_map_channels"] == "ordinary"
     del saved["model"]["token_attention"]  # a run saved before the option was trained with softmax attention
+    del saved["model"]["token_map_channels"]  # and localised on the map over all channels
     (tmp_path / "before.json").write_text(json.dumps(saved))
-    assert RunConfig.load(tmp_path / "before.json").model.token_attention == "softmax"
+    old = RunConfig.load(tmp_path / "before.json").model
+    assert old.token_attention == "softmax" and old.token_map_channels == "all"
     thresholds = load_thresholds(tokens_run)  # no masks in the hold-out: the pixel threshold is on the map's scale
     assert thresholds.pixel_method == "image-threshold"
     assert thresholds.pixel > thresholds.image  # the top 1 % above its geometric mean with the map's spread

@@ -33,6 +33,9 @@ TOKEN_ATTENTIONS: tuple[str, ...] = get_args(TokenAttention)
 # how the token map merges its two groups of blocks (ModelConfig.token_merge; anovit.models.tokens)
 TokenMerge = Literal["sum", "max"]
 TOKEN_MERGES: tuple[str, ...] = get_args(TokenMerge)
+# the channels the token map's cosine reads for localisation (ModelConfig.token_map_channels; anovit.models.tokens)
+TokenMapChannels = Literal["all", "ordinary"]
+TOKEN_MAP_CHANNELS: tuple[str, ...] = get_args(TokenMapChannels)
 # test-time flips (ScoreConfig.test_flips): the maps of the image and of these flips of it, each flipped back, are
 # averaged
 TestFlips = Literal["none", "h", "v", "hv"]
@@ -98,6 +101,11 @@ class ModelConfig:
     # The token decoder's attention: "softmax" (timm's Block; what a config.json without the field was trained with)
     # or "linear" (phi(q) (phi(k)^T v), Dinomaly's; anovit.models.attention).
     token_attention: TokenAttention = "softmax"
+    # The channels the token map's cosine reads where it localises: "all" (what a config.json without the field was
+    # trained with), or "ordinary": all but the encoder's few massive activations (channels whose energy on normal
+    # tokens is over a thousand times the median channel's, measured after training and stored with the weights),
+    # whose size drowns the rest of a patch in the cosine. The image score reads all channels in both.
+    token_map_channels: TokenMapChannels = "all"
     # The image score read from the score map standardised at each pixel by its mean and spread on the normal
     # validation images (anovit.models.position; measured after training, stored with the weights), so that places
     # that are busy on every normal part (edges, highlights, the background) stop deciding the verdict. The map

@@ -16,6 +16,7 @@ from anovit.presets import (
     TOKEN_ATTENTION,
     TOKEN_DECODER_DEPTH,
     TOKEN_LAYERS,
+    TOKEN_MAP_CHANNELS,
     TOKEN_MERGE,
     TOKEN_VIEWS,
 )
@@ -132,6 +133,7 @@ def _token_options(
         token_decoder_depth=m.token_decoder_depth or TOKEN_DECODER_DEPTH,
         token_merge=TOKEN_MERGE if m.token_decoder_depth == 0 else m.token_merge,
         token_attention=TOKEN_ATTENTION if m.token_decoder_depth == 0 else m.token_attention,
+        token_map_channels=TOKEN_MAP_CHANNELS if m.token_decoder_depth == 0 else m.token_map_channels,
     )
     t = replace(t, objective="tokens", feature_loss=0.0, token_views=t.token_views or TOKEN_VIEWS)
     s = replace(s, kinds=("tokens",), scales=(), test_masks=1)

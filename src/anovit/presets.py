@@ -18,6 +18,9 @@ TOKEN_MERGE = "max"
 # the token decoder's attention (anovit.models.attention): linear, Dinomaly's; level with softmax on the real sets at
 # about 60 % of its training time (benchmarks/linear_attention)
 TOKEN_ATTENTION = "linear"
+# the channels the token map localises with: all but the encoder's massive activations (anovit.models.tokens), a
+# finer map on real defects; the image score reads all channels
+TOKEN_MAP_CHANNELS = "ordinary"
 # --objective tokens on a small set: augmented views of each training image encoded once (anovit.training.token_cache)
 TOKEN_VIEWS = 8
 # the tokens' test-time shift (ScoreConfig.test_shift): a quarter of the ViT's 16-px patch, so the four shifted views
@@ -100,7 +103,8 @@ PRESETS: dict[str, RunConfig] = {
 CAE_PRESET = {"tokens": "tiny"}
 # tokens: the CPU default: the tiny preset's pretrained ViT-Ti at 224 px, frozen; a 4-block decoder with linear
 #        attention gives back its tokens of blocks 2 to 9 through a noisy bottleneck (after Dinomaly), scored by their
-#        cosine distance (blocks 2-5 and 6-9, each over its peak level on normal images, the larger of the two); 600
+#        cosine distance (blocks 2-5 and 6-9, each over its peak level on normal images, the larger of the two; the map
+#        localises without the encoder's massive activations, the image score reads all channels); 600
 #        steps with a cosine decay of the learning rate (about 5 minutes on 2 CPU cores in fp32), on views turned,
 #        moved and scaled a little but not flipped; at test time, the mean map of four views shifted by a quarter
 #        patch; the image score asks for a peak (the top 1 %) that stands out of the map around it (its spread):
@@ -112,6 +116,7 @@ PRESETS["tokens"] = RunConfig(
         token_decoder_depth=TOKEN_DECODER_DEPTH,
         token_merge=TOKEN_MERGE,
         token_attention=TOKEN_ATTENTION,
+        token_map_channels=TOKEN_MAP_CHANNELS,
         segment_head=False,
     ),
     # the paper's random affine without its flips: a flip mirrors the light falling on a part and the hand of its

@@ -13,6 +13,7 @@ from anovit.config import (
     LR_SCHEDULES,
     TEST_FLIPS,
     TOKEN_ATTENTIONS,
+    TOKEN_MAP_CHANNELS,
     TOKEN_MERGES,
     LrSchedule,
     ModelName,
@@ -64,6 +65,7 @@ def resolve_config(
     token_dropout: float | None = None,
     token_depth: int | None = None,
     token_groups: int | None = None,
+    token_map_channels: str | None = None,
     tiles: int | None = None,
     patch_stride: int | None = None,
 ) -> RunConfig:
@@ -149,6 +151,15 @@ def resolve_config(
     if token_merge is not None:
         token_decoder_option(m, "--token-merge", token_merge, token_merge in TOKEN_MERGES, " or ".join(TOKEN_MERGES))
         m = replace(m, token_merge=token_merge)
+    if token_map_channels is not None:
+        valid = token_map_channels in TOKEN_MAP_CHANNELS
+        token_decoder_option(m, "--token-map-channels", token_map_channels, valid, " or ".join(TOKEN_MAP_CHANNELS))
+        m = replace(m, token_map_channels=token_map_channels)
+    if m.position_norm and m.name == "anovit" and m.token_decoder_depth and m.token_map_channels == "ordinary":
+        raise InputError(
+            "--position-norm with --token-map-channels ordinary: the norm is measured on the map that localises, and "
+            "the image score reads the map over all channels; give --token-map-channels all"
+        )
     if token_attention is not None:
         valid = token_attention in TOKEN_ATTENTIONS
         token_decoder_option(m, "--token-attention", token_attention, valid, " or ".join(TOKEN_ATTENTIONS))

@@ -13,6 +13,7 @@ from anovit.config import (
     SCORE_KINDS,
     TEST_FLIPS,
     TOKEN_ATTENTIONS,
+    TOKEN_MAP_CHANNELS,
     TOKEN_MERGES,
 )
 from anovit.deploy.backends import BACKENDS
@@ -188,6 +189,13 @@ def add_method(p: argparse.ArgumentParser) -> None:
         "Dinomaly's; at most the decoder's blocks)",
     )
     p.add_argument(
+        "--token-map-channels",
+        choices=TOKEN_MAP_CHANNELS,
+        help="--objective tokens: the channels the map localises with: all, or the ordinary ones, without the "
+        "encoder's few massive activations (over 1,000x the median channel's energy on normal tokens); the image "
+        "score reads all in both (default: ordinary)",
+    )
+    p.add_argument(
         "--tiles",
         type=int,
         metavar="K",
@@ -235,6 +243,7 @@ def method_options(args: argparse.Namespace) -> dict:
         token_dropout=args.token_dropout,
         token_depth=args.token_depth,
         token_groups=args.token_groups,
+        token_map_channels=args.token_map_channels,
         tiles=args.tiles,
         patch_stride=args.patch_stride,
     )

@@ -1,6 +1,7 @@
 """Evaluation as plain functions: ``score_images`` (one batch), ``evaluate`` (a labelled dataset ->
-:class:`Evaluation` with its AUROCs), ``measure_scales`` (the score maps' means on normal images) and
-``measure_peak_levels`` (the token model's groups' peak levels on normal images)."""
+:class:`Evaluation` with its AUROCs), ``measure_scales`` (the score maps' means on normal images),
+``measure_peak_levels`` (the token model's groups' peak levels on normal images), ``measure_channel_energy`` (its
+channels' energy there) and ``measure_token_levels`` (both, into the model)."""
 
 from __future__ import annotations
 
@@ -128,9 +129,39 @@ def measure_peak_levels(
 
     def levels(x: torch.Tensor) -> torch.Tensor:
         with autocast(device, precision):
-            return model.peak_levels(x)  # (B, G)
+            return model.peak_levels(x)  # (B, maps x G)
 
-    return _mean_over(dataset, device, batch_size, levels, model.groups).float()
+    return _mean_over(dataset, device, batch_size, levels, model.groups * model.maps).float()
+
+
+@torch.no_grad()
+def measure_channel_energy(
+    model: nn.Module, dataset: Dataset, device: torch.device, precision: Precision = "fp32", batch_size: int = 16
+) -> torch.Tensor:
+    """The token model's mean square of each channel of each group's tokens
+    (:meth:`anovit.models.tokens.TokenAnoViT.channel_energy`) over ``dataset`` (normal images), over all ranks:
+    (G, D)."""
+    model.eval().to(device)
+    shape = (model.groups, model.dim)
+
+    def energy(x: torch.Tensor) -> torch.Tensor:
+        with autocast(device, precision):
+            return model.channel_energy(x).flatten(1)  # (B, G x D)
+
+    return _mean_over(dataset, device, batch_size, energy, shape[0] * shape[1]).float().view(shape)
+
+
+def measure_token_levels(model: nn.Module, dataset: Dataset, device: torch.device, precision: Precision) -> bool:
+    """What a trained token model reads from normal images (``dataset``), measured into its buffers: the ordinary
+    channels its map localises with (``map_channels="ordinary"``), then its groups' peak levels, which depend on them
+    (``merge="max"``). False where the model has neither (nothing changed)."""
+    ordinary = getattr(model, "map_channels", None) == "ordinary"
+    if ordinary:
+        model.set_ordinary_channels(measure_channel_energy(model, dataset, device, precision))
+    peaks = getattr(model, "merge", None) == "max"
+    if peaks:
+        model.set_peak_levels(measure_peak_levels(model, dataset, device, precision))
+    return ordinary or peaks
 
 
 @torch.no_grad()

@@ -41,6 +41,7 @@ def _build(cfg: ModelConfig, load_encoder_weights: bool) -> nn.Module:
             merge=cfg.token_merge,
             attention=cfg.token_attention,
             groups=cfg.token_groups,
+            map_channels=cfg.token_map_channels,
             tiles=cfg.tiles,
             patch_stride=cfg.patch_stride,
         )

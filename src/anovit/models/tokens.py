@@ -9,9 +9,17 @@ cannot give back is anomalous, so the score map is 1 - cosine per patch, summed 
 with ``merge="max"``, the larger of the two after each is divided by its peak level on normal images (the mean of
 each hold-out image's highest 1 % of patches, :meth:`TokenAnoViT.peak_levels`, measured after training and saved
 with the weights): a patch is as anomalous as the group that finds it most so, each judged against its own
-normal peaks, so neither group's noise drowns what the other sees. Training sees normal
-images only and weights the best-reconstructed share of the patches down (Dinomaly's loose, hard-mined loss),
-so the decoder does not sharpen what it already gives back at the cost of the rest.
+normal peaks, so neither group's noise drowns what the other sees.
+
+A few channels of a pretrained ViT's middle blocks carry massive activations (Sun et al., "Massive Activations in
+Large Language Models", COLM 2024, find them in ViTs too): in the ViT-Ti's blocks 6-9 one channel holds over 90 % of
+the tokens' energy, so the cosine there reads little but that channel. With ``map_channels="ordinary"`` the map a
+defect is localised on leaves those channels out (found on the normal hold-out after training, where a channel's
+mean square is over :data:`MASSIVE_RATIO` times the median channel's, and saved with the weights), while the image
+score still reads the cosine over all channels, whose verdicts they help: ``forward`` then gives both maps.
+
+Training sees normal images only and weights the best-reconstructed share of the patches down (Dinomaly's loose,
+hard-mined loss), so the decoder does not sharpen what it already gives back at the cost of the rest.
 
 The decoder's blocks attend with softmax (timm's ``Block``) or, as Dinomaly's and the default's, with linear
 attention (:mod:`anovit.models.attention`). What it leaves out: Dinomaly's DINOv2 encoder (any timm ViT here; the
@@ -27,12 +35,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from anovit.config import TOKEN_MERGES
+from anovit.config import TOKEN_MAP_CHANNELS, TOKEN_MERGES
 from anovit.errors import InputError
 from anovit.models.attention import decoder_block
 from anovit.models.encoder import tiled_reference
 
 EASY_WEIGHT = 0.1  # the hard-mined loss's weight on the patches reconstructed best
+# a channel whose mean square on normal tokens is over this many times the median channel's is a massive activation;
+# in the ViT-Ti's blocks 6-9 the one such channel has about 4,000 times it, the next under 40 times
+MASSIVE_RATIO = 1000.0
 PEAK_SHARE = 0.01  # the share of an image's patches whose mean is its peak level (merge="max")
 
 
@@ -40,7 +51,9 @@ class TokenAnoViT(nn.Module):
     """Frozen ViT -> noisy bottleneck -> transformer decoder -> the encoder's middle-block tokens again.
 
     ``pairs`` gives (encoder, decoder) tokens per group of blocks; ``forward`` the map (B, H, W) of their
-    dissimilarity at the input size, or the training loss on a batch of normal images (``loss``).
+    dissimilarity at the input size (with ``map_channels="ordinary"`` two maps, (B, 2, H, W): the one to localise with,
+    over the ordinary channels, and the one to judge the image by, over all), or the training loss on a batch of
+    normal images (``loss``).
     """
 
     def __init__(
@@ -59,10 +72,13 @@ class TokenAnoViT(nn.Module):
         tiles: int = 1,
         patch_stride: int = 0,
         groups: int = 2,
+        map_channels: str = "all",
     ) -> None:
         super().__init__()
         if merge not in TOKEN_MERGES:
             raise InputError(f"token group merge {merge!r}: expected one of {', '.join(TOKEN_MERGES)}")
+        if map_channels not in TOKEN_MAP_CHANNELS:
+            raise InputError(f"token map channels {map_channels!r}: expected one of {', '.join(TOKEN_MAP_CHANNELS)}")
         if groups < 1:
             raise InputError(f"token groups {groups}: expected 1 or more groups of blocks")
         if depth < min(groups, len(layers)):
@@ -88,8 +104,16 @@ class TokenAnoViT(nn.Module):
         self.groups = min(groups, len(layers))
         self.dim = dim
         self.merge = merge
-        if merge == "max":  # each group's peak level on normal images; ones until measured (set_peak_levels)
-            self.register_buffer("group_peaks", torch.ones(self.groups))
+        self.map_channels = map_channels
+        if map_channels == "ordinary":  # 1 where the localising map reads a channel; all until measured
+            self.register_buffer("ordinary", torch.ones(self.groups, dim))
+        if merge == "max":  # each group's peak level on normal images, per map; ones until measured (set_peak_levels)
+            self.register_buffer("group_peaks", torch.ones(self.groups * self.maps))
+
+    @property
+    def maps(self) -> int:
+        """How many maps ``forward`` gives: 1, or 2 with ``map_channels="ordinary"`` (to localise, to judge)."""
+        return 2 if self.map_channels == "ordinary" else 1
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -136,34 +160,59 @@ class TokenAnoViT(nn.Module):
         tokens and their reconstruction, (B, N) fp32."""
         return [1 - F.cosine_similarity(a.float(), b.float(), dim=-1) for a, b in self.pairs(images, cached)]
 
+    def map_distances(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """(B, 3, H, W) in [0, 1] -> per map and group of blocks (the judging map's groups first), 1 - cosine of each
+        patch's tokens and their reconstruction, (B, N) fp32: over all channels, then, with ``map_channels=
+        "ordinary"``, over the ordinary ones (one decoder pass for both)."""
+        pairs = [(a.float(), b.float()) for a, b in self.pairs(images)]
+        out = [1 - F.cosine_similarity(a, b, dim=-1) for a, b in pairs]
+        if self.map_channels == "ordinary":
+            out += [1 - F.cosine_similarity(a * w, b * w, dim=-1) for (a, b), w in zip(pairs, self.ordinary)]
+        return out
+
     def forward(self, images: torch.Tensor, easy_share: float | None = None, cached: bool = False) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> 1 - cosine of the tokens and their reconstruction, merged over the groups
-        (``merge``), upsampled: (B, H, W); with ``easy_share``, the training loss (:meth:`loss`) instead, on the
+        (``merge``), upsampled: (B, H, W), or with ``map_channels="ordinary"`` (B, 2, H, W), the map to localise
+        with and the map to judge the image by; with ``easy_share``, the training loss (:meth:`loss`) instead, on the
         images or (``cached``) their targets, so that training goes through the module's call (and
         DistributedDataParallel's)."""
         if easy_share is not None:
             return self.loss(images, easy_share, cached)
-        groups = self.distances(images)  # [(B, N)] per group
+        dists = self.map_distances(images)  # [(B, N)] per map and group
         if self.merge == "max":
-            dist = torch.stack([d / p for d, p in zip(groups, self.group_peaks)]).amax(dim=0)  # (B, N)
-        else:
-            dist = sum(groups)  # (B, N)
+            dists = [d / p for d, p in zip(dists, self.group_peaks)]
+        per_map = [dists[i : i + self.groups] for i in range(0, len(dists), self.groups)]  # judging map first
+        merged = [torch.stack(g).amax(dim=0) if self.merge == "max" else sum(g) for g in per_map]  # [(B, N)]
         gh, gw = self.grid
         h, w = int(images.shape[-2]), int(images.shape[-1])
-        dist = dist.view(-1, 1, gh, gw)
-        return F.interpolate(dist, size=(h, w), mode="bilinear", align_corners=False).squeeze(1)  # (B, H, W)
+        dist = torch.stack(merged[::-1], dim=1).view(-1, len(merged), gh, gw)  # (B, maps, gh, gw), localising first
+        up = F.interpolate(dist, size=(h, w), mode="bilinear", align_corners=False)  # (B, maps, H, W)
+        return up.squeeze(1) if self.maps == 1 else up
 
     @torch.no_grad()
     def peak_levels(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) normal images in [0, 1] -> (B, G): each group's mean over its highest :data:`PEAK_SHARE`
-        of each image's patches."""
-        groups = self.distances(images)  # [(B, N)]
+        """(B, 3, H, W) normal images in [0, 1] -> (B, maps x G): each map's and group's mean over its highest
+        :data:`PEAK_SHARE` of each image's patches (the order of :meth:`map_distances`)."""
+        groups = self.map_distances(images)  # [(B, N)]
         k = max(1, round(PEAK_SHARE * groups[0].shape[1]))
         return torch.stack([d.topk(k, dim=1).values.mean(dim=1) for d in groups], dim=1)
 
     def set_peak_levels(self, levels: torch.Tensor) -> None:
-        """Store the groups' peak levels on normal images (G,) for ``merge="max"``."""
+        """Store the groups' peak levels on normal images (maps x G,) for ``merge="max"``."""
         self.group_peaks.copy_(levels.clamp_min(1e-6))
+
+    @torch.no_grad()
+    def channel_energy(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) normal images in [0, 1] -> (B, G, D): each group's mean square of each channel over the
+        image's patches."""
+        return self.targets(images).float().pow(2).mean(dim=2)
+
+    def set_ordinary_channels(self, energy: torch.Tensor) -> None:
+        """From the channels' energy on normal images (G, D) (:meth:`channel_energy`), keep for the localising map
+        each group's channels up to :data:`MASSIVE_RATIO` times its median channel's; before the peak levels, which
+        depend on them."""
+        median = energy.median(dim=1, keepdim=True).values  # (G, 1)
+        self.ordinary.copy_((energy <= MASSIVE_RATIO * median).to(self.ordinary.dtype))
 
     def loss(self, images: torch.Tensor, easy_share: float, cached: bool = False) -> torch.Tensor:
         """Mean over the groups of the patches' 1 - cosine, the lowest ``easy_share`` of them weighted

@@ -21,7 +21,7 @@ from anovit.data.datasets import SplittableDataset
 from anovit.data.transforms import build_augment
 from anovit.deploy.api import Run, load_run
 from anovit.errors import InputError
-from anovit.evaluation.evaluate import measure_peak_levels, measure_scales
+from anovit.evaluation.evaluate import measure_scales, measure_token_levels
 from anovit.evaluation.position import fit_position_norm
 from anovit.evaluation.thresholds import Thresholds, save_thresholds
 from anovit.evaluation.thresholds import calibrate as thresholds_from
@@ -147,13 +147,15 @@ def train_on(
         if val_set is not None
         else (normal.subset(train_idx), f"the training images ({len(train_idx)} normal; no hold-out)")
     )
-    if getattr(model, "merge", None) == "max":  # the token groups' peak levels, saved with the weights
-        model.set_peak_levels(measure_peak_levels(model, holdout, dev, cfg.train.precision))
+    if measure_token_levels(model, holdout, dev, cfg.train.precision):  # saved with the weights
         if dist.is_main():
             save_weights(model, run_dir / WEIGHTS_FILE)
-        log.info(
-            "token groups' peak levels on %s: %s", about, ", ".join(f"{v:.4g}" for v in model.group_peaks.tolist())
-        )
+        if model.map_channels == "ordinary":
+            left_out = (model.ordinary == 0).nonzero().tolist()
+            log.info("token map: massive channels left out ([group, channel]) on %s: %s", about, left_out or "none")
+        if model.merge == "max":
+            peaks = ", ".join(f"{v:.4g}" for v in model.group_peaks.tolist())
+            log.info("token groups' peak levels on %s: %s", about, peaks)
     if len(cfg.score.kinds) > 1:
         cfg = replace(
             cfg, score=replace(cfg.score, scales=measure_scales(model, holdout, cfg.score, dev, cfg.train.precision))

@@ -154,11 +154,13 @@ def shifted(images: torch.Tensor, offsets: tuple[tuple[int, int], ...]) -> torch
 
 
 def shifted_back(maps: torch.Tensor, offsets: tuple[tuple[int, int], ...]) -> torch.Tensor:
-    """The maps (V * B, H, W) of :func:`shifted` views, each moved back onto the image and averaged: (B, H, W).
-    The strip a view did not see is filled with its nearest edge."""
+    """The maps (V * B, H, W) of :func:`shifted` views, each moved back onto the image and averaged: (B, H, W); or,
+    K maps a view, (V * B, K, H, W) -> (B, K, H, W). The strip a view did not see is filled with its nearest edge."""
     pad = _margin(offsets)
     if pad == 0:
         return maps
+    if maps.dim() == 4:
+        return torch.stack([shifted_back(m, offsets) for m in maps.unbind(1)], dim=1)
     h, w = int(maps.shape[-2]), int(maps.shape[-1])
     padded = F.pad(maps.unsqueeze(1), (pad, pad, pad, pad), mode="replicate").squeeze(1)  # (V * B, H + 2p, W + 2p)
     views = padded.chunk(len(offsets))  # V x (B, H + 2p, W + 2p)
@@ -172,7 +174,8 @@ def combined_map(
     cfg: ScoreConfig,
     amp: Callable[[], AbstractContextManager] = contextlib.nullcontext,
 ) -> torch.Tensor:
-    """The combined map before smoothing (B, H, W); with ``cfg.test_flips`` and ``cfg.test_shift`` the mean over
+    """The combined map before smoothing (B, H, W), or the pair of a model that gives a map to localise with and
+    one to judge the image by (B, 2, H, W); with ``cfg.test_flips`` and ``cfg.test_shift`` the mean over
     the image's flips and shifts, each view's map moved back onto the image. The views go through the model as
     one batch.
 
@@ -240,8 +243,11 @@ def score_batch(
 ) -> Scores:
     """images (B, 3, S, S) float in [0, 1] -> :class:`Scores`: combined, smoothed maps and their image scores
     (:func:`image_scores`), read from the maps standardised per pixel where the model has a ``position`` norm
-    (``ModelConfig.position_norm``); the maps are returned as they are."""
-    maps = gaussian_blur(combined_map(model, images, cfg, amp), cfg.sigma, cfg.truncate)  # (B, H, W)
+    (``ModelConfig.position_norm``); the maps are returned as they are. A model that gives two maps (the token
+    decoder localising without the encoder's massive activations, ``ModelConfig.token_map_channels``) is judged by
+    its second and returns its first."""
+    maps = gaussian_blur(combined_map(model, images, cfg, amp), cfg.sigma, cfg.truncate)  # (B, H, W) or (B, 2, H, W)
+    maps, judged = maps.unbind(1) if maps.dim() == 4 else (maps, maps)  # (B, H, W) each
     norm = getattr(model, "position", None)
-    judged = norm(maps) if norm is not None else maps  # (B, H, W)
+    judged = norm(judged) if norm is not None else judged  # (B, H, W)
     return Scores(maps=maps, image=image_scores(judged, cfg.border, cfg.image_score))

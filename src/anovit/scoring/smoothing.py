@@ -29,9 +29,12 @@ def _pad_symmetric(x: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
 
 
 def gaussian_blur(maps: torch.Tensor, sigma: float, truncate: float = 4.0) -> torch.Tensor:
-    """Smooth a batch of maps (B, H, W) with a separable Gaussian; sigma <= 0 returns them as is."""
+    """Smooth a batch of maps (B, H, W), or of K maps each (B, K, H, W), with a separable Gaussian; sigma <= 0
+    returns them as is."""
     if sigma <= 0:
         return maps
+    if maps.dim() == 4:
+        return torch.stack([gaussian_blur(m, sigma, truncate) for m in maps.unbind(1)], dim=1)
     kernel = gaussian_kernel1d(sigma, truncate, maps.device).to(maps.dtype)  # (K,)
     radius = (kernel.numel() - 1) // 2
     x = maps.unsqueeze(1)  # (B, 1, H, W)
