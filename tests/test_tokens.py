@@ -276,6 +276,11 @@ def test_the_map_localises_without_the_massive_channels() -> None:
     energy[0, 7] = MASSIVE_RATIO / 2  # large, not massive
     model.set_ordinary_channels(energy)
     assert (model.ordinary == 0).nonzero().tolist() == [[1, 5]]
+    silent = torch.zeros(2, 32)
+    silent[0, :3] = 1.0  # a median of 0: nothing to measure a channel against, so every channel is read
+    model.set_ordinary_channels(silent)
+    assert torch.equal(model.ordinary, torch.ones(2, 32))
+    model.set_ordinary_channels(energy)
     images = torch.rand(3, 3, 32, 32)
     measured = model.channel_energy(images)  # (3, 2, 32): the mean square of each group's target channels
     torch.testing.assert_close(measured, model.targets(images).pow(2).mean(dim=2))

@@ -212,7 +212,8 @@ class TokenAnoViT(nn.Module):
         each group's channels up to :data:`MASSIVE_RATIO` times its median channel's; before the peak levels, which
         depend on them."""
         median = energy.median(dim=1, keepdim=True).values  # (G, 1)
-        self.ordinary.copy_((energy <= MASSIVE_RATIO * median).to(self.ordinary.dtype))
+        ordinary = (energy <= MASSIVE_RATIO * median) | (median <= 0)  # a group mostly silent has no scale to judge by
+        self.ordinary.copy_(ordinary.to(self.ordinary.dtype))
 
     def loss(self, images: torch.Tensor, easy_share: float, cached: bool = False) -> torch.Tensor:
         """Mean over the groups of the patches' 1 - cosine, the lowest ``easy_share`` of them weighted
