@@ -18,8 +18,9 @@ A variant is ``key=value`` pairs joined by ``;``:
   objectives are skipped);
 - ``precision=fp32|bf16``: the precision the maps are computed in (default: the run's, as ``anovit test``);
 - ``map=all|ordinary``: the channels a token run's map localises with (``ModelConfig.token_map_channels``): the
-  model rebuilt so, the weights kept, the ordinary channels and peak levels measured on the run's own hold-out as
-  training measures them (``--benchmark`` of MVTec-layout runs only).
+  model rebuilt so, the weights kept (a run trained with the loss over all channels keeps it), the ordinary channels
+  and peak levels measured on the run's own hold-out as training measures them (``--benchmark`` of MVTec-layout runs
+  only).
 
 The default variant ``base`` keeps the run's own settings. Writes OUT/rescore.json (every variant
 measured so far) and OUT/TABLE.md (the variants given). The runs are the ablation's
@@ -50,7 +51,7 @@ from ablation import _num, _write_markdown, datasets, load_set  # noqa: E402
 from anovit.config import RunConfig  # noqa: E402
 from anovit.data import ImageDataset, mvtec_samples, split_train_val  # noqa: E402
 from anovit.data.oneclass import one_class_data  # noqa: E402
-from anovit.evaluation.evaluate import evaluate, measure_token_levels  # noqa: E402
+from anovit.evaluation.evaluate import evaluate, measure_channel_energy, measure_peak_levels  # noqa: E402
 from anovit.files import WEIGHTS_FILE
 from anovit.models import build_model
 from anovit.models.checkpoint import load_trained_model
@@ -190,7 +191,10 @@ def with_map_channels(
     measured = ("group_peaks", "ordinary")
     model.load_state_dict({k: v for k, v in trained.state_dict().items() if k not in measured}, strict=False)
     model.to(dev).eval()
-    measure_token_levels(model, holdout, dev, cfg.train.precision)
+    if channels == "ordinary":
+        model.set_ordinary_channels(measure_channel_energy(model, holdout, dev, cfg.train.precision))
+    if model.merge == "max":
+        model.set_peak_levels(measure_peak_levels(model, holdout, dev, cfg.train.precision))
     return model
 
 

@@ -1,7 +1,7 @@
 """The default (``tokens``) trained otherwise, on real MVTec-layout categories (issue 24: tire and screw): twice the
 optimiser steps or fewer, no augmentation (as Dinomaly and PatchCore read their images) or no flips, more dropout in
-the noisy bottleneck, a deeper decoder, more groups of blocks, other blocks of the encoder and more cached views, each
-against the default as it is.
+the noisy bottleneck, a deeper decoder, more groups of blocks, other blocks of the encoder, more cached views, or the
+map and loss over all channels, each against the default as it is.
 
     python benchmarks/token_training.py --data ../shared/data/mvtec --categories tire,screw \\
         --settings default,steps-1200,no-augment,dropout-0.4 --seeds 0 --runs RUNS
@@ -31,6 +31,9 @@ SETTINGS: dict[str, dict] = {
     "groups-4": dict(token_groups=4),  # blocks 2-3, 4-5, 6-7, 8-9, each against one decoder block
     "steps-400": dict(min_steps=400, epochs=20),  # two thirds of the preset's 600 steps
     "depth-8-steps-400": dict(token_depth=8, min_steps=400, epochs=20),  # the deeper decoder in the default's time
+    # --token-map-channels all: the map and the loss over all channels, the massive activations too (the default
+    # until the split; anovit.models.tokens)
+    "map-all": dict(token_map_channels="all"),
     "views-16": dict(token_views=16),  # --token-views 16: twice the cached augmented views of each training image
     # --feature-layers: which of the ViT-Ti's 12 blocks the decoder gives back (the default: 2-9, two groups of four)
     "layers-1-8": dict(feature_layers=tuple(range(1, 9))),  # one block earlier: groups 1-4 and 5-8

@@ -266,7 +266,7 @@ def test_max_merge_judges_each_group_against_its_normal_peaks() -> None:
 def test_the_map_localises_without_the_massive_channels() -> None:
     """map_channels="ordinary": the channels over MASSIVE_RATIO times their group's median energy are left out of the
     localising map's cosine, not of the judging map's; forward gives both (localising first), each merged over its
-    own peak levels; "all" gives the one map, as runs saved before did."""
+    own peak levels, and the loss counts both; "all" gives the one map, as runs saved before did."""
     torch.manual_seed(0)
     kw = dict(layers=(0, 1, 2, 3), depth=2, dropout=0.0, encoder_overrides=TINY, merge="max")
     model = TokenAnoViT(32, "vit_tiny_patch16_224", 8, map_channels="ordinary", **kw).eval()
@@ -289,10 +289,13 @@ def test_the_map_localises_without_the_massive_channels() -> None:
     keep = torch.ones(32)
     keep[5] = 0
     without = [full[0], 1 - torch.cosine_similarity(a1 * keep, b1 * keep, dim=-1)]
-    dists = model.map_distances(images)
+    dists = model.distances(images)
     for got, want in zip(dists, full + without):
         torch.testing.assert_close(got, want)
     assert not torch.allclose(dists[3], dists[1])
+    # the loss counts each group over all channels and over the ordinary ones: the decoder learns both
+    plain = torch.stack([d.mean() for d in full + without]).mean()
+    assert model.loss(images, 0.0).item() == pytest.approx(plain.item(), rel=1e-5)
     assert model.peak_levels(images).shape == (3, 4)
     model.set_peak_levels(torch.tensor([0.5, 2.0, 1.0, 4.0]))
     maps = model(images)

@@ -1,7 +1,7 @@
 """Evaluation as plain functions: ``score_images`` (one batch), ``evaluate`` (a labelled dataset ->
 :class:`Evaluation` with its AUROCs), ``measure_scales`` (the score maps' means on normal images),
-``measure_peak_levels`` (the token model's groups' peak levels on normal images), ``measure_channel_energy`` (its
-channels' energy there) and ``measure_token_levels`` (both, into the model)."""
+``measure_peak_levels`` (the token model's groups' peak levels on normal images) and ``measure_channel_energy`` (its
+channels' energy there)."""
 
 from __future__ import annotations
 
@@ -149,19 +149,6 @@ def measure_channel_energy(
             return model.channel_energy(x).flatten(1)  # (B, G x D)
 
     return _mean_over(dataset, device, batch_size, energy, shape[0] * shape[1]).float().view(shape)
-
-
-def measure_token_levels(model: nn.Module, dataset: Dataset, device: torch.device, precision: Precision) -> bool:
-    """What a trained token model reads from normal images (``dataset``), measured into its buffers: the ordinary
-    channels its map localises with (``map_channels="ordinary"``), then its groups' peak levels, which depend on them
-    (``merge="max"``). False where the model has neither (nothing changed)."""
-    ordinary = getattr(model, "map_channels", None) == "ordinary"
-    if ordinary:
-        model.set_ordinary_channels(measure_channel_energy(model, dataset, device, precision))
-    peaks = getattr(model, "merge", None) == "max"
-    if peaks:
-        model.set_peak_levels(measure_peak_levels(model, dataset, device, precision))
-    return ordinary or peaks
 
 
 @torch.no_grad()

@@ -14,9 +14,10 @@ normal peaks, so neither group's noise drowns what the other sees.
 A few channels of a pretrained ViT's middle blocks carry massive activations (Sun et al., "Massive Activations in
 Large Language Models", COLM 2024, find them in ViTs too): in the ViT-Ti's blocks 6-9 one channel holds over 90 % of
 the tokens' energy, so the cosine there reads little but that channel. With ``map_channels="ordinary"`` the map a
-defect is localised on leaves those channels out (found on the normal hold-out after training, where a channel's
+defect is localised on leaves those channels out (found on the normal hold-out before training, where a channel's
 mean square is over :data:`MASSIVE_RATIO` times the median channel's, and saved with the weights), while the image
-score still reads the cosine over all channels, whose verdicts they help: ``forward`` then gives both maps.
+score still reads the cosine over all channels, whose verdicts they help: ``forward`` then gives both maps, and the
+loss counts the cosine over the ordinary channels beside the one over all, so that the decoder learns them too.
 
 Training sees normal images only and weights the best-reconstructed share of the patches down (Dinomaly's loose,
 hard-mined loss), so the decoder does not sharpen what it already gives back at the cost of the rest.
@@ -156,15 +157,10 @@ class TokenAnoViT(nn.Module):
         return list(zip(target.unbind(1), _grouped(self.decode(target), self.groups)))
 
     def distances(self, images: torch.Tensor, cached: bool = False) -> list[torch.Tensor]:
-        """(B, 3, H, W) in [0, 1] (or, ``cached``, their targets) -> per group of blocks, 1 - cosine of each patch's
-        tokens and their reconstruction, (B, N) fp32."""
-        return [1 - F.cosine_similarity(a.float(), b.float(), dim=-1) for a, b in self.pairs(images, cached)]
-
-    def map_distances(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """(B, 3, H, W) in [0, 1] -> per map and group of blocks (the judging map's groups first), 1 - cosine of each
-        patch's tokens and their reconstruction, (B, N) fp32: over all channels, then, with ``map_channels=
-        "ordinary"``, over the ordinary ones (one decoder pass for both)."""
-        pairs = [(a.float(), b.float()) for a, b in self.pairs(images)]
+        """(B, 3, H, W) in [0, 1] (or, ``cached``, their targets) -> per map and group of blocks (the judging map's
+        groups first), 1 - cosine of each patch's tokens and their reconstruction, (B, N) fp32: over all channels,
+        then, with ``map_channels="ordinary"``, over the ordinary ones (one decoder pass for both)."""
+        pairs = [(a.float(), b.float()) for a, b in self.pairs(images, cached)]
         out = [1 - F.cosine_similarity(a, b, dim=-1) for a, b in pairs]
         if self.map_channels == "ordinary":
             out += [1 - F.cosine_similarity(a * w, b * w, dim=-1) for (a, b), w in zip(pairs, self.ordinary)]
@@ -178,7 +174,7 @@ class TokenAnoViT(nn.Module):
         DistributedDataParallel's)."""
         if easy_share is not None:
             return self.loss(images, easy_share, cached)
-        dists = self.map_distances(images)  # [(B, N)] per map and group
+        dists = self.distances(images)  # [(B, N)] per map and group
         if self.merge == "max":
             dists = [d / p for d, p in zip(dists, self.group_peaks)]
         per_map = [dists[i : i + self.groups] for i in range(0, len(dists), self.groups)]  # judging map first
@@ -192,8 +188,8 @@ class TokenAnoViT(nn.Module):
     @torch.no_grad()
     def peak_levels(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normal images in [0, 1] -> (B, maps x G): each map's and group's mean over its highest
-        :data:`PEAK_SHARE` of each image's patches (the order of :meth:`map_distances`)."""
-        groups = self.map_distances(images)  # [(B, N)]
+        :data:`PEAK_SHARE` of each image's patches (the order of :meth:`distances`)."""
+        groups = self.distances(images)  # [(B, N)]
         k = max(1, round(PEAK_SHARE * groups[0].shape[1]))
         return torch.stack([d.topk(k, dim=1).values.mean(dim=1) for d in groups], dim=1)
 
@@ -216,8 +212,10 @@ class TokenAnoViT(nn.Module):
         self.ordinary.copy_(ordinary.to(self.ordinary.dtype))
 
     def loss(self, images: torch.Tensor, easy_share: float, cached: bool = False) -> torch.Tensor:
-        """Mean over the groups of the patches' 1 - cosine, the lowest ``easy_share`` of them weighted
-        :data:`EASY_WEIGHT`: a scalar in fp32. ``images`` as in :meth:`pairs`."""
+        """Mean over the maps' groups (:meth:`distances`) of the patches' 1 - cosine, the lowest ``easy_share`` of
+        each weighted :data:`EASY_WEIGHT`: a scalar in fp32. With ``map_channels="ordinary"`` each group counts over
+        all channels and over the ordinary ones, so that the decoder learns the channels its map localises with and
+        not the massive ones alone. ``images`` as in :meth:`pairs`."""
         total = torch.zeros((), device=images.device)
         groups = self.distances(images, cached)
         for d in groups:  # (B, N)

@@ -21,7 +21,7 @@ from anovit.data.datasets import SplittableDataset
 from anovit.data.transforms import build_augment
 from anovit.deploy.api import Run, load_run
 from anovit.errors import InputError
-from anovit.evaluation.evaluate import measure_scales, measure_token_levels
+from anovit.evaluation.evaluate import measure_channel_energy, measure_peak_levels, measure_scales
 from anovit.evaluation.position import fit_position_norm
 from anovit.evaluation.thresholds import Thresholds, save_thresholds
 from anovit.evaluation.thresholds import calibrate as thresholds_from
@@ -133,6 +133,16 @@ def train_on(
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(run_dir, cfg)
         write_json(run_dir / "data.json", data)
+    holdout, about = (
+        (val_set, f"the validation hold-out of the training images ({len(val_idx)} normal)")
+        if val_set is not None
+        else (normal.subset(train_idx), f"the training images ({len(train_idx)} normal; no hold-out)")
+    )
+    if getattr(model, "map_channels", None) == "ordinary":  # what the token decoder learns and its map localises with
+        with torch.random.fork_rng(devices=[]):  # measuring leaves training's random stream as the seed set it
+            model.set_ordinary_channels(measure_channel_energy(model, holdout, dev, cfg.train.precision))
+        left_out = (model.ordinary == 0).nonzero().tolist()
+        log.info("token map: massive channels left out ([group, channel]) on %s: %s", about, left_out or "none")
     start = time.perf_counter()
     if cfg.model.name == "knn":  # no training: the memory bank of the training images' patch features
         cfg = _build_bank(cfg, model, normal.subset(train_idx), run_dir, dev, progress, data)
@@ -142,20 +152,12 @@ def train_on(
     seconds = time.perf_counter() - start
     if dist.is_main() and (gone := clear_derived(run_dir)):  # they described the previous weights
         log.info("removed what the previous model made: %s", ", ".join(gone))
-    holdout, about = (
-        (val_set, f"the validation hold-out of the training images ({len(val_idx)} normal)")
-        if val_set is not None
-        else (normal.subset(train_idx), f"the training images ({len(train_idx)} normal; no hold-out)")
-    )
-    if measure_token_levels(model, holdout, dev, cfg.train.precision):  # saved with the weights
+    if getattr(model, "merge", None) == "max":  # the token groups' peak levels, saved with the weights
+        model.set_peak_levels(measure_peak_levels(model, holdout, dev, cfg.train.precision))
         if dist.is_main():
             save_weights(model, run_dir / WEIGHTS_FILE)
-        if model.map_channels == "ordinary":
-            left_out = (model.ordinary == 0).nonzero().tolist()
-            log.info("token map: massive channels left out ([group, channel]) on %s: %s", about, left_out or "none")
-        if model.merge == "max":
-            peaks = ", ".join(f"{v:.4g}" for v in model.group_peaks.tolist())
-            log.info("token groups' peak levels on %s: %s", about, peaks)
+        peaks = ", ".join(f"{v:.4g}" for v in model.group_peaks.tolist())
+        log.info("token groups' peak levels on %s: %s", about, peaks)
     if len(cfg.score.kinds) > 1:
         cfg = replace(
             cfg, score=replace(cfg.score, scales=measure_scales(model, holdout, cfg.score, dev, cfg.train.precision))
