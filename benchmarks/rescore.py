@@ -186,7 +186,7 @@ def with_map_channels(
     cfg: RunConfig, trained: torch.nn.Module, channels: str, holdout: Dataset, dev: torch.device
 ) -> torch.nn.Module:
     """A token run's model rebuilt to localise with ``channels`` (``ModelConfig.token_map_channels``): its trained
-    weights, and what training measures on the hold-out after training measured again."""
+    weights, and what training measures on the hold-out (its ordinary channels, its peak levels) measured again."""
     model = build_model(replace(cfg.model, token_map_channels=channels), load_encoder_weights=False)
     measured = ("group_peaks", "ordinary")
     model.load_state_dict({k: v for k, v in trained.state_dict().items() if k not in measured}, strict=False)
