@@ -204,9 +204,9 @@ class TokenAnoViT(nn.Module):
         return self.targets(images).float().pow(2).mean(dim=2)
 
     def set_ordinary_channels(self, energy: torch.Tensor) -> None:
-        """From the channels' energy on normal images (G, D) (:meth:`channel_energy`), keep for the localising map
-        each group's channels up to :data:`MASSIVE_RATIO` times its median channel's; before the peak levels, which
-        depend on them."""
+        """From the channels' energy on normal images (G, D) (:meth:`channel_energy`), keep for the localising map and
+        the loss each group's channels up to :data:`MASSIVE_RATIO` times its median channel's: before training (the
+        loss reads them) and before the peak levels (which depend on them)."""
         median = energy.median(dim=1, keepdim=True).values  # (G, 1)
         ordinary = (energy <= MASSIVE_RATIO * median) | (median <= 0)  # a group mostly silent has no scale to judge by
         self.ordinary.copy_(ordinary.to(self.ordinary.dtype))
