@@ -11,6 +11,8 @@ A variant is ``key=value`` pairs joined by ``;``:
 - ``score=l2+feature``: a subset of the run's score kinds (each keeps the scale training measured);
 - ``image=max|mean|top1|std``: the image score taken from the map;
 - ``border=0.05``: the share of the image size at each edge that the image score ignores;
+- ``band=0.05``: the image score read from that outer band of the map alone, its interior left out (what the border
+  holds: an experiment, not an option of the package);
 - ``shift=4``: the test-time shift in pixels (``ScoreConfig.test_shift``; 0: one view);
 - ``grid=K:D``: K x K shifted views instead of the shift's four, D px apart in each axis and centred on the image
   (``3:5``: offsets -5, 0, 5; ``4:4``: -6, -2, 2, 6); an experiment, not an option of the package;
@@ -58,7 +60,20 @@ from anovit.models.checkpoint import load_trained_model
 from anovit.runtime.device import resolve_device
 from anovit.scoring import maps  # noqa: E402
 
-VARIANT_KEYS = ("layers", "sigma", "flips", "score", "image", "masks", "shift", "grid", "precision", "border", "map")
+VARIANT_KEYS = (
+    "layers",
+    "sigma",
+    "flips",
+    "score",
+    "image",
+    "masks",
+    "shift",
+    "grid",
+    "precision",
+    "border",
+    "band",
+    "map",
+)
 
 
 def parse_variant(text: str) -> dict[str, str]:
@@ -146,14 +161,16 @@ def main() -> None:
                 test_masks=int(opts.get("masks", cfg.score.test_masks)),
                 border=float(opts.get("border", cfg.score.border)),
             )
-            own_offsets = maps.shift_offsets
+            own_offsets, own_image_scores = maps.shift_offsets, maps.image_scores
             if "grid" in opts:  # combined_map asks maps.shift_offsets for its views
                 grid = grid_offsets(opts["grid"])
                 maps.shift_offsets = lambda _shift, grid=grid: grid
+            if "band" in opts:  # score_batch asks maps.image_scores for the image scores
+                maps.image_scores = band_image_scores(float(opts["band"]), own_image_scores)
             try:
                 ev = evaluate(model, test, score, dev, opts.get("precision", cfg.train.precision), progress=False)
             finally:
-                maps.shift_offsets = own_offsets
+                maps.shift_offsets, maps.image_scores = own_offsets, own_image_scores
             rows.append(
                 dict(
                     data=label,
@@ -173,6 +190,19 @@ def main() -> None:
             if reference is not None:
                 reference.layers = own_layers
     write_table(rows, variants, out / f"{args.table}.md")
+
+
+def band_image_scores(share: float, image_scores: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """``image_scores`` read from the outer ``share`` of the map's side at each edge alone: (B, H, W) -> (B,)."""
+
+    def scores(smoothed: torch.Tensor, _border: float, how: str = "max") -> torch.Tensor:
+        h, w = int(smoothed.shape[-2]), int(smoothed.shape[-1])
+        bh, bw = round(share * h), round(share * w)
+        band = torch.ones(h, w, dtype=torch.bool, device=smoothed.device)
+        band[bh : h - bh, bw : w - bw] = False
+        return image_scores(smoothed[:, band].unsqueeze(1), 0.0, how)  # (B, 1, pixels of the band)
+
+    return scores
 
 
 def hold_out(root: Path, category: str, cfg: RunConfig) -> Dataset:

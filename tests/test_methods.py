@@ -154,6 +154,17 @@ def test_image_score_ignores_the_border() -> None:
     maps[1, 20, 20] = 3.0  # a defect inside
     assert image_scores(maps, 0.0).tolist() == [9.0, 3.0]
     assert image_scores(maps, 0.05).tolist() == [0.0, 3.0]
+    # the CPU defaults judge the map without its outer 5 % (their ViT's corner patches are given back worst on normal
+    # images); the paper's max and PatchCore's read all of it; a user's --border wins; one-class data: test_benchmark
+    hot = torch.zeros(1, 224, 224)
+    hot[0, :11, :11] = 1.0  # the outer 11 px at 224 px: left out
+    hot[0, 11:, 11:] = 0.5  # the interior, as far as its corner
+    for preset in ("tokens", "tiny"):
+        score = resolve_config(preset).score
+        assert image_scores(hot, score.border, "max").item() == 0.5, preset
+    assert resolve_config("paper").score.border == 0.0 and resolve_config(model="knn").score.border == 0.0
+    assert resolve_config(border=0.0).score.border == 0.0
+    assert resolve_config(model="knn", border=0.1).score.border == 0.1
 
 
 def test_image_score_max_mean_and_top_share() -> None:
