@@ -22,7 +22,10 @@ A variant is ``key=value`` pairs joined by ``;``:
 - ``map=all|ordinary``: the channels a token run's map localises with (``ModelConfig.token_map_channels``): the
   model rebuilt so, the weights kept (a run trained with the loss over all channels keeps it), the ordinary channels
   and peak levels measured on the run's own hold-out as training measures them (``--benchmark`` of MVTec-layout runs
-  only).
+  only);
+- ``peaks=0.05``: a token run's group peak levels measured again on its hold-out without the patches that reach into
+  that outer share of the side (training measures them without the image score's border; a run saved with border 0
+  measured them over every patch; ``--benchmark`` of MVTec-layout runs only).
 
 The default variant ``base`` keeps the run's own settings. Writes OUT/rescore.json (every variant
 measured so far) and OUT/TABLE.md (the variants given). The runs are the ablation's
@@ -73,6 +76,7 @@ VARIANT_KEYS = (
     "border",
     "band",
     "map",
+    "peaks",
 )
 
 
@@ -134,11 +138,14 @@ def main() -> None:
             if (label, setting, v) in done:
                 continue
             model = trained
-            if "map" in opts:
+            if "map" in opts or "peaks" in opts:
                 if not (cfg.model.token_decoder_depth and args.benchmark and args.data):
                     continue  # a token run of an MVTec-layout benchmark: its hold-out is read again
                 category = label.split("/", 1)[1]
-                model = with_map_channels(cfg, trained, opts["map"], hold_out(args.data, category, cfg), dev)
+                channels = opts.get("map", cfg.model.token_map_channels)
+                peaks_border = float(opts.get("peaks", cfg.score.border))
+                holdout = hold_out(args.data, category, cfg)
+                model = with_map_channels(cfg, trained, channels, holdout, dev, peaks_border)
             if "layers" in opts:
                 layers = tuple(int(i) for i in opts["layers"].split("+"))
                 if reference is None or max(layers) >= len(reference.vit.blocks):
@@ -213,10 +220,16 @@ def hold_out(root: Path, category: str, cfg: RunConfig) -> Dataset:
 
 
 def with_map_channels(
-    cfg: RunConfig, trained: torch.nn.Module, channels: str, holdout: Dataset, dev: torch.device
+    cfg: RunConfig,
+    trained: torch.nn.Module,
+    channels: str,
+    holdout: Dataset,
+    dev: torch.device,
+    peaks_border: float,
 ) -> torch.nn.Module:
     """A token run's model rebuilt to localise with ``channels`` (``ModelConfig.token_map_channels``): its trained
-    weights, and what training measures on the hold-out (its ordinary channels, its peak levels) measured again."""
+    weights, and what training measures on the hold-out (its ordinary channels, its peak levels, these without the
+    patches in the outer ``peaks_border`` of the side) measured again."""
     model = build_model(replace(cfg.model, token_map_channels=channels), load_encoder_weights=False)
     measured = ("group_peaks", "ordinary")
     model.load_state_dict({k: v for k, v in trained.state_dict().items() if k not in measured}, strict=False)
@@ -224,7 +237,7 @@ def with_map_channels(
     if channels == "ordinary":
         model.set_ordinary_channels(measure_channel_energy(model, holdout, dev, cfg.train.precision))
     if model.merge == "max":
-        model.set_peak_levels(measure_peak_levels(model, holdout, dev, cfg.train.precision))
+        model.set_peak_levels(measure_peak_levels(model, holdout, dev, cfg.train.precision, border=peaks_border))
     return model
 
 

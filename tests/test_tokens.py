@@ -244,7 +244,8 @@ def test_linear_attention_is_the_normalised_kernel_form_with_the_blocks_own_weig
 
 def test_max_merge_judges_each_group_against_its_normal_peaks() -> None:
     """merge="max": each group's distance over its peak level, the larger of the two per patch; the levels are the
-    mean of each image's top 1 % of patches (here one of 16), stored as a buffer with the weights."""
+    mean of each image's top 1 % of patches (here one of 16) inside the image score's border, stored as a buffer with
+    the weights."""
     torch.manual_seed(0)
     kw = dict(layers=(0, 1, 2, 3), depth=2, dropout=0.0, encoder_overrides=TINY)
     model = TokenAnoViT(32, "vit_tiny_patch16_224", 8, merge="max", **kw).eval()
@@ -252,6 +253,10 @@ def test_max_merge_judges_each_group_against_its_normal_peaks() -> None:
     first, second = model.distances(images)  # (3, 16) each
     levels = model.peak_levels(images)  # (3, 2)
     torch.testing.assert_close(levels, torch.stack([first.amax(1), second.amax(1)], dim=1))
+    # measured where the image score reads: its border (a quarter of the side here) leaves the grid's outer ring out
+    inner = [d.view(3, 4, 4)[:, 1:3, 1:3].flatten(1).amax(1) for d in (first, second)]
+    torch.testing.assert_close(model.peak_levels(images, border=0.25), torch.stack(inner, dim=1))
+    torch.testing.assert_close(model.peak_levels(images, border=0.05), torch.stack(inner, dim=1))  # any overlap
     model.set_peak_levels(torch.tensor([0.5, 2.0]))
     expected = torch.maximum(first / 0.5, second / 2.0).view(3, 1, 4, 4)
     expected = torch.nn.functional.interpolate(expected, size=(32, 32), mode="bilinear", align_corners=False)

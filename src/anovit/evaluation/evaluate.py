@@ -121,15 +121,21 @@ def measure_scales(
 
 @torch.no_grad()
 def measure_peak_levels(
-    model: nn.Module, dataset: Dataset, device: torch.device, precision: Precision = "fp32", batch_size: int = 16
+    model: nn.Module,
+    dataset: Dataset,
+    device: torch.device,
+    precision: Precision = "fp32",
+    batch_size: int = 16,
+    border: float = 0.0,
 ) -> torch.Tensor:
-    """The token model's peak level of each group of blocks (:meth:`anovit.models.tokens.TokenAnoViT.peak_levels`)
-    averaged over ``dataset`` (normal images), over all ranks: (G,)."""
+    """The token model's peak level of each group of blocks (:meth:`anovit.models.tokens.TokenAnoViT.peak_levels`,
+    without the patches in the image score's ``border``) averaged over ``dataset`` (normal images), over all ranks:
+    (maps x G,)."""
     model.eval().to(device)
 
     def levels(x: torch.Tensor) -> torch.Tensor:
         with autocast(device, precision):
-            return model.peak_levels(x)  # (B, maps x G)
+            return model.peak_levels(x, border)  # (B, maps x G)
 
     return _mean_over(dataset, device, batch_size, levels, model.groups * model.maps).float()
 

@@ -8,8 +8,9 @@ blocks are compared in two groups (``groups``: the earlier and the later half, e
 cannot give back is anomalous, so the score map is 1 - cosine per patch, summed over the groups (``merge="sum"``) or,
 with ``merge="max"``, the larger of the two after each is divided by its peak level on normal images (the mean of
 each hold-out image's highest 1 % of patches, :meth:`TokenAnoViT.peak_levels`, measured after training and saved
-with the weights): a patch is as anomalous as the group that finds it most so, each judged against its own
-normal peaks, so neither group's noise drowns what the other sees.
+with the weights, over the patches the image score reads: the grid's outer ring, where the ViT's corner patches peak
+on every normal image, is left out with the score's border): a patch is as anomalous as the group that finds it most
+so, each judged against its own normal peaks, so neither group's noise drowns what the other sees.
 
 A few channels of a pretrained ViT's middle blocks carry massive activations (Sun et al., "Massive Activations in
 Large Language Models", COLM 2024, find them in ViTs too): in the ViT-Ti's blocks 6-9 one channel holds over 90 % of
@@ -29,6 +30,7 @@ default's ViT-Ti/16), and the ramp of the hard-mined share over the first steps.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -186,10 +188,14 @@ class TokenAnoViT(nn.Module):
         return up.squeeze(1) if self.maps == 1 else up
 
     @torch.no_grad()
-    def peak_levels(self, images: torch.Tensor) -> torch.Tensor:
+    def peak_levels(self, images: torch.Tensor, border: float = 0.0) -> torch.Tensor:
         """(B, 3, H, W) normal images in [0, 1] -> (B, maps x G): each map's and group's mean over its highest
-        :data:`PEAK_SHARE` of each image's patches (the order of :meth:`distances`)."""
-        groups = self.distances(images)  # [(B, N)]
+        :data:`PEAK_SHARE` of each image's patches (the order of :meth:`distances`), without the patches that reach
+        into the outer ``border`` share of the side at each edge (``ScoreConfig.border``, which the image score
+        leaves out)."""
+        gh, gw = self.grid
+        rh, rw = (min(math.ceil(border * n), (n - 1) // 2) for n in (gh, gw))  # rings of patches left out
+        groups = [d.view(-1, gh, gw)[:, rh : gh - rh, rw : gw - rw].flatten(1) for d in self.distances(images)]
         k = max(1, round(PEAK_SHARE * groups[0].shape[1]))
         return torch.stack([d.topk(k, dim=1).values.mean(dim=1) for d in groups], dim=1)
 

@@ -153,7 +153,7 @@ def train_on(
     if dist.is_main() and (gone := clear_derived(run_dir)):  # they described the previous weights
         log.info("removed what the previous model made: %s", ", ".join(gone))
     if getattr(model, "merge", None) == "max":  # the token groups' peak levels, saved with the weights
-        model.set_peak_levels(measure_peak_levels(model, holdout, dev, cfg.train.precision))
+        model.set_peak_levels(measure_peak_levels(model, holdout, dev, cfg.train.precision, border=cfg.score.border))
         if dist.is_main():
             save_weights(model, run_dir / WEIGHTS_FILE)
         peaks = ", ".join(f"{v:.4g}" for v in model.group_peaks.tolist())
