@@ -27,9 +27,9 @@ TOKEN_VIEWS = 8
 # sample the 14 x 14 patch grid between its cells
 TOKEN_TEST_SHIFT = 4
 KNN_SIGMA = 4.0  # PatchCore's smoothing of its distance map
-# the share of the map's side at each edge that the image score of the CPU defaults leaves out: the ViT's corner and
-# edge patches are given back worst on the normal images of every set (README, "The image score leaves out the
-# border"), and a defect wholly inside the outer 5 % is rare on parts framed for inspection
+# the share of the map's side at each edge that the image score of the CPU defaults leaves out (and the token groups'
+# peak levels with it): the ViT's corner patches are given back worst on the normal images of every set (README, "The
+# image score leaves out the border"), and a defect wholly inside the outer 5 % is rare on parts framed for inspection
 IMAGE_SCORE_BORDER = 0.05
 
 # paper: the published setting for MVTec AD: ViT-B/16 (ImageNet-21k, fine-tuned on 1k) at 384 px, reconstruct, L2.
