@@ -31,7 +31,7 @@ from anovit.runtime.device import resolve_device  # noqa: E402
 from anovit.runtime.precision import autocast  # noqa: E402
 from anovit.scoring.maps import combined_map  # noqa: E402
 from anovit.scoring.smoothing import gaussian_blur  # noqa: E402
-from rescore import hold_out  # noqa: E402
+from rescore import band_mask, hold_out  # noqa: E402
 
 
 @torch.no_grad()
@@ -54,8 +54,7 @@ def ratios(mean_map: torch.Tensor, share: float) -> dict[str, float]:
     """The corners' and the outer band's mean level over the interior's."""
     h, w = mean_map.shape
     bh, bw = round(share * h), round(share * w)
-    band = torch.ones(h, w, dtype=torch.bool)
-    band[bh : h - bh, bw : w - bw] = False
+    band = band_mask(h, w, share)
     corners = torch.stack(
         [mean_map[:bh, :bw].mean(), mean_map[:bh, -bw:].mean(), mean_map[-bh:, :bw].mean(), mean_map[-bh:, -bw:].mean()]
     )
@@ -66,13 +65,11 @@ def ratios(mean_map: torch.Tensor, share: float) -> dict[str, float]:
 def masks_in_band(data: Path, category: str, share: float, size: int) -> dict[str, int]:
     """How many of the category's test masks, resized to ``size`` px, reach into the outer band, or lie in it."""
     out = {"masks": 0, "reach": 0, "inside": 0}
-    b = round(share * size)
+    band = band_mask(size, size, share).numpy()
     for sample in mvtec_samples(data, category, "test"):
         if sample.mask is None:
             continue
         mask = np.asarray(Image.open(sample.mask).convert("L").resize((size, size), Image.NEAREST)) > 127
-        band = np.ones_like(mask)
-        band[b : size - b, b : size - b] = False
         out["masks"] += 1
         out["reach"] += bool((mask & band).any())
         out["inside"] += bool(mask.any() and not (mask & ~band).any())

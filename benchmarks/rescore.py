@@ -203,13 +203,18 @@ def band_image_scores(share: float, image_scores: Callable[..., torch.Tensor]) -
     """``image_scores`` read from the outer ``share`` of the map's side at each edge alone: (B, H, W) -> (B,)."""
 
     def scores(smoothed: torch.Tensor, _border: float, how: str = "max") -> torch.Tensor:
-        h, w = int(smoothed.shape[-2]), int(smoothed.shape[-1])
-        bh, bw = round(share * h), round(share * w)
-        band = torch.ones(h, w, dtype=torch.bool, device=smoothed.device)
-        band[bh : h - bh, bw : w - bw] = False
+        band = band_mask(int(smoothed.shape[-2]), int(smoothed.shape[-1]), share).to(smoothed.device)
         return image_scores(smoothed[:, band].unsqueeze(1), 0.0, how)  # (B, 1, pixels of the band)
 
     return scores
+
+
+def band_mask(h: int, w: int, share: float) -> torch.Tensor:
+    """(H, W) bool: True on the outer ``share`` of the side at each edge (the pixels ``--border`` leaves out)."""
+    bh, bw = round(share * h), round(share * w)
+    band = torch.ones(h, w, dtype=torch.bool)
+    band[bh : h - bh, bw : w - bw] = False
+    return band
 
 
 def hold_out(root: Path, category: str, cfg: RunConfig) -> Dataset:

@@ -103,7 +103,7 @@ class ModelConfig:
     token_attention: TokenAttention = "softmax"
     # The channels the token map's cosine reads where it localises: "all" (what a config.json without the field was
     # trained with), or "ordinary": all but the encoder's few massive activations (channels whose energy on normal
-    # tokens is over a thousand times the median channel's, measured after training and stored with the weights),
+    # tokens is over a thousand times the median channel's, measured before training and stored with the weights),
     # whose size drowns the rest of a patch in the cosine. The image score reads all channels in both.
     token_map_channels: TokenMapChannels = "all"
     # The image score read from the score map standardised at each pixel by its mean and spread on the normal
